@@ -1,0 +1,1 @@
+"""CLLM Explorer: Jacobi decoding and Consistency LLMs, exact and visible."""

@@ -1,0 +1,108 @@
+"""Benchmarks: AR vs Jacobi on each model over a prompt set, and the cost of an n-token pass.
+
+Figures are measured here and printed; tests check behaviour, never timings.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+
+import torch
+
+from cllm import stats
+from cllm.decode import encode_prompt
+from cllm.jacobi import CachedLM, JacobiConfig, greedy_decode, jacobi_decode
+from cllm.models import LoadedModel, device_label
+
+COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
+           "matches_ar", "fast_forwarded", "stationary", "overhead")
+
+
+@contextmanager
+def forward_timer(model):
+    """Accumulate the seconds spent inside model.forward (public nn.Module hooks, nothing patched)."""
+    spent, started = [0.0], [0.0]
+    pre = model.register_forward_pre_hook(lambda *_: started.__setitem__(0, time.perf_counter()))
+    post = model.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter() - started[0]))
+    try:
+        yield spent
+    finally:
+        pre.remove()
+        post.remove()
+
+
+def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> list[dict]:
+    """Two rows for one model: greedy AR, then Jacobi, over the same prompts."""
+    ids = [encode_prompt(loaded, p) for p in prompts]
+    model, eos = loaded.model, loaded.eos_token_id
+    greedy_decode(model, ids[0], config.max_new_tokens, eos)  # warm-up: first calls pay allocations
+    jacobi_decode(model, ids[0], config, eos)
+    ar = [greedy_decode(model, p, config.max_new_tokens, eos) for p in ids]
+    with forward_timer(model) as forward_seconds:
+        trajs = [jacobi_decode(model, p, config, eos) for p in ids]
+    ar_seconds = sum(r.seconds for r in ar)
+    ar_tokens = sum(len(r.tokens) for r in ar)
+    jac_seconds = sum(t.decode_seconds for t in trajs)
+    jac_tokens = sum(len(t.tokens) for t in trajs)
+    passes = sum(t.forward_passes for t in trajs)
+    summaries = [stats.run_summary(t) for t in trajs]
+    common = {"model": loaded.name, "prompts": len(ids)}
+    return [
+        common | {"decoder": "ar", "tokens": ar_tokens, "forward_passes": ar_tokens, "tpf": 1.0,
+                  "tokens_per_s": ar_tokens / ar_seconds, "speedup": 1.0, "matches_ar": 1.0,
+                  "fast_forwarded": 0, "stationary": 0, "overhead": None},
+        common | {"decoder": "jacobi", "tokens": jac_tokens, "forward_passes": passes,
+                  "tpf": stats.tokens_per_forward(jac_tokens, passes), "tokens_per_s": jac_tokens / jac_seconds,
+                  "speedup": ar_seconds / jac_seconds,
+                  "matches_ar": sum(t.tokens == r.tokens for t, r in zip(trajs, ar)) / len(ids),
+                  "fast_forwarded": sum(s["fast_forwarded"] for s in summaries),
+                  "stationary": sum(s["stationary"] for s in summaries),
+                  "overhead": 1.0 - forward_seconds[0] / jac_seconds},
+    ]
+
+
+def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig) -> dict:
+    rows = [row for loaded in models for row in bench_model(loaded, prompts, config)]
+    device = models[0].model.device
+    return {"device": device_label(device), "threads": torch.get_num_threads(), "n": config.n,
+            "max_new_tokens": config.max_new_tokens, "rows": rows}
+
+
+def block_cost(loaded: LoadedModel, widths: list[int], context: int = 64, repeats: int = 20) -> list[dict]:
+    """Median time of one forward pass feeding `w` tokens after `context` cached ones, relative to w = 1."""
+    model = loaded.model
+    vocab = model.get_output_embeddings().weight.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    prefix = torch.randint(vocab, (context,), generator=gen).tolist()
+    times = {}
+    with torch.inference_mode():
+        lm = CachedLM(model)
+        lm.feed(prefix)
+        for w in [1, *widths]:
+            block = torch.randint(vocab, (w,), generator=gen).tolist()
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                lm.feed(block)[-1].argmax().item()  # .item() waits for the GPU
+                samples.append(time.perf_counter() - t0)
+                lm.rollback(context)
+            times[w] = statistics.median(samples)
+    return [{"n": w, "seconds": times[w], "relative_to_1": times[w] / times[1]} for w in widths]
+
+
+def format_table(rows: list[dict], columns=COLUMNS) -> str:
+    """Plain fixed-width table (no extra dependency) of the bench rows."""
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return str(v)

@@ -1,0 +1,145 @@
+"""python -m cllm {decode,bench,block-cost}: one clear error line and exit 2 on bad input."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cllm.jacobi import INITS, JacobiConfig
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
+from cllm.trajectory import TrajectoryError, save_trajectory
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not a usage dump
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m cllm", description="Jacobi decoding and Consistency LLMs")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    dec = sub.add_parser("decode", help="Jacobi-decode one prompt and show its trajectory")
+    dec.add_argument("--model", default=DEFAULT_CLLM, help="registry name, local folder or hub id")
+    dec.add_argument("--prompt", required=True)
+    _decoding_args(dec)
+    dec.add_argument("--check-ar", action="store_true", help="also run greedy AR and compare")
+    dec.add_argument("--json", action="store_true", help="print one JSON object")
+    dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
+    dec.add_argument("--trust-remote-code", action="store_true")
+
+    bench = sub.add_parser("bench", help="AR vs Jacobi on each model over a prompt set")
+    bench.add_argument("--base", default=DEFAULT_BASE)
+    bench.add_argument("--cllm", default=None, help=f"second model (default {DEFAULT_CLLM} with the default base)")
+    bench.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
+    bench.add_argument("--limit", type=int, default=None, help="use the first N prompts")
+    _decoding_args(bench)
+    bench.add_argument("--json", action="store_true")
+
+    cost = sub.add_parser("block-cost", help="time of one n-token forward pass relative to a 1-token pass")
+    cost.add_argument("--model", default=DEFAULT_BASE)
+    cost.add_argument("--widths", default="1,2,4,8,16,32,64")
+    cost.add_argument("--device", default="auto")
+    cost.add_argument("--json", action="store_true")
+    return parser
+
+
+def _decoding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=16, help="block size")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _config(args) -> JacobiConfig:
+    return JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init)
+
+
+def cmd_decode(args) -> None:
+    from cllm.decode import check_prompt, decode_prompt
+    from cllm.render import terminal_lines
+    from cllm.stats import run_summary
+
+    config = _config(args)
+    check_prompt(args.prompt)
+    loaded = load_model(args.model, args.device, args.trust_remote_code)
+    traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar)
+    if args.save:
+        save_trajectory(traj, args.save)
+    if args.json:
+        print(json.dumps(decode_json(traj, run_summary(traj)), ensure_ascii=False))
+    else:
+        print("\n".join(terminal_lines(traj, color=sys.stdout.isatty())))
+
+
+def decode_json(traj, summary: dict) -> dict:
+    out = {
+        "model": traj.meta.model, "prompt": traj.prompt, "prompt_ids": traj.prompt_ids, "tokens": traj.tokens,
+        "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
+        "device": traj.meta.device, "dtype": traj.meta.dtype,
+        "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
+        "fast_forwarded": summary["fast_forwarded"], "stationary": summary["stationary"],
+        "decode_seconds": summary["decode_seconds"],
+        "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
+                   for b in traj.blocks],
+    }
+    if traj.ar_tokens is not None:
+        out |= {"ar_tokens": traj.ar_tokens, "matches_ar": traj.matches_ar, "ar_seconds": traj.ar_seconds}
+    return out
+
+
+def cmd_bench(args) -> None:
+    from cllm.bench import format_table, run_bench
+    from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+
+    config = _config(args)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    prompts = read_prompts(args.prompts or HELDOUT_PROMPTS, args.limit)
+    second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
+    models = [load_model(name, args.device) for name in [args.base, second] if name]
+    result = run_bench(models, prompts, config)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"device: {result['device']} ({result['threads']} threads), {len(prompts)} prompts, "
+              f"n = {config.n}, max_new_tokens = {config.max_new_tokens}")
+        print(format_table(result["rows"]))
+
+
+def cmd_block_cost(args) -> None:
+    from cllm.bench import block_cost, format_table
+
+    try:
+        widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        raise ValueError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
+    if any(w < 1 for w in widths):
+        raise ValueError("--widths must be positive")
+    loaded = load_model(args.model, args.device)
+    rows = block_cost(loaded, widths)
+    print(json.dumps({"device": loaded.device, "rows": rows}) if args.json
+          else format_table(rows, ("n", "seconds", "relative_to_1")))
+
+
+COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, ModelLoadError, TrajectoryError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _quiet_transformers() -> None:
+    """The CLI's output is the result (or one error line): no weight-loading progress bars or notices."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

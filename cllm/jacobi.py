@@ -1,0 +1,246 @@
+"""Greedy AR reference and Jacobi decoding over token ids, with a KV cache.
+
+The decoder works on token ids only: no tokenizer, no printing; it returns records (cllm.trajectory).
+The KV cache goes through transformers' public Cache API (DynamicCache, crop, cache_position); nothing
+in transformers is patched, so any AutoModelForCausalLM with a croppable cache works.
+
+Cache bookkeeping shared by AR and Jacobi: the cache holds the committed sequence except its last
+token, which is fed with the next pass. AR feeds that one token; Jacobi feeds it with the block guess
+[last, y_0, ..., y_{n-2}], whose n logits update y_0..y_{n-1} at once. Both then count exactly one
+forward pass per iteration and the same prefill, so tokens-per-forward compares like with like.
+
+Which positions of a block are final is known online: if iteration j leaves positions < d unchanged
+(d = first index where the new state differs from the old one), every position <= d was computed from
+a final prefix and is final itself. So (a) their KV stays in the cache and the next pass feeds only
+the unfinished suffix, and (b) the block ends as soon as all positions are final, which saves the
+paper's confirming pass without changing the fixed point (tested against the literal algorithm).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from cllm.trajectory import Block, RunMeta, Trajectory
+
+INITS = ("prompt", "vocab", "last")  # initial-guess rules; "prompt" is the authors' default
+
+
+@dataclass(frozen=True)
+class JacobiConfig:
+    n: int = 16  # block size: tokens guessed and refined together
+    max_new_tokens: int = 64  # generation budget; the last block shrinks to fit it
+    seed: int = 0  # seeds the initial guesses, so a run is reproducible
+    init: str = "prompt"  # "prompt": uniform over prompt + accepted tokens; "vocab": uniform over the
+    # vocabulary; "last": the last committed token repeated
+
+    def __post_init__(self):
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n (block size) must be a positive integer, got {self.n!r}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+
+
+@dataclass
+class ARResult:
+    tokens: list[int]  # generated ids, cut after the first EOS
+    forward_passes: int  # decode passes: one per token
+    seconds: float  # decode wall time, prefill excluded
+    prefill_seconds: float
+
+
+class CachedLM:
+    """A causal LM fed by position along one sequence, with a cache that can roll back."""
+
+    def __init__(self, model):
+        self.model = model
+        self.device = model.device
+        self.cache = DynamicCache(config=model.config)
+
+    @property
+    def length(self) -> int:
+        return self.cache.get_seq_length()
+
+    def feed(self, ids: list[int]) -> torch.Tensor:
+        """Run `ids` at the positions after the cache; returns their logits (len(ids), V)."""
+        start = self.length
+        positions = torch.arange(start, start + len(ids), device=self.device)
+        out = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            past_key_values=self.cache,
+            cache_position=positions,
+            position_ids=positions[None],
+            use_cache=True,
+        )
+        return out.logits[0]
+
+    def rollback(self, length: int) -> None:
+        """Drop cached positions from `length` on (their tokens turned out not final)."""
+        extra = self.length - length
+        assert extra >= 0, "rollback can only shorten the cache"
+        if extra:
+            self.cache.crop(-extra)
+
+
+def vocab_size_of(model) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def check_inputs(model, prompt_ids: list[int], max_new_tokens: int) -> None:
+    """Raise ValueError with a clear message for inputs the model cannot decode."""
+    if len(prompt_ids) == 0:
+        raise ValueError("the prompt is empty: give at least one token")
+    vocab = vocab_size_of(model)
+    if any(not 0 <= t < vocab for t in prompt_ids):
+        raise ValueError(f"prompt holds token ids outside the model's vocabulary [0, {vocab})")
+    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if limit is not None and len(prompt_ids) + max_new_tokens > limit:
+        raise ValueError(
+            f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
+            f"the model's context of {limit} tokens"
+        )
+
+
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode and no autograd for the duration; restores training mode after (training callbacks)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _prefill(model, prompt_ids: list[int]) -> tuple[CachedLM, float]:
+    lm = CachedLM(model)
+    t0 = time.perf_counter()
+    if len(prompt_ids) > 1:
+        lm.feed(prompt_ids[:-1])
+    if not lm.cache.is_croppable:
+        raise ValueError(f"{type(model).__name__} keeps a KV cache that cannot roll back; Jacobi decoding needs one that can")
+    return lm, time.perf_counter() - t0
+
+
+def greedy_decode(model, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | None = None) -> ARResult:
+    """Greedy autoregressive decoding with a KV cache: the reference Jacobi must reproduce."""
+    check_inputs(model, prompt_ids, max_new_tokens)
+    with _inference(model):
+        lm, prefill_seconds = _prefill(model, prompt_ids)
+        tokens, last = [], prompt_ids[-1]
+        t0 = time.perf_counter()
+        while len(tokens) < max_new_tokens:
+            last = int(lm.feed([last])[-1].argmax())
+            tokens.append(last)
+            if last == eos_token_id:
+                break
+        return ARResult(tokens, len(tokens), time.perf_counter() - t0, prefill_seconds)
+
+
+def initial_guess(seq: list[int], width: int, init: str, vocab_size: int, gen: torch.Generator) -> list[int]:
+    """The block's starting state, drawn from `gen` so that a seed reproduces the run."""
+    if init == "prompt":
+        picks = torch.randint(len(seq), (width,), generator=gen).tolist()
+        return [seq[i] for i in picks]
+    if init == "vocab":
+        return torch.randint(vocab_size, (width,), generator=gen).tolist()
+    return [seq[-1]] * width
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+
+
+def _jacobi_block(lm: CachedLM, seq: list[int], guess: list[int], eos_token_id: int | None) -> Block:
+    """Iterate one block to its fixed point. Cache holds seq[:-1] on entry and seq + block[:-1] on exit."""
+    width, base = len(guess), len(seq) - 1  # base: position of seq[-1], the first token fed
+    state, states, seconds = guess, [guess], []
+    final = 0  # leading positions of `state` known to be final
+    while final < width:
+        t0 = time.perf_counter()
+        inputs = ([seq[-1]] + state[:-1])[final:]  # those that predict positions final..width-1
+        new = state[:final] + lm.feed(inputs).argmax(-1).tolist()
+        final = min(width, _first_difference(new, state) + 1)
+        lm.rollback(base + final)  # keep the KV of the tokens that were fed and are final
+        state = new
+        states.append(new)
+        seconds.append(time.perf_counter() - t0)
+        if eos_token_id in state[:final]:  # everything after a final EOS is never used
+            cut = state.index(eos_token_id) + 1
+            return Block([s[:cut] for s in states], seconds)
+    return Block(states, seconds)
+
+
+def jacobi_decode(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> Trajectory:
+    """Jacobi decoding in blocks of n (the last block fits max_new_tokens); output cut at the first EOS."""
+    check_inputs(model, prompt_ids, config.max_new_tokens)
+    vocab = vocab_size_of(model)
+    gen = torch.Generator().manual_seed(config.seed)
+    with _inference(model):
+        lm, prefill_seconds = _prefill(model, prompt_ids)
+        seq, blocks, produced = list(prompt_ids), [], 0
+        while produced < config.max_new_tokens:
+            width = min(config.n, config.max_new_tokens - produced)
+            block = _jacobi_block(lm, seq, initial_guess(seq, width, config.init, vocab, gen), eos_token_id)
+            blocks.append(block)
+            seq += block.fixed_point
+            produced += block.width
+            if eos_token_id in block.fixed_point:
+                break
+    return Trajectory(meta=_meta(model, config, vocab, eos_token_id), prompt_ids=list(prompt_ids),
+                      blocks=blocks, prefill_seconds=prefill_seconds)
+
+
+def _meta(model, config: JacobiConfig, vocab: int, eos_token_id: int | None) -> RunMeta:
+    return RunMeta(
+        model=getattr(model, "name_or_path", "") or "", n=config.n, max_new_tokens=config.max_new_tokens,
+        seed=config.seed, init=config.init, device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
+        vocab_size=vocab, eos_token_id=eos_token_id,
+    )
+
+
+# --- Literal references, no cache: slow, for tests to hold the fast paths to ---------------------
+
+
+def greedy_decode_uncached(model, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | None = None) -> list[int]:
+    """Greedy AR that re-runs the whole sequence for every token."""
+    seq = list(prompt_ids)
+    with _inference(model):
+        while len(seq) - len(prompt_ids) < max_new_tokens:
+            seq.append(int(_full_logits(model, seq)[-1].argmax()))
+            if seq[-1] == eos_token_id:
+                break
+    return seq[len(prompt_ids):]
+
+
+def jacobi_decode_uncached(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> list[Block]:
+    """The paper's algorithm as written: full recompute per iteration; a block ends when an iteration
+    changes nothing (so its last two states are equal); a block holding EOS is cut after it."""
+    vocab, gen = vocab_size_of(model), torch.Generator().manual_seed(config.seed)
+    seq, blocks, produced = list(prompt_ids), [], 0
+    with _inference(model):
+        while produced < config.max_new_tokens:
+            width = min(config.n, config.max_new_tokens - produced)
+            states = [initial_guess(seq, width, config.init, vocab, gen)]
+            while len(states) < 2 or states[-1] != states[-2]:
+                logits = _full_logits(model, seq + states[-1][:-1])[len(seq) - 1:]
+                states.append(logits.argmax(-1).tolist())
+            if eos_token_id in states[-1]:
+                cut = states[-1].index(eos_token_id) + 1
+                states = [s[:cut] for s in states]
+            blocks.append(Block(states, [0.0] * (len(states) - 1)))
+            seq += states[-1]
+            produced += width
+            if eos_token_id in states[-1]:
+                break
+    return blocks
+
+
+def _full_logits(model, ids: list[int]) -> torch.Tensor:
+    return model(input_ids=torch.tensor([ids], device=model.device)).logits[0]

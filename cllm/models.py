@@ -1,0 +1,180 @@
+"""Which models the project knows (a registry, as data) and the one way to load any of them.
+
+`load_model` takes a registry name, a local folder or a hub id. It picks device and dtype once
+(CUDA + bf16 when present, else CPU + float32), never enables remote code unless asked, and turns
+every failure (missing folder, no tokenizer, hub unreachable) into a `ModelLoadError` with one clear
+line: the offline machine must not sit through a minute of hub retries to learn that.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "assets" / "models"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer that cannot be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # what users type or pick
+    source: str  # folder under assets/models (bundled) or hub id
+    role: str  # "base" or "cllm"
+    n: int  # block size the CLLM was trained with (its base: the same, for a fair race)
+    base: str | None  # for a CLLM: the registry name of its target model
+    bundled: bool  # shipped in this repo, so it works offline
+    note: str
+
+
+REGISTRY: tuple[ModelEntry, ...] = (
+    ModelEntry("tiny-python", "tiny-python", "base", 16, None, True, "bundled: small Llama trained on the Python standard library"),
+    ModelEntry("tiny-python-cllm", "tiny-python-cllm", "cllm", 16, "tiny-python", True, "bundled: CLLM of tiny-python"),
+    ModelEntry("abel-7b", "GAIR/Abel-7B-001", "base", 16, None, False, "hub: GSM8K math target"),
+    ModelEntry("cllm-7b-math", "cllm/consistency-llm-7b-math", "cllm", 16, "abel-7b", False, "hub: CLLM for GSM8K"),
+    ModelEntry("deepseekcoder-7b-spider", "cllm/deepseekcoder-7b-instruct-spider", "base", 16, None, False, "hub: Spider text-to-SQL target"),
+    ModelEntry("cllm-7b-spider", "cllm/consistency-llm-7b-spider", "cllm", 16, "deepseekcoder-7b-spider", False, "hub: CLLM for Spider"),
+    ModelEntry("deepseekcoder-7b-codesearchnet", "cllm/deepseekcoder_7b_codesearch_net_python", "base", 32, None, False, "hub: CodeSearchNet-Python target"),
+    ModelEntry("cllm-7b-codesearchnet", "cllm/consistency-llm-7b-codesearchnet", "cllm", 32, "deepseekcoder-7b-codesearchnet", False, "hub: CLLM for CodeSearchNet-Python"),
+    ModelEntry("vicuna-7b-sharegpt", "cllm/vicuna-7b-sharegpt-gpt4-48k", "base", 32, None, False, "hub: ShareGPT chat target"),
+    ModelEntry("cllm-7b-sharegpt", "cllm/consistency-llm-7b-sharegpt48k", "cllm", 32, "vicuna-7b-sharegpt", False, "hub: CLLM for ShareGPT"),
+)
+BY_NAME = {e.name: e for e in REGISTRY}
+DEFAULT_BASE, DEFAULT_CLLM = "tiny-python", "tiny-python-cllm"
+
+
+def model_pairs() -> list[tuple[str, str]]:
+    """(base, cllm) registry names, bundled pair first."""
+    return [(e.base, e.name) for e in REGISTRY if e.role == "cllm" and e.base]
+
+
+@dataclass
+class LoadedModel:
+    name: str  # as the user named it
+    model: torch.nn.Module
+    tokenizer: object  # a transformers tokenizer
+    eos_token_id: int | None
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but no CUDA GPU is available here")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def device_label(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def resolve_source(name_or_path: str) -> str:
+    """Registry name -> bundled folder or hub id; anything else is passed through."""
+    entry = BY_NAME.get(name_or_path)
+    if entry is None:
+        return name_or_path
+    return str(MODELS_DIR / entry.source) if entry.bundled else entry.source
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """A quick TCP check of the hub endpoint (respects HF_HUB_OFFLINE and HF_ENDPOINT)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
+    """Load model + tokenizer from a registry name, local folder or hub id, ready for decoding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not name_or_path or not name_or_path.strip():
+        raise ModelLoadError("no model given: name a registry model, a local folder or a hub id")
+    dev = pick_device(device)
+    source = resolve_source(name_or_path.strip())
+    kwargs = _source_kwargs(name_or_path, source) | {"trust_remote_code": trust_remote_code}
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except Exception as e:  # transformers raises OSError, ValueError or KeyError depending on what is missing
+        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {_first_line(e)}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(dev).eval()
+    except Exception as e:
+        raise ModelLoadError(f"cannot load a causal LM from {name_or_path!r}: {_first_line(e)}") from None
+    return LoadedModel(name_or_path, model, tokenizer, eos_id_of(tokenizer, model))
+
+
+def _source_kwargs(name: str, source: str) -> dict:
+    """Local folders load as they are; a hub id loads from the local cache, or online if the hub answers."""
+    if os.path.isdir(source):
+        return {}
+    entry = BY_NAME.get(name)
+    if entry is not None and entry.bundled:
+        raise ModelLoadError(f"bundled model {name!r} is missing from {source}; see README (python -m cllm pretrain)")
+    if _in_local_cache(source):
+        return {"local_files_only": True}
+    if looks_like_path(source):
+        raise ModelLoadError(f"no model folder at {source!r}")
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"{name!r} is not a local folder and the Hugging Face hub is unreachable (offline); "
+            "use a bundled model such as tiny-python or a local folder"
+        )
+    return {}
+
+
+def looks_like_path(source: str) -> bool:
+    """Hub ids are 'name' or 'owner/name'; anything else was meant as a folder."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source.replace("/", "")
+
+
+def _in_local_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub would reject (bad characters, too many slashes)
+        return False
+
+
+def eos_id_of(tokenizer, model) -> int | None:
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.generation_config.eos_token_id
+    return eos[0] if isinstance(eos, list) else eos
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@lru_cache(maxsize=4)
+def cached_model(name_or_path: str, device: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
+    """load_model, once per process (the app serves many requests with the same models)."""
+    return load_model(name_or_path, device, trust_remote_code)
+
+
+def token_text(tokenizer, ids) -> dict[int, str]:
+    """Display text of each distinct id (its decoded bytes; a partial UTF-8 character shows as �)."""
+    unique = sorted(set(ids))
+    return dict(zip(unique, tokenizer.batch_decode([[i] for i in unique])))

@@ -1,0 +1,145 @@
+"""Pure statistics over Jacobi records, after the CLLM paper's definitions.
+
+For a block with states s_0 (initial guess) .. s_J (fixed point y*):
+- committed prefix c_j: the longest prefix of s_j equal to y*; newly committed Δ_j = c_j - c_{j-1}.
+  c_j never shrinks, and grows by at least one per iteration until the block is done.
+- fast-forwarded tokens: Σ_{j>=1} max(Δ_j - 1, 0), the tokens committed beyond one per forward pass.
+- stationary tokens: positions i predicted correctly at some iteration j >= 1 while a token before them is
+  still wrong (i > c_j, 0-based), and unchanged from then to the fixed point; each position counted once.
+  (A correct token of the random initial guess only counts once an iteration has predicted it.)
+- TPF: generated tokens / decode forward passes (greedy AR: exactly 1.0).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from cllm.trajectory import Block, Trajectory
+
+# Cell statuses of the trajectory grid; every one but WRONG equals the fixed point ("blue").
+COMMITTED = "committed"  # inside the committed prefix
+FAST_FORWARDED = "fast_forwarded"  # committed this iteration, beyond the first new token
+STATIONARY = "stationary"  # correct past a wrong token, and never changes again
+CORRECT = "correct"  # correct past a wrong token, but will still change
+WRONG = "wrong"
+
+
+def committed_prefix(state: list[int], fixed_point: list[int]) -> int:
+    """c_j: how many leading tokens of `state` already equal the fixed point."""
+    return next((i for i, (a, b) in enumerate(zip(state, fixed_point)) if a != b), len(state))
+
+
+def committed_curve(block: Block) -> list[int]:
+    """[c_0, c_1, ..., c_J] for one block."""
+    return [committed_prefix(s, block.fixed_point) for s in block.states]
+
+
+def newly_committed(block: Block) -> list[int]:
+    """[Δ_1, ..., Δ_J]: tokens committed by each iteration."""
+    c = committed_curve(block)
+    return [c[j] - c[j - 1] for j in range(1, len(c))]
+
+
+def fast_forwarded_per_iteration(block: Block) -> list[int]:
+    return [max(d - 1, 0) for d in newly_committed(block)]
+
+
+def fast_forwarded(block: Block) -> int:
+    return sum(fast_forwarded_per_iteration(block))
+
+
+def settled_from(block: Block) -> list[int]:
+    """Per position, the first iteration from which it equals the fixed point for good."""
+    fp, last = block.fixed_point, len(block.states) - 1
+    out = []
+    for i in range(block.width):
+        j = last
+        while j > 0 and block.states[j - 1][i] == fp[i]:
+            j -= 1
+        out.append(j)
+    return out
+
+
+def stationary_positions(block: Block) -> dict[int, int]:
+    """{position: iteration at which it became a stationary token}."""
+    c = committed_curve(block)
+    out = {}
+    for i, j in enumerate(settled_from(block)):
+        j = max(j, 1)  # the guess is not a prediction; the first iteration is
+        if i > c[j]:
+            out[i] = j
+    return out
+
+
+def stationary(block: Block) -> int:
+    return len(stationary_positions(block))
+
+
+def cell_statuses(block: Block) -> list[list[str]]:
+    """Status of every (iteration, position) cell, for the grid: one row per state."""
+    c, settled = committed_curve(block), settled_from(block)
+    rows = []
+    for j, state in enumerate(block.states):
+        row = []
+        for i, tok in enumerate(state):
+            if i < c[j]:
+                row.append(FAST_FORWARDED if j > 0 and c[j - 1] < i else COMMITTED)
+            elif tok != block.fixed_point[i]:
+                row.append(WRONG)
+            else:
+                row.append(STATIONARY if j >= max(settled[i], 1) else CORRECT)
+        rows.append(row)
+    return rows
+
+
+def tokens_per_forward(tokens: int, forward_passes: int) -> float:
+    return tokens / forward_passes if forward_passes else 0.0
+
+
+def run_summary(traj: Trajectory) -> dict:
+    """One run's headline numbers (speedup and AR match only when AR was run too)."""
+    tokens, passes, seconds = len(traj.tokens), traj.forward_passes, traj.decode_seconds
+    return {
+        "tokens": tokens,
+        "blocks": len(traj.blocks),
+        "forward_passes": passes,
+        "tpf": tokens_per_forward(tokens, passes),
+        "fast_forwarded": sum(fast_forwarded(b) for b in traj.blocks),
+        "stationary": sum(stationary(b) for b in traj.blocks),
+        "decode_seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "ar_seconds": traj.ar_seconds,
+        "speedup": traj.ar_seconds / seconds if traj.ar_seconds and seconds > 0 else None,
+        "matches_ar": traj.matches_ar,
+    }
+
+
+def blocks_frame(traj: Trajectory) -> pd.DataFrame:
+    """One row per block: width, iterations, fast-forwarded, stationary, wall time."""
+    return pd.DataFrame(
+        [
+            {"block": k, "width": b.width, "iterations": b.iterations, "fast_forwarded": fast_forwarded(b),
+             "stationary": stationary(b), "seconds": sum(b.iteration_seconds)}
+            for k, b in enumerate(traj.blocks)
+        ],
+        columns=["block", "width", "iterations", "fast_forwarded", "stationary", "seconds"],
+    )
+
+
+def iterations_frame(traj: Trajectory) -> pd.DataFrame:
+    """One row per iteration of every block: committed prefix, new commits, fast-forwards, correct tokens."""
+    rows = []
+    for k, b in enumerate(traj.blocks):
+        c, fp = committed_curve(b), b.fixed_point
+        for j in range(1, len(b.states)):
+            rows.append({
+                "block": k, "iteration": j, "committed": c[j], "newly_committed": c[j] - c[j - 1],
+                "fast_forwarded": max(c[j] - c[j - 1] - 1, 0),
+                "correct": sum(a == f for a, f in zip(b.states[j], fp)), "seconds": b.iteration_seconds[j - 1],
+            })
+    columns = ["block", "iteration", "committed", "newly_committed", "fast_forwarded", "correct", "seconds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def runs_frame(summaries: list[dict]) -> pd.DataFrame:
+    """Several runs' summaries (e.g. one per prompt) as one table."""
+    return pd.DataFrame(summaries)

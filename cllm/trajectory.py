@@ -1,0 +1,269 @@
+"""Records of a Jacobi run, and their versioned JSON form.
+
+A `Trajectory` holds every block's states from the initial guess to the fixed point, with timing and
+the run's metadata. `save_trajectory` writes it atomically; `load_trajectory` reads it back with
+validation, so a malformed or hostile file gives a `TrajectoryError` with a clear message, never a
+crash and never code execution (plain JSON, no pickle).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA = "cllm-trajectory"
+SCHEMA_VERSION = 1
+MAX_FILE_BYTES = 8 * 1024 * 1024  # a 512-token run of n=64 is ~1 MB; anything far larger is not ours
+MAX_BLOCKS = 4096
+MAX_BLOCK_WIDTH = 1024
+MAX_TEXT_CHARS = 200_000
+MAX_TOKEN_TEXT_CHARS = 256
+
+
+class TrajectoryError(ValueError):
+    """A trajectory file or dict that cannot be read: the message says what is wrong."""
+
+
+@dataclass
+class Block:
+    """One n-token block: its Jacobi states, from the initial guess to the fixed point."""
+
+    states: list[list[int]]  # states[0] = initial guess, states[-1] = fixed point; all of one width
+    iteration_seconds: list[float]  # wall time of each iteration; iteration j turns states[j] into states[j+1]
+
+    @property
+    def fixed_point(self) -> list[int]:
+        return self.states[-1]
+
+    @property
+    def width(self) -> int:
+        return len(self.states[0])
+
+    @property
+    def iterations(self) -> int:
+        """Forward passes spent on this block (one per iteration)."""
+        return len(self.states) - 1
+
+
+@dataclass
+class RunMeta:
+    """What produced a trajectory: enough to reproduce it."""
+
+    model: str = ""  # hub id or path, as the user named it
+    n: int = 16  # block size asked for (the last block may be narrower)
+    max_new_tokens: int = 64
+    seed: int = 0
+    init: str = "prompt"
+    device: str = "cpu"
+    dtype: str = "float32"
+    vocab_size: int = 0  # bounds every token id in the file
+    eos_token_id: int | None = None
+
+
+@dataclass
+class Trajectory:
+    """A whole Jacobi run: prompt, blocks, timing; tokens are the blocks' fixed points joined."""
+
+    meta: RunMeta
+    prompt_ids: list[int]
+    blocks: list[Block]
+    prefill_seconds: float = 0.0
+    prompt: str = ""  # set by whoever holds the tokenizer (the decoder knows ids only)
+    token_text: dict[int, str] = field(default_factory=dict)  # id -> display text, for every id used
+    ar_tokens: list[int] | None = None  # greedy AR output of the same model, when checked
+    ar_seconds: float | None = None  # wall time of that AR decode
+    title: str = ""
+
+    @property
+    def tokens(self) -> list[int]:
+        """Generated ids (already cut after the first EOS by the decoder)."""
+        return [t for block in self.blocks for t in block.fixed_point]
+
+    @property
+    def forward_passes(self) -> int:
+        """Decode forward passes (the prompt's prefill is not counted, as for AR)."""
+        return sum(block.iterations for block in self.blocks)
+
+    @property
+    def decode_seconds(self) -> float:
+        return sum(sum(block.iteration_seconds) for block in self.blocks)
+
+    @property
+    def matches_ar(self) -> bool | None:
+        return None if self.ar_tokens is None else self.tokens == self.ar_tokens
+
+    def text_of(self, ids: list[int]) -> str:
+        return "".join(self.token_text.get(i, "") for i in ids)
+
+
+def trajectory_to_dict(traj: Trajectory) -> dict:
+    return {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "title": traj.title,
+        "meta": asdict(traj.meta),
+        "prompt": traj.prompt,
+        "prompt_ids": traj.prompt_ids,
+        "prefill_seconds": traj.prefill_seconds,
+        "blocks": [asdict(b) for b in traj.blocks],
+        "token_text": {str(k): v for k, v in sorted(traj.token_text.items())},
+        "ar_tokens": traj.ar_tokens,
+        "ar_seconds": traj.ar_seconds,
+    }
+
+
+def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> Path:
+    """Write atomically: a crash mid-write leaves the old file (or none), never half a file."""
+    path = Path(path)
+    text = json.dumps(trajectory_to_dict(traj), ensure_ascii=False, separators=(",", ":"))
+    atomic_write_text(path, text)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_trajectory(path: str | os.PathLike) -> Trajectory:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise TrajectoryError(f"cannot read {path.name}: {e.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise TrajectoryError(f"{path.name} is {size / 2**20:.1f} MiB; trajectory files are at most {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise TrajectoryError(f"{path.name} is not UTF-8 text") from None
+    return trajectory_from_json(raw, name=path.name)
+
+
+def trajectory_from_json(raw: str, name: str = "trajectory") -> Trajectory:
+    if len(raw) > MAX_FILE_BYTES:
+        raise TrajectoryError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise TrajectoryError(f"{name} is nested too deeply to be a trajectory") from None
+    except json.JSONDecodeError as e:
+        raise TrajectoryError(f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    return trajectory_from_dict(data)
+
+
+def trajectory_from_dict(data: object) -> Trajectory:
+    """Build a Trajectory from parsed JSON, checking every field's type, range and shape."""
+    _check(isinstance(data, dict), "the file must hold a JSON object")
+    _check(data.get("schema") == SCHEMA, f"not a trajectory file (schema should be {SCHEMA!r})")
+    version = data.get("version")
+    _check(version == SCHEMA_VERSION, f"unsupported trajectory version {version!r} (this app reads version {SCHEMA_VERSION})")
+    meta = _read_meta(data.get("meta"))
+    ids = _id_list(data.get("prompt_ids"), "prompt_ids", meta.vocab_size, MAX_TEXT_CHARS)
+    _check(len(ids) >= 1, "prompt_ids is empty")
+    blocks = _read_blocks(data.get("blocks"), meta)
+    ar = data.get("ar_tokens")
+    return Trajectory(
+        meta=meta,
+        prompt_ids=ids,
+        blocks=blocks,
+        prefill_seconds=_seconds(data.get("prefill_seconds", 0.0), "prefill_seconds"),
+        prompt=_text(data.get("prompt", ""), "prompt", MAX_TEXT_CHARS),
+        token_text=_read_token_text(data.get("token_text", {}), meta.vocab_size),
+        ar_tokens=None if ar is None else _id_list(ar, "ar_tokens", meta.vocab_size, MAX_TEXT_CHARS),
+        ar_seconds=None if data.get("ar_seconds") is None else _seconds(data["ar_seconds"], "ar_seconds"),
+        title=_text(data.get("title", ""), "title", 200),
+    )
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise TrajectoryError(message)
+
+
+def _int(value: object, name: str, low: int, high: int) -> int:
+    _check(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer")
+    _check(low <= value <= high, f"{name} = {value} is out of range [{low}, {high}]")
+    return value
+
+
+def _seconds(value: object, name: str) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    _check(ok, f"{name} must be a non-negative number of seconds")
+    return float(value)
+
+
+def _text(value: object, name: str, max_chars: int) -> str:
+    _check(isinstance(value, str), f"{name} must be a string")
+    _check(len(value) <= max_chars, f"{name} is longer than {max_chars} characters")
+    return value
+
+
+def _id_list(value: object, name: str, vocab_size: int, max_len: int) -> list[int]:
+    _check(isinstance(value, list), f"{name} must be a list of token ids")
+    _check(len(value) <= max_len, f"{name} has more than {max_len} entries")
+    for v in value:
+        _check(isinstance(v, int) and not isinstance(v, bool), f"{name} must hold integers only")
+        _check(0 <= v < vocab_size, f"{name} holds token id {v}, outside the vocabulary [0, {vocab_size})")
+    return list(value)
+
+
+def _read_meta(raw: object) -> RunMeta:
+    _check(isinstance(raw, dict), "meta must be an object")
+    eos = raw.get("eos_token_id")
+    vocab = _int(raw.get("vocab_size"), "meta.vocab_size", 1, 10_000_000)
+    return RunMeta(
+        model=_text(raw.get("model", ""), "meta.model", 500),
+        n=_int(raw.get("n"), "meta.n", 1, MAX_BLOCK_WIDTH),
+        max_new_tokens=_int(raw.get("max_new_tokens"), "meta.max_new_tokens", 1, 1_000_000),
+        seed=_int(raw.get("seed", 0), "meta.seed", -(2**63), 2**64 - 1),
+        init=_text(raw.get("init", "prompt"), "meta.init", 40),
+        device=_text(raw.get("device", "cpu"), "meta.device", 100),
+        dtype=_text(raw.get("dtype", "float32"), "meta.dtype", 40),
+        vocab_size=vocab,
+        eos_token_id=None if eos is None else _int(eos, "meta.eos_token_id", 0, vocab - 1),
+    )
+
+
+def _read_blocks(raw: object, meta: RunMeta) -> list[Block]:
+    _check(isinstance(raw, list), "blocks must be a list")
+    _check(1 <= len(raw) <= MAX_BLOCKS, f"a trajectory has 1 to {MAX_BLOCKS} blocks, this one has {len(raw)}")
+    blocks, total = [], 0
+    for b, item in enumerate(raw):
+        where = f"blocks[{b}]"
+        _check(isinstance(item, dict), f"{where} must be an object")
+        states = item.get("states")
+        _check(isinstance(states, list) and len(states) >= 2, f"{where}.states must list the initial guess and at least one iteration")
+        _check(len(states) <= MAX_BLOCK_WIDTH + 2, f"{where} has more iterations than any block can need")
+        rows = [_id_list(s, f"{where}.states", meta.vocab_size, meta.n) for s in states]
+        width = len(rows[0])
+        _check(width >= 1 and all(len(r) == width for r in rows), f"{where}.states must all have the same width (1 to n = {meta.n})")
+        times = item.get("iteration_seconds")
+        _check(isinstance(times, list) and len(times) == len(rows) - 1, f"{where}.iteration_seconds needs one entry per iteration")
+        times = [_seconds(t, f"{where}.iteration_seconds") for t in times]
+        blocks.append(Block(states=rows, iteration_seconds=times))
+        total += width
+    _check(total <= meta.max_new_tokens, f"the blocks hold {total} tokens, more than max_new_tokens = {meta.max_new_tokens}")
+    return blocks
+
+
+def _read_token_text(raw: object, vocab_size: int) -> dict[int, str]:
+    _check(isinstance(raw, dict), "token_text must be an object mapping token id to text")
+    _check(len(raw) <= 100_000, "token_text has too many entries")
+    out = {}
+    for key, value in raw.items():
+        _check(key.isascii() and key.isdigit() and len(key) < 10 and int(key) < vocab_size, f"token_text key {key[:20]!r} is not a token id in the vocabulary")
+        out[int(key)] = _text(value, "token_text values", MAX_TOKEN_TEXT_CHARS)
+    return out

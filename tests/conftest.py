@@ -1,0 +1,56 @@
+"""Tiny random models and a tiny tokenizer: fast fixtures for equivalence tests on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+VOCAB = 97
+ARCHS = ("llama", "qwen2", "gpt2", "gpt_neox", "mistral")
+
+
+def tiny_config(arch: str, vocab: int = VOCAB, context: int = 256):
+    common = {"vocab_size": vocab, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if arch == "gpt2":
+        return AutoConfig.for_model("gpt2", n_embd=32, n_layer=2, n_head=4, n_positions=context, **common)
+    heads = {} if arch == "gpt_neox" else {"num_key_value_heads": 2}
+    return AutoConfig.for_model(arch, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                max_position_embeddings=context, **heads, **common)
+
+
+def tiny_model(arch: str, seed: int = 0, dtype=torch.float64, vocab: int = VOCAB, context: int = 256):
+    """A random model whose logits are well separated: weights scaled up so argmax has no near-ties
+    (float64 also keeps block-pass vs 1-token-pass rounding far below any gap)."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, vocab, context)).to(dtype).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0)
+    return model
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def arch_model(request):
+    return tiny_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A Llama + byte-level BPE tokenizer saved in HF format, loadable by path like any real model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["def add(a, b):\n    return a + b\n", "for i in range(10):\n    print(i)\n", "class Point:\n    pass\n"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|eos|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(text, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>", pad_token="<|eos|>")
+    fast.save_pretrained(folder)
+    model = tiny_model("llama", dtype=torch.float32, vocab=len(fast), context=128)
+    model.config.eos_token_id = fast.eos_token_id
+    model.save_pretrained(folder)
+    return folder

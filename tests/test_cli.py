@@ -1,0 +1,86 @@
+"""The CLI as a user runs it: decode and bench on a model folder, one-line errors with exit 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cllm.cli import main
+from cllm.trajectory import load_trajectory
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_decode_json_checks_ar_and_saves(tiny_model_dir, tmp_path, capsys):
+    save = tmp_path / "t.json"
+    code, out, err = run(capsys, "decode", "--model", str(tiny_model_dir), "--prompt", "def add(a, b):",
+                         "--n", "4", "--max-new-tokens", "12", "--check-ar", "--json", "--save", str(save))
+    assert code == 0, err
+    data = json.loads(out)
+    for key in ("prompt", "prompt_ids", "tokens", "text", "n", "seed", "forward_passes", "tpf",
+                "fast_forwarded", "stationary", "blocks", "ar_tokens", "matches_ar"):
+        assert key in data
+    assert data["matches_ar"] is True and data["tokens"] == data["ar_tokens"]
+    assert [t for b in data["blocks"] for t in b["fixed_point"]] == data["tokens"]
+    assert data["tpf"] == len(data["tokens"]) / data["forward_passes"]
+    assert load_trajectory(save).tokens == data["tokens"]
+
+
+def test_decode_terminal_view(tiny_model_dir, capsys):
+    code, out, _ = run(capsys, "decode", "--model", str(tiny_model_dir), "--prompt", "class", "--n", "4",
+                       "--max-new-tokens", "8")
+    assert code == 0
+    assert out.count("block ") == 2 and "guess |" in out and "forward passes (TPF" in out
+    assert "equals greedy AR: not checked" in out
+
+
+def test_bench_table_and_json(tiny_model_dir, tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "def f(x):", "id": 1}\n\n{"prompt": "for i in"}\n')
+    code, out, err = run(capsys, "bench", "--base", str(tiny_model_dir), "--prompts", str(prompts), "--n", "4",
+                         "--max-new-tokens", "8", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["decoder"] for r in rows] == ["ar", "jacobi"]
+    assert rows[0]["tpf"] == 1.0 and rows[1]["matches_ar"] == 1.0 and rows[1]["prompts"] == 2
+    code, out, _ = run(capsys, "bench", "--base", str(tiny_model_dir), "--prompts", str(prompts), "--n", "4",
+                       "--max-new-tokens", "8")
+    assert "decoder" in out and "jacobi" in out and "device: CPU" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "block size"),
+    (["--n", "abc"], "invalid int value"),
+    (["--prompt", "   "], "prompt is empty"),
+    (["--max-new-tokens", "100000"], "exceeds the model's context"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_decode_bad_arguments(tiny_model_dir, capsys, args, message):
+    code, _, err = run(capsys, "decode", "--model", str(tiny_model_dir), "--prompt", "x", *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_model_path(capsys, tmp_path):
+    code, _, err = run(capsys, "decode", "--model", str(tmp_path / "nope"), "--prompt", "x")
+    assert code == 2 and err.startswith("error: no model folder")
+
+
+def test_bench_bad_prompt_file(tiny_model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt field"}\n')
+    code, _, err = run(capsys, "bench", "--base", str(tiny_model_dir), "--prompts", str(bad))
+    assert code == 2 and "line 1 needs" in err
+
+
+def test_python_dash_m_entry_point(tiny_model_dir):
+    proc = subprocess.run([sys.executable, "-m", "cllm", "decode", "--model", str(tiny_model_dir), "--prompt", "",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: the prompt is empty: type some text to continue"

@@ -1,0 +1,59 @@
+"""Registry as data, and load_model's clear errors (no minute-long hub retries offline)."""
+import shutil
+import time
+
+import pytest
+
+from cllm import models
+from cllm.models import BY_NAME, REGISTRY, ModelLoadError, load_model
+
+
+def test_registry_is_consistent():
+    assert len({e.name for e in REGISTRY}) == len(REGISTRY)
+    pairs = models.model_pairs()
+    assert pairs[0] == (models.DEFAULT_BASE, models.DEFAULT_CLLM)
+    assert len(pairs) == 5  # the bundled pair + the four published CLLMs with their targets
+    for base, cllm in pairs:
+        assert BY_NAME[base].role == "base" and BY_NAME[cllm].n == BY_NAME[base].n
+    hub = {e.source for e in REGISTRY if not e.bundled}
+    assert {"cllm/consistency-llm-7b-math", "cllm/consistency-llm-7b-spider", "cllm/consistency-llm-7b-codesearchnet",
+            "cllm/consistency-llm-7b-sharegpt48k", "GAIR/Abel-7B-001"} <= hub
+
+
+def test_hub_preset_offline_is_a_quick_clear_error(monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=2.0: False)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="hub is unreachable"):
+        load_model("cllm-7b-math")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_offline_flag_means_unreachable(monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert models.hub_reachable() is False
+
+
+def test_folder_errors(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        load_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match="no model given"):
+        load_model("  ")
+    no_tok = tmp_path / "no-tokenizer"
+    no_tok.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", no_tok)
+    with pytest.raises(ModelLoadError, match="cannot load a tokenizer"):
+        load_model(str(no_tok))
+
+
+def test_loads_a_folder_on_cpu(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    assert loaded.device == "cpu" and not loaded.model.training
+    assert loaded.eos_token_id == loaded.tokenizer.eos_token_id
+    assert models.token_text(loaded.tokenizer, [loaded.eos_token_id]) == {loaded.eos_token_id: "<|eos|>"}
+
+
+def test_cuda_without_gpu_is_clear(monkeypatch):
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+        models.pick_device("cuda")
