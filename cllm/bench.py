@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import torch
 
-from cllm import stats
 from cllm.decode import encode_prompt
-from cllm.jacobi import CachedLM, JacobiConfig, greedy_decode, jacobi_decode
+from cllm.evaluate import aggregate, evaluate, prompt_frame
+from cllm.jacobi import CachedLM, JacobiConfig, jacobi_decode
 from cllm.models import LoadedModel, device_label
 
 COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
@@ -32,34 +32,29 @@ def forward_timer(model):
         post.remove()
 
 
-def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> list[dict]:
-    """Two rows for one model: greedy AR, then Jacobi, over the same prompts."""
-    ids = [encode_prompt(loaded, p) for p in prompts]
-    model, eos = loaded.model, loaded.eos_token_id
-    greedy_decode(model, ids[0], config.max_new_tokens, eos)  # warm-up: first calls pay allocations
-    jacobi_decode(model, ids[0], config, eos)
-    ar = [greedy_decode(model, p, config.max_new_tokens, eos) for p in ids]
-    with forward_timer(model) as forward_seconds:
-        trajs = [jacobi_decode(model, p, config, eos) for p in ids]
-    ar_seconds = sum(r.seconds for r in ar)
-    ar_tokens = sum(len(r.tokens) for r in ar)
-    jac_seconds = sum(t.decode_seconds for t in trajs)
-    jac_tokens = sum(len(t.tokens) for t in trajs)
-    passes = sum(t.forward_passes for t in trajs)
-    summaries = [stats.run_summary(t) for t in trajs]
-    common = {"model": loaded.name, "prompts": len(ids)}
+def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress=None) -> list[dict]:
+    """Two rows for one model, greedy AR then Jacobi, from the same runs `stats` uses (cllm.evaluate)."""
+    trajs = evaluate(loaded, prompts, config, progress)
+    agg = aggregate(prompt_frame(trajs, loaded.name)).iloc[0]
+    ar_tokens = sum(len(t.ar_tokens) for t in trajs)
+    common = {"model": loaded.name, "prompts": len(prompts)}
     return [
         common | {"decoder": "ar", "tokens": ar_tokens, "forward_passes": ar_tokens, "tpf": 1.0,
-                  "tokens_per_s": ar_tokens / ar_seconds, "speedup": 1.0, "matches_ar": 1.0,
+                  "tokens_per_s": ar_tokens / agg["ar_seconds"], "speedup": 1.0, "matches_ar": 1.0,
                   "fast_forwarded": 0, "stationary": 0, "overhead": None},
-        common | {"decoder": "jacobi", "tokens": jac_tokens, "forward_passes": passes,
-                  "tpf": stats.tokens_per_forward(jac_tokens, passes), "tokens_per_s": jac_tokens / jac_seconds,
-                  "speedup": ar_seconds / jac_seconds,
-                  "matches_ar": sum(t.tokens == r.tokens for t, r in zip(trajs, ar)) / len(ids),
-                  "fast_forwarded": sum(s["fast_forwarded"] for s in summaries),
-                  "stationary": sum(s["stationary"] for s in summaries),
-                  "overhead": 1.0 - forward_seconds[0] / jac_seconds},
+        common | {"decoder": "jacobi", "tokens": int(agg["tokens"]), "forward_passes": int(agg["forward_passes"]),
+                  "tpf": float(agg["tpf"]), "tokens_per_s": float(agg["tokens_per_s"]), "speedup": float(agg["speedup"]),
+                  "matches_ar": float(agg["matches_ar"]), "fast_forwarded": int(agg["fast_forwarded"]),
+                  "stationary": int(agg["stationary"]), "overhead": jacobi_overhead(loaded, prompts[:8], config)},
     ]
+
+
+def jacobi_overhead(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> float:
+    """Share of Jacobi decode time spent outside model.forward (Python, cache bookkeeping, records)."""
+    ids = [encode_prompt(loaded, p) for p in prompts]
+    with forward_timer(loaded.model) as forward_seconds:
+        total = sum(jacobi_decode(loaded.model, i, config, loaded.eos_token_id).decode_seconds for i in ids)
+    return 1.0 - forward_seconds[0] / total
 
 
 def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig) -> dict:

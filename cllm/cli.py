@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
@@ -36,11 +37,28 @@ def build_parser() -> Parser:
     _decoding_args(bench)
     bench.add_argument("--json", action="store_true")
 
+    st = sub.add_parser("stats", help="base vs CLLM over a prompt set: per-prompt table, ratios, collocations")
+    st.add_argument("--base", default=DEFAULT_BASE)
+    st.add_argument("--cllm", default=DEFAULT_CLLM)
+    st.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
+    st.add_argument("--limit", type=int, default=None)
+    _decoding_args(st)
+    st.add_argument("--csv", metavar="FILE", help="write the per-prompt table to FILE")
+    st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64")
+    st.add_argument("--top", type=int, default=10, help="collocations to list per kind")
+
     cost = sub.add_parser("block-cost", help="time of one n-token forward pass relative to a 1-token pass")
     cost.add_argument("--model", default=DEFAULT_BASE)
     cost.add_argument("--widths", default="1,2,4,8,16,32,64")
     cost.add_argument("--device", default="auto")
     cost.add_argument("--json", action="store_true")
+    pre = sub.add_parser("pretrain", help="train the bundled base model (tokenizer + small Llama) from scratch")
+    pre.add_argument("--out", default="assets/models/tiny-python")
+    pre.add_argument("--work-dir", default="runs/pretrain", help="Trainer checkpoints; a rerun resumes from here")
+    pre.add_argument("--max-steps", type=int, default=1100)
+    pre.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--prompts-dir", default="assets/prompts", help="where held-out/train prompt sets are written")
     return parser
 
 
@@ -91,12 +109,8 @@ def decode_json(traj, summary: dict) -> dict:
 
 def cmd_bench(args) -> None:
     from cllm.bench import format_table, run_bench
-    from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 
-    config = _config(args)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be at least 1")
-    prompts = read_prompts(args.prompts or HELDOUT_PROMPTS, args.limit)
+    config, prompts = _config(args), _read_prompt_args(args)
     second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
     models = [load_model(name, args.device) for name in [args.base, second] if name]
     result = run_bench(models, prompts, config)
@@ -108,27 +122,78 @@ def cmd_bench(args) -> None:
         print(format_table(result["rows"]))
 
 
+def _read_prompt_args(args) -> list[str]:
+    from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    return read_prompts(args.prompts or HELDOUT_PROMPTS, args.limit)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise ValueError(f"{flag} must be positive")
+    return values
+
+
+def cmd_stats(args) -> None:
+    import pandas as pd
+
+    from cllm.collocations import KINDS, collocation_table
+    from cllm.evaluate import aggregate, compare_pair, n_sweep, ratio_table
+    from cllm.trajectory import atomic_write_text
+
+    config, prompts = _config(args), _read_prompt_args(args)
+    ns = _int_list(args.sweep, "--sweep") if args.sweep else None
+    base, cllm = load_model(args.base, args.device), load_model(args.cllm, args.device)
+    trajs, frame = compare_pair(base, cllm, prompts, config, _stderr_progress)
+    agg = aggregate(frame)
+    if args.csv:
+        atomic_write_text(Path(args.csv), frame.to_csv(index=False))
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(agg.to_string(index=False), "\n")
+        print(ratio_table(agg).to_string(index=False), "\n")
+        for kind in KINDS:
+            print(f"most {kind} spans (CLLM):")
+            print(collocation_table(trajs["cllm"], trajs["base"], kind, args.top).drop(columns=["run", "block", "iteration"]).to_string(), "\n")
+        if ns:
+            print(n_sweep({"base": base, "cllm": cllm}, prompts, config, ns, _stderr_progress).to_string(index=False))
+
+
+def _stderr_progress(done: int, total: int, what: str) -> None:
+    print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
 def cmd_block_cost(args) -> None:
     from cllm.bench import block_cost, format_table
 
-    try:
-        widths = [int(w) for w in args.widths.split(",")]
-    except ValueError:
-        raise ValueError(f"--widths must be comma-separated integers, got {args.widths!r}") from None
-    if any(w < 1 for w in widths):
-        raise ValueError("--widths must be positive")
+    widths = _int_list(args.widths, "--widths")
     loaded = load_model(args.model, args.device)
     rows = block_cost(loaded, widths)
     print(json.dumps({"device": loaded.device, "rows": rows}) if args.json
           else format_table(rows, ("n", "seconds", "relative_to_1")))
 
 
-COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost}
+def cmd_pretrain(args) -> None:
+    from cllm.pretrain_run import pretrain_and_save
+
+    if args.max_steps < 1 or (args.max_minutes is not None and args.max_minutes <= 0):
+        raise ValueError("--max-steps and --max-minutes must be positive")
+    print(pretrain_and_save(args))
+
+
+QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats"}  # their output is the result; long jobs keep progress bars
+COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_transformers()
+    if args.command in QUIET_COMMANDS:
+        _quiet_transformers()
     try:
         COMMANDS[args.command](args)
     except (ValueError, ModelLoadError, TrajectoryError, OSError) as e:

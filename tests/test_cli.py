@@ -84,3 +84,28 @@ def test_python_dash_m_entry_point(tiny_model_dir):
     proc = subprocess.run([sys.executable, "-m", "cllm", "decode", "--model", str(tiny_model_dir), "--prompt", "",
                            "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: the prompt is empty: type some text to continue"
+
+
+def test_stats_command_writes_csv_equal_to_bench(tiny_model_dir, tmp_path, capsys):
+    """One code path: the per-prompt CSV of `stats` sums to what `bench` reports for the same inputs."""
+    import pandas as pd
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "def f(x):"}\n{"prompt": "for i in"}\n{"prompt": "class A:"}\n')
+    csv = tmp_path / "out.csv"
+    common = ["--prompts", str(prompts), "--n", "4", "--max-new-tokens", "8"]
+    code, out, err = run(capsys, "stats", "--base", str(tiny_model_dir), "--cllm", str(tiny_model_dir), *common,
+                         "--csv", str(csv), "--sweep", "2,4")
+    assert code == 0, err
+    assert "most fast_forwarded spans" in out and "ratio" in out
+    frame = pd.read_csv(csv)
+    assert set(frame["model"]) == {"base", "cllm"} and len(frame) == 6 and frame["matches_ar"].all()
+    code, out, _ = run(capsys, "bench", "--base", str(tiny_model_dir), *common, "--json")
+    jacobi = json.loads(out)["rows"][1]
+    base = frame[frame["model"] == "base"]
+    assert jacobi["forward_passes"] == base["forward_passes"].sum() and jacobi["tokens"] == base["tokens"].sum()
+
+
+def test_stats_bad_sweep(tiny_model_dir, capsys):
+    code, _, err = run(capsys, "stats", "--base", str(tiny_model_dir), "--cllm", str(tiny_model_dir), "--sweep", "4,x")
+    assert code == 2 and "--sweep must be comma-separated integers" in err

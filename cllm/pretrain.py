@@ -1,0 +1,254 @@
+"""The bundled base model's recipe: a byte-level BPE tokenizer and a small Llama trained from scratch on
+the Python standard library that ships with the interpreter (real code nobody here wrote, on every machine).
+
+Corpus: every *.py file under the stdlib folder, except test suites (any path part named test/tests/
+idle_test or starting with "test"), site-packages, and pydoc_data (prose, not code). Files are split
+into train / held-out by a seeded hash of their relative path, so the split is the same on every machine
+with the same Python. Training runs on transformers.Trainer (bf16 on CUDA when present, else CPU), with
+its progress bar and checkpoints, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+EOS = "<|endoftext|>"
+EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "pydoc_data"}
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    out: str = "assets/models/tiny-python"  # final HF-format folder
+    work_dir: str = "runs/pretrain"  # Trainer checkpoints (resumable); not shipped
+    seed: int = 0  # split, init and data order
+    heldout_fraction: float = 0.05  # share of files held out (by path hash)
+    vocab_size: int = 4096  # small vocabulary keeps the embedding (and the checkpoint) small
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 8
+    kv_heads: int = 4  # grouped-query attention halves the K/V projections
+    intermediate_size: int = 704
+    context: int = 512  # training sequence length = the model's context
+    batch_size: int = 16
+    lr: float = 2e-3  # small models take a high peak rate; cosine decay to 10 %
+    max_steps: int = 1500
+    warmup_steps: int = 60
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def corpus_files(root: Path | None = None) -> list[Path]:
+    root = root or stdlib_root()
+    keep = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if any(p in EXCLUDED_PARTS or p.startswith("test") for p in parts):
+            continue
+        keep.append(path)
+    return keep
+
+
+def is_heldout(relative_path: str, seed: int, fraction: float) -> bool:
+    digest = hashlib.sha256(f"{seed}:{relative_path}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split_corpus(config: PretrainConfig, root: Path | None = None) -> tuple[list[Path], list[Path]]:
+    root = root or stdlib_root()
+    train, heldout = [], []
+    for path in corpus_files(root):
+        rel = path.relative_to(root).as_posix()
+        (heldout if is_heldout(rel, config.seed, config.heldout_fraction) else train).append(path)
+    return train, heldout
+
+
+def read_source(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE (HF tokenizers), wrapped so AutoTokenizer.from_pretrained(folder) loads it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
+
+
+def token_chunks(tokenizer, texts: list[str], context: int) -> torch.Tensor:
+    """All files joined with EOS between them, cut into (N, context) training rows."""
+    ids: list[int] = []
+    for ids_one in tokenizer(texts).input_ids:
+        ids += ids_one + [tokenizer.eos_token_id]
+    rows = len(ids) // context
+    return torch.tensor(ids[: rows * context]).view(rows, context)
+
+
+def build_model(config: PretrainConfig, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.layers,
+        num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
+        intermediate_size=config.intermediate_size, max_position_embeddings=config.context,
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(llama)
+
+
+def function_prompts(paths: list[Path], root: Path, lines: int = 3, limit: int | None = None) -> list[dict]:
+    """Beginnings of functions (signature + next lines), a prompt set drawn from whole files."""
+    out = []
+    for path in paths:
+        source = read_source(path)
+        if source is None:
+            continue
+        src_lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 4:
+                start = node.lineno - 1 - len(node.decorator_list)
+                text = "\n".join(src_lines[start: node.lineno - 1 + lines]) + "\n"
+                rel = path.relative_to(root).as_posix()
+                out.append({"prompt": text, "source": f"{rel}:{node.lineno}:{node.name}"})
+    out.sort(key=lambda p: hashlib.sha256(p["source"].encode()).hexdigest())  # seeded-free stable mix
+    return out[:limit] if limit else out
+
+
+def write_prompt_sets(config: PretrainConfig, prompts_dir: Path, heldout_count: int = 64, train_count: int = 2000) -> None:
+    root = stdlib_root()
+    train, heldout = split_corpus(config, root)
+    prompts_dir.mkdir(parents=True, exist_ok=True)
+    for name, paths, count in (("heldout", heldout, heldout_count), ("train", train, train_count)):
+        rows = function_prompts(paths, root, limit=count)
+        (prompts_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def corpus_texts(paths: list[Path]) -> list[str]:
+    return [t for t in (read_source(p) for p in paths) if t]
+
+
+def config_dict(config: PretrainConfig) -> dict:
+    return asdict(config)
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """Fixed-length token rows; labels = inputs (the model shifts them)."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.rows[i], "labels": self.rows[i]}
+
+
+def perplexity(model, rows: torch.Tensor, batch_size: int = 8) -> float:
+    """exp(mean next-token loss) over held-out rows."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch_size):
+            batch = rows[i: i + batch_size].to(model.device)
+            loss = model(input_ids=batch, labels=batch).loss
+            total += loss.item() * len(batch)
+            count += len(batch)
+    return float(torch.exp(torch.tensor(total / count)))
+
+
+def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: float | None = None) -> dict:
+    """Tokenizer + model from scratch; resumes from the last Trainer checkpoint in work_dir."""
+    import time
+
+    from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from cllm.training_utils import TimeBudget
+
+    work = Path(config.work_dir)
+    train_paths, heldout_paths = split_corpus(config)
+    tok_dir = work / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+    else:
+        tokenizer = train_tokenizer(corpus_texts(train_paths), config.vocab_size)
+        tokenizer.save_pretrained(tok_dir)
+    train_rows = token_chunks(tokenizer, corpus_texts(train_paths), config.context)
+    heldout_rows = token_chunks(tokenizer, corpus_texts(heldout_paths), config.context)
+    model = build_model(config, tokenizer)
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(work), per_device_train_batch_size=config.batch_size, max_steps=config.max_steps,
+        learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        warmup_steps=config.warmup_steps, weight_decay=0.1, adam_beta2=0.95, max_grad_norm=1.0,
+        bf16=use_cuda, use_cpu=not use_cuda, logging_steps=25, save_steps=100, save_total_limit=2,
+        report_to="none", seed=config.seed, dataloader_drop_last=True,
+    )
+    callbacks = [TimeBudget(max_minutes)] if max_minutes else []
+    trainer = Trainer(model=model, args=args, train_dataset=RowDataset(train_rows), callbacks=callbacks)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=get_last_checkpoint(str(work)) if work.exists() else None)
+    return {
+        "model": trainer.model, "tokenizer": tokenizer, "steps": result.global_step,
+        "train_loss": result.training_loss, "seconds_this_run": time.perf_counter() - t0,
+        "train_tokens": train_rows.numel(), "heldout_tokens": heldout_rows.numel(),
+        "heldout_rows": heldout_rows, "files": (len(train_paths), len(heldout_paths)),
+        "device": "cuda" if use_cuda else "cpu",
+    }
+
+
+def repeated_line(text: str, times: int = 3) -> bool:
+    """Degenerate repetition: one non-blank line occurring `times` or more times in a continuation."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return any(lines.count(ln) >= times for ln in set(lines))
+
+
+def model_card(config: PretrainConfig, result: dict, ppl: float, samples: list[tuple[str, str]], params: int) -> str:
+    train_files, heldout_files = result["files"]
+    shown = "\n\n".join(f"Prompt:\n```python\n{p}```\nGreedy continuation (64 tokens):\n```python\n{c}\n```" for p, c in samples)
+    return f"""---
+license: psf-2.0
+library_name: transformers
+pipeline_tag: text-generation
+---
+# tiny-python
+
+A small Llama-architecture causal LM trained from scratch by `python -m cllm pretrain` on the Python
+standard library that ships with the interpreter. The base model of CLLM Explorer's bundled pair.
+
+- Corpus: every `*.py` under the stdlib folder of Python {sysconfig.get_python_version()}, excluding test
+  suites, site-packages and pydoc_data; split by file with a seeded hash: {train_files} train files
+  ({result['train_tokens']:,} tokens), {heldout_files} held-out files ({result['heldout_tokens']:,} tokens).
+- Tokenizer: byte-level BPE (HF tokenizers), {config.vocab_size} tokens, `{EOS}` as EOS and pad.
+- Model: Llama, {params / 1e6:.2f} M parameters, hidden {config.hidden_size}, {config.layers} layers,
+  {config.heads} heads ({config.kv_heads} KV heads), MLP {config.intermediate_size}, context {config.context},
+  tied embeddings.
+- Training: {result['steps']} steps of {config.batch_size} x {config.context} tokens, AdamW lr {config.lr}
+  (cosine to 10 %, {config.warmup_steps} warm-up steps), weight decay 0.1, on {result['device']}
+  ({result['compute']}).
+- Held-out perplexity: **{ppl:.2f}** (final training loss {result['train_loss']:.3f}).
+- Full recipe: `cllm/pretrain.py`, config `{json.dumps(config_dict(config))}`.
+
+## Samples (held-out prompts, greedy)
+
+{shown}
+"""

@@ -1,0 +1,28 @@
+"""`python -m cllm pretrain`: train, measure, write the model card and the prompt sets."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cllm.checkpoint import save_pretrained_atomic
+from cllm.jacobi import greedy_decode
+from cllm.pretrain import PretrainConfig, model_card, perplexity, run_pretrain, write_prompt_sets
+from cllm.prompts import read_prompts
+
+
+def pretrain_and_save(args) -> str:
+    config = PretrainConfig(out=args.out, work_dir=args.work_dir, max_steps=args.max_steps)
+    write_prompt_sets(config, Path(args.prompts_dir))
+    result = run_pretrain(config, args.device, args.max_minutes)
+    model, tokenizer = result["model"], result["tokenizer"]
+    result["compute"] = f"{result['seconds_this_run'] / 60:.1f} min in the last run, {os.cpu_count()} CPU cores visible"
+    ppl = perplexity(model, result["heldout_rows"])
+    samples = []
+    for prompt in read_prompts(Path(args.prompts_dir) / "heldout.jsonl", limit=3):
+        ids = tokenizer(prompt).input_ids
+        out = greedy_decode(model, ids, 64, tokenizer.eos_token_id).tokens
+        samples.append((prompt, tokenizer.decode(out)))
+    params = sum(p.numel() for p in model.parameters())
+    model = model.float().cpu()
+    save_pretrained_atomic(model, tokenizer, args.out, model_card(config, result, ppl, samples, params))
+    return f"saved {args.out}: {result['steps']} steps, held-out perplexity {ppl:.2f}"

@@ -1,0 +1,82 @@
+"""Plotly figure builders: pure functions from records/frames to go.Figure, explicit heights, one colour
+per model role everywhere (base grey-blue, CLLM orange: distinguishable in common colour blindness)."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from cllm import stats
+from cllm.trajectory import Trajectory
+
+COLORS = {"base": "#4C78A8", "cllm": "#F58518"}
+HEIGHT = 320
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40), template="plotly_white",
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y)
+    return fig
+
+
+def make_convergence_figure(runs: dict[str, Trajectory]) -> go.Figure:
+    """Committed tokens vs iteration, one line per block, per model: steeper = more fast-forwarding."""
+    fig = go.Figure()
+    for role, traj in runs.items():
+        for k, block in enumerate(traj.blocks):
+            curve = stats.committed_curve(block)
+            fig.add_trace(go.Scatter(x=list(range(len(curve))), y=curve, mode="lines+markers",
+                                     line=dict(color=COLORS[role], width=1.5), marker=dict(size=4),
+                                     name=role, legendgroup=role, showlegend=k == 0,
+                                     hovertemplate=f"{role} block {k}<br>iteration %{{x}}: %{{y}} committed<extra></extra>"))
+    return _layout(fig, "Convergence: committed tokens per iteration (one line per block)", "iteration", "committed tokens")
+
+
+def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
+    """Fast-forwarded tokens at each iteration of the whole run (iterations counted across blocks)."""
+    fig = go.Figure()
+    for role, traj in runs.items():
+        frame = stats.iterations_frame(traj)
+        fig.add_trace(go.Bar(x=list(range(1, len(frame) + 1)), y=frame["fast_forwarded"], name=role,
+                             marker_color=COLORS[role]))
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Fast-forwarded tokens per iteration", "iteration (whole run)", "tokens beyond one")
+
+
+def _per_block_bars(runs: dict[str, Trajectory], column: str, title: str, y: str) -> go.Figure:
+    fig = go.Figure()
+    for role, traj in runs.items():
+        frame = stats.blocks_frame(traj)
+        fig.add_trace(go.Bar(x=frame["block"], y=frame[column], name=role, marker_color=COLORS[role]))
+    fig.update_layout(barmode="group")
+    return _layout(fig, title, "block", y)
+
+
+def make_stationary_figure(runs: dict[str, Trajectory]) -> go.Figure:
+    return _per_block_bars(runs, "stationary", "Stationary tokens per block", "tokens")
+
+
+def make_iterations_figure(runs: dict[str, Trajectory]) -> go.Figure:
+    return _per_block_bars(runs, "iterations", "Iterations (forward passes) per block", "iterations")
+
+
+def make_distribution_figure(frame: pd.DataFrame, column: str = "tpf") -> go.Figure:
+    """Distribution over prompts of one per-prompt column, base vs CLLM."""
+    fig = go.Figure()
+    for role in frame["model"].unique():
+        values = frame.loc[frame["model"] == role, column]
+        fig.add_trace(go.Histogram(x=values, name=role, marker_color=COLORS.get(role), opacity=0.75, nbinsx=20))
+    fig.update_layout(barmode="overlay")
+    return _layout(fig, f"{column} over prompts", column, "prompts")
+
+
+def make_sweep_figure(sweep: pd.DataFrame, column: str = "tpf") -> go.Figure:
+    """TPF (or speedup) against block size n, one line per model."""
+    fig = go.Figure()
+    for role in sweep["model"].unique():
+        part = sweep[sweep["model"] == role]
+        fig.add_trace(go.Scatter(x=part["n"], y=part[column], mode="lines+markers", name=role,
+                                 line=dict(color=COLORS.get(role))))
+    fig.update_xaxes(type="log", tickvals=sorted(sweep["n"].unique()))
+    return _layout(fig, f"{column} vs block size n", "n (block size)", column)
