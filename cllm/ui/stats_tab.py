@@ -1,0 +1,131 @@
+"""Stats: why a CLLM is faster. Charts of the current Explore run, a dataset run over a prompt set with
+per-prompt table and CSV, an n-sweep, and the collocations the CLLM fast-forwards or holds stationary."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from cllm import evaluate
+from cllm.collocations import collocation_table
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
+from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
+from cllm.ui import figures
+from cllm.ui.common import model_name, read_config, user_errors, whole_number
+
+MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~2 s per prompt pair at 64 tokens
+SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
+HELDOUT, UPLOAD = "shipped held-out prompts", "uploaded file"
+EXPLAIN = (
+    "**Fast-forwarded** tokens: committed beyond one per forward pass. **Stationary** tokens: predicted "
+    "right while a token before them was still wrong, and never changed after. The paper finds both rise "
+    "2.0-6.8x from the target model to its CLLM: the CLLM has learned collocations, word sequences that "
+    "come together, so it can write several at once."
+)
+
+
+def run_charts(race):
+    """Figures and the Table-3-like summary of the race on the Explore tab."""
+    with user_errors():
+        if race is None:
+            raise ValueError("no run yet: run a prompt on the Explore tab (or load one from the Gallery) first")
+    runs = {"base": race.base, "cllm": race.cllm}
+    frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in runs.items()], ignore_index=True)
+    return (evaluate.ratio_table(evaluate.aggregate(frame)), figures.make_convergence_figure(runs),
+            figures.make_fast_forward_figure(runs), figures.make_stationary_figure(runs),
+            figures.make_iterations_figure(runs))
+
+
+def load_prompts(source: str, upload, limit) -> list[str]:
+    limit = whole_number(limit, "number of prompts", 1, MAX_PROMPTS)
+    if source == UPLOAD:
+        if not upload:
+            raise ValueError("choose a prompt file to upload (JSONL with a \"prompt\" field, or text, one per line)")
+        return read_prompt_file(upload, limit)
+    return read_prompts(HELDOUT_PROMPTS, limit)
+
+
+def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, progress=gr.Progress()):
+    """Both models over a prompt set: per-prompt table, aggregates, ratios, distribution chart, CSV, collocations."""
+    with user_errors():
+        config = read_config(n, max_new_tokens, 0, "prompt")
+        prompts = load_prompts(source, upload, limit)
+        pair = [cached_model(model_name(base, "base")), cached_model(model_name(cllm, "CLLM"))]
+        trajs, frame = evaluate.compare_pair(*pair, prompts, config, _progress(progress, 2 * len(prompts)))
+    agg = evaluate.aggregate(frame)
+    csv = Path(tempfile.mkdtemp(prefix="cllm-stats-")) / "stats.csv"
+    frame.to_csv(csv, index=False)
+    ff = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
+    st = collocation_table(trajs["cllm"], trajs["base"], "stationary")
+    return (frame.round(4), agg.round(4), evaluate.ratio_table(agg).round(3),
+            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4))
+
+
+def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr.Progress()):
+    with user_errors():
+        if not ns:
+            raise ValueError("pick at least one block size n")
+        config = read_config(16, max_new_tokens, 0, "prompt")
+        prompts = load_prompts(source, upload, limit)
+        models = {"base": cached_model(model_name(base, "base")), "cllm": cached_model(model_name(cllm, "CLLM"))}
+        sizes = sorted(int(n) for n in ns)
+        sweep = evaluate.n_sweep(models, prompts, config, sizes, _progress(progress, 2 * len(sizes) * len(prompts)))
+    return sweep.round(4), figures.make_sweep_figure(sweep, "tpf"), figures.make_sweep_figure(sweep, "speedup")
+
+
+def _progress(progress, total: int):
+    done = [0]
+
+    def report(i, n, what):
+        done[0] += 1
+        progress(done[0] / total, desc=f"{what}: prompt {i}/{n}")
+    return report
+
+
+def build(race: gr.State) -> None:
+    with gr.Tab("Stats", id="stats"):
+        gr.Markdown(EXPLAIN)
+        with gr.Accordion("This run (from the Explore tab)", open=True):
+            chart = gr.Button("Chart the current run", elem_id="stats-chart")
+            table = gr.Dataframe(label="Totals, base vs CLLM (ratio = CLLM ÷ base)", interactive=False)
+            with gr.Row():
+                convergence, fast = gr.Plot(), gr.Plot()
+            with gr.Row():
+                stationary, iterations = gr.Plot(), gr.Plot()
+        chart.click(run_charts, race, [table, convergence, fast, stationary, iterations], api_name="stats_run")
+        with gr.Accordion("A prompt set", open=True):
+            with gr.Row():
+                base = gr.Textbox(DEFAULT_BASE, label="Base model")
+                cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM")
+                source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts")
+                upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"], type="filepath")
+            with gr.Row():
+                limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=0)
+                n = gr.Number(16, label="Block size n", precision=0)
+                max_new = gr.Number(64, label="Max new tokens", precision=0)
+                go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
+            ratios = gr.Dataframe(label="Fast-forwarded and stationary totals, base vs CLLM", interactive=False)
+            agg = gr.Dataframe(label="Per model", interactive=False)
+            dist = gr.Plot()
+            per_prompt = gr.Dataframe(label="Per prompt", interactive=False, max_height=300)
+            csv = gr.File(label="Per-prompt table (CSV)")
+            gr.Markdown("**Collocations**: the spans the CLLM most often fast-forwards or holds stationary "
+                        "(click a column header to sort; run/block/iteration locate an example).")
+            with gr.Row():
+                ff = gr.Dataframe(label="Fast-forwarded spans", interactive=False, max_height=400)
+                st = gr.Dataframe(label="Stationary spans", interactive=False, max_height=400)
+            go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new],
+                     [per_prompt, agg, ratios, dist, csv, ff, st], api_name="stats_dataset",
+                     concurrency_id="models", concurrency_limit=1)
+        with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
+            with gr.Row():
+                ns = gr.CheckboxGroup(SWEEP_CHOICES, value=SWEEP_CHOICES, label="n")
+                sweep_go = gr.Button("Sweep", elem_id="stats-sweep")
+            sweep_table = gr.Dataframe(interactive=False)
+            with gr.Row():
+                tpf_plot, speed_plot = gr.Plot(), gr.Plot()
+            sweep_go.click(run_sweep, [base, cllm, source, upload, limit, ns, max_new],
+                           [sweep_table, tpf_plot, speed_plot], api_name="stats_sweep",
+                           concurrency_id="models", concurrency_limit=1)
