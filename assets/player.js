@@ -1,0 +1,131 @@
+/* CLLM Explorer race player.
+ *
+ * The server renders a race's last frame (cllm/ui/grid.py); this script replays it in the browser, so
+ * playback costs no server round trip. One clock counts forward passes and drives both panels
+ * (lockstep): at pass t each panel shows the block it was working on after t passes and that block's
+ * rows up to there, so the model that needs fewer passes visibly finishes first.
+ * Loaded once per page through gr.HTML(head=...); each player component calls cllmPlayer.attach.
+ */
+(function () {
+  if (window.cllmPlayer) return;
+
+  const nums = (s) => (s ? s.split(",").map(Number) : []);
+  const sum = (a, n) => a.slice(0, n).reduce((x, y) => x + y, 0);
+  const ROW_EM = 1.75; // row height in player.css (.cr-grid td); keeps the panels from jumping
+
+  function readPanel(section) {
+    let start = 0;
+    const blocks = Array.from(section.querySelectorAll("table.cr-grid")).map((table) => {
+      const b = {
+        table, rows: Array.from(table.tBodies[0].rows), commit: nums(table.dataset.commit),
+        secs: nums(table.dataset.secs), width: Number(table.dataset.width), start,
+        text: section.querySelector(`.cr-tb[data-block="${table.dataset.block}"]`),
+      };
+      start += b.secs.length;
+      return b;
+    });
+    const field = (k) => section.querySelector(`[data-k="${k}"]`);
+    return { section, blocks, passes: start, it: field("it"), tok: field("tok"), tpf: field("tpf"),
+             time: field("time"), where: field("where") };
+  }
+
+  // Which block a panel works on after t passes, and how many of that block's iterations are done.
+  function locate(panel, t) {
+    const bl = panel.blocks;
+    for (let k = 0; k < bl.length; k++) {
+      if (t <= bl[k].start + bl[k].secs.length) return [k, Math.max(0, t - bl[k].start)];
+    }
+    const k = bl.length - 1;
+    return [k, bl[k].secs.length];
+  }
+
+  function showPanel(panel, t) {
+    const [k, j] = locate(panel, t);
+    let tokens = 0, seconds = 0;
+    panel.blocks.forEach((b, i) => {
+      b.table.classList.toggle("cr-off", i !== k);
+      if (i < k) { tokens += b.width; seconds += sum(b.secs, b.secs.length); }
+      if (b.text) {
+        b.text.classList.toggle("cr-off", i > k);
+        Array.from(b.text.children).forEach((span, p) => span.classList.toggle("cr-pend", i === k && p >= b.commit[j]));
+      }
+    });
+    const b = panel.blocks[k];
+    b.rows.forEach((row, r) => { row.classList.toggle("cr-off", r > j); row.classList.toggle("cr-now", r === j); });
+    tokens += b.commit[j];
+    seconds += sum(b.secs, j);
+    const passes = Math.min(t, panel.passes), done = t >= panel.passes;
+    panel.it.textContent = passes;
+    panel.tok.textContent = tokens;
+    panel.tpf.textContent = passes ? (tokens / passes).toFixed(2) : "–";
+    panel.time.textContent = seconds < 10 ? `${(seconds * 1000).toFixed(0)} ms` : `${seconds.toFixed(1)} s`;
+    panel.where.textContent = done ? `✓ done in ${panel.passes} passes` : `block ${k + 1} of ${panel.blocks.length}`;
+    panel.section.classList.toggle("cr-done", done);
+  }
+
+  function attach(element, props, watch) {
+    const st = { run: null, t: 0, ticks: 0, timer: null, speed: 4, panels: [], root: null };
+    const q = (sel) => st.root && st.root.querySelector(sel);
+
+    function render() {
+      if (!st.root) return;
+      st.panels.forEach((p) => showPanel(p, st.t));
+      q(".cr-scrub").value = st.t;
+      q(".cr-clock").innerHTML = `pass <b>${st.t}</b> / ${st.ticks}`;
+      q(".cr-play").textContent = st.timer ? "❚❚ Pause" : "▶ Play";
+      st.root.dataset.t = st.t; // for tests and for anyone reading the DOM
+    }
+    function stop() { clearInterval(st.timer); st.timer = null; }
+    function play() {
+      stop();
+      if (st.t >= st.ticks) st.t = 0;
+      st.timer = setInterval(() => {
+        st.t = Math.min(st.t + 1, st.ticks);
+        if (st.t >= st.ticks) stop();
+        render();
+      }, 1000 / st.speed);
+      render();
+    }
+    function go(t) { stop(); st.t = Math.max(0, Math.min(st.ticks, t)); render(); }
+
+    // (Re)read the markup: a new run restarts from pass 0 and plays; an update of the same run keeps its place.
+    function setup() {
+      st.root = element.querySelector(".cr");
+      if (!st.root) { stop(); st.run = null; return; }
+      const same = st.root.dataset.run === st.run, playing = !!st.timer;
+      st.run = st.root.dataset.run;
+      st.ticks = Number(st.root.dataset.ticks);
+      st.panels = Array.from(st.root.querySelectorAll(".cr-panel")).map(readPanel);
+      const rows = Math.max(1, ...st.panels.flatMap((p) => p.blocks.map((b) => b.rows.length)));
+      st.root.querySelectorAll(".cr-grids").forEach((g) => { g.style.minHeight = `${(rows + 1) * ROW_EM + 0.5}em`; });
+      q(".cr-speed select").value = String(st.speed);
+      if (!same) { st.t = 0; play(); } else if (playing) { play(); } else { render(); }
+    }
+
+    element.addEventListener("click", (e) => {
+      const act = e.target.closest("[data-act]");
+      if (!act || !st.root) return;
+      const a = act.dataset.act;
+      if (a === "play") { st.timer ? (stop(), render()) : play(); }
+      if (a === "back") go(st.t - 1);
+      if (a === "fwd") go(st.t + 1);
+    });
+    element.addEventListener("input", (e) => {
+      if (e.target.classList.contains("cr-scrub")) go(Number(e.target.value));
+    });
+    element.addEventListener("change", (e) => {
+      if (!e.target.closest(".cr-speed")) return;
+      st.speed = Number(e.target.value);
+      if (st.timer) play();
+    });
+    element.addEventListener("keydown", (e) => {
+      if (!st.root || e.target.closest("select, input")) return;
+      const keys = { " ": () => (st.timer ? (stop(), render()) : play()), ArrowLeft: () => go(st.t - 1), ArrowRight: () => go(st.t + 1) };
+      if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+    });
+    watch("value", setup);
+    setup();
+  }
+
+  window.cllmPlayer = { attach, locate };
+})();
