@@ -1,16 +1,35 @@
 """CLLM Explorer: `python app.py` serves the Gradio app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)."""
+import threading
+
 import gradio as gr
 
-from cllm.ui import decode_tab
+from cllm.ui import explore_tab, gallery_tab
+
+TITLE = "CLLM Explorer"
+INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in parallel until "
+         "they stop changing; the result equals greedy decoding. Consistency LLMs get there in fewer passes.")
+TABS = (explore_tab, gallery_tab)  # each module's build() adds one gr.Tab; a new tab is one more entry here
+QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own limit of 1 (explore_tab)
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="CLLM Explorer") as demo:
-        gr.Markdown("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in "
-                    "parallel until they stop changing; the result equals greedy decoding.")
-        decode_tab.build()
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly: drop downloaded race files
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            for tab in TABS:
+                tab.build()
+    return demo
+
+
+def serve(warm_up: bool = True, **launch_kwargs) -> gr.Blocks:
+    """Queue and launch (tests pass prevent_thread_lock=True); warm_up loads the default model pair in the
+    background, so the first Run does not pay for it."""
+    if warm_up:
+        threading.Thread(target=explore_tab.warm_up, daemon=True).start()
+    demo = build_app().queue(default_concurrency_limit=QUEUE_LIMIT)
+    demo.launch(**launch_kwargs)
     return demo
 
 
 if __name__ == "__main__":
-    build_app().queue(default_concurrency_limit=2).launch()
+    serve()
