@@ -4,6 +4,7 @@ import threading
 import gradio as gr
 
 from cllm.ui import explore_tab, gallery_tab
+from cllm.ui.common import limit_cpu_threads
 
 TITLE = "CLLM Explorer"
 INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in parallel until "
@@ -13,7 +14,8 @@ QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own 
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:  # hourly: drop downloaded race files
+    # fill_width: two 16-column grids side by side need the room; delete_cache: hourly, drop old race downloads
+    with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             for tab in TABS:
@@ -24,6 +26,7 @@ def build_app() -> gr.Blocks:
 def serve(warm_up: bool = True, **launch_kwargs) -> gr.Blocks:
     """Queue and launch (tests pass prevent_thread_lock=True); warm_up loads the default model pair in the
     background, so the first Run does not pay for it."""
+    limit_cpu_threads()
     if warm_up:
         threading.Thread(target=explore_tab.warm_up, daemon=True).start()
     demo = build_app().queue(default_concurrency_limit=QUEUE_LIMIT)

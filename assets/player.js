@@ -11,7 +11,7 @@
 
   const nums = (s) => (s ? s.split(",").map(Number) : []);
   const sum = (a, n) => a.slice(0, n).reduce((x, y) => x + y, 0);
-  const ROW_EM = 1.75; // row height in player.css (.cr-grid td); keeps the panels from jumping
+  const ROW_EM = 1.75 + 2 / 11; // grid row in player.css: td height 1.75em + 2px border spacing at 11px
 
   function readPanel(section) {
     let start = 0;
@@ -25,8 +25,9 @@
       return b;
     });
     const field = (k) => section.querySelector(`[data-k="${k}"]`);
-    return { section, blocks, passes: start, it: field("it"), tok: field("tok"), tpf: field("tpf"),
-             time: field("time"), where: field("where") };
+    return { section, blocks, passes: start, total: blocks.reduce((n, b) => n + b.width, 0),
+             grids: section.querySelector(".cr-grids"), bar: section.querySelector(".cr-progress i"),
+             it: field("it"), tok: field("tok"), tpf: field("tpf"), time: field("time"), where: field("where") };
   }
 
   // Which block a panel works on after t passes, and how many of that block's iterations are done.
@@ -39,6 +40,7 @@
     return [k, bl[k].secs.length];
   }
 
+  // Show pass t on one panel; returns how many grid rows it shows (the panels share the taller height).
   function showPanel(panel, t) {
     const [k, j] = locate(panel, t);
     let tokens = 0, seconds = 0;
@@ -61,6 +63,8 @@
     panel.time.textContent = seconds < 10 ? `${(seconds * 1000).toFixed(0)} ms` : `${seconds.toFixed(1)} s`;
     panel.where.textContent = done ? `✓ done in ${panel.passes} passes` : `block ${k + 1} of ${panel.blocks.length}`;
     panel.section.classList.toggle("cr-done", done);
+    if (panel.bar) panel.bar.style.width = `${(100 * tokens) / Math.max(1, panel.total)}%`;
+    return j + 1;
   }
 
   function attach(element, props, watch) {
@@ -69,7 +73,9 @@
 
     function render() {
       if (!st.root) return;
-      st.panels.forEach((p) => showPanel(p, st.t));
+      // both grids take the taller one's height, so the texts below stay side by side
+      const rows = Math.max(...st.panels.map((p) => showPanel(p, st.t)));
+      st.panels.forEach((p) => { p.grids.style.minHeight = `${(rows + 1) * ROW_EM + 0.5}em`; });
       q(".cr-scrub").value = st.t;
       q(".cr-clock").innerHTML = `pass <b>${st.t}</b> / ${st.ticks}`;
       q(".cr-play").textContent = st.timer ? "❚❚ Pause" : "▶ Play";
@@ -96,8 +102,6 @@
       st.run = st.root.dataset.run;
       st.ticks = Number(st.root.dataset.ticks);
       st.panels = Array.from(st.root.querySelectorAll(".cr-panel")).map(readPanel);
-      const rows = Math.max(1, ...st.panels.flatMap((p) => p.blocks.map((b) => b.rows.length)));
-      st.root.querySelectorAll(".cr-grids").forEach((g) => { g.style.minHeight = `${(rows + 1) * ROW_EM + 0.5}em`; });
       q(".cr-speed select").value = String(st.speed);
       if (!same) { st.t = 0; play(); } else if (playing) { play(); } else { render(); }
     }

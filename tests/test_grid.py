@@ -32,14 +32,14 @@ def test_cell_classes_follow_statuses():
         ["s-c", "s-c", "s-f", "s-f", "s-f"],
     ]
     assert 'data-commit="0,1,5"' in html and 'data-secs="0.100000,0.200000"' in html and 'data-width="5"' in html
-    assert '<th>guess</th>' in html and '<tr data-it="2"><th>2</th>' in html
+    assert '<th>guess</th>' in html and '<tr data-it="2"><th>2 ✓</th>' in html
 
 
 def test_tooltips_and_escaping():
     html = grid.block_grid_html(make_traj(JUMP), 0)
-    assert "“?” token id 9 · position 0 · initial guess · not yet the final token" in html
-    assert "token id 3 · position 2 · iteration 1 · stationary" in html
-    assert "token id 4 · position 3 · iteration 2 · fast-forwarded" in html
+    assert "“?” id 9 · position 0 · guess · not yet final" in html
+    assert "“&lt;script&gt;” id 3 · position 2 · pass 1 · stationary" in html
+    assert "“↵” id 4 · position 3 · pass 2 · fast-forwarded" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert ">·</td>" in html and ">↵</td>" in html  # whitespace made visible
 

@@ -1,11 +1,13 @@
 """What the tabs share: input checks that end as gr.Error, model-pair choices, the race file download."""
 from __future__ import annotations
 
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import BY_NAME, ModelLoadError, model_pairs
@@ -96,3 +98,11 @@ def save_run(race: Race | None, name: str) -> str:
             raise ValueError("nothing to save yet: run a prompt (or upload a race file) and let it finish")
         path = add_to_gallery(race, gallery_dir(), name)
     return f"Saved as **{path.stem}**: the Gallery tab lists it."
+
+
+def limit_cpu_threads() -> None:
+    """On CPU, decode with one intra-op thread unless OMP_NUM_THREADS says otherwise. The app's models are
+    small (the bundled pair: hidden size 256), and on a machine whose cores are busy with other work a
+    second OpenMP thread made decoding 5-40x slower here (spin-waiting), never faster."""
+    if "OMP_NUM_THREADS" not in os.environ and not torch.cuda.is_available():
+        torch.set_num_threads(1)

@@ -16,12 +16,9 @@ from cllm.trajectory import Trajectory
 # CSS class of each cell status (assets/player.css draws them) and the words its tooltip uses.
 STATUS_CLASS = {stats.COMMITTED: "s-c", stats.FAST_FORWARDED: "s-f", stats.STATIONARY: "s-s",
                 stats.CORRECT: "s-k", stats.WRONG: "s-w"}
-STATUS_WORDS = {stats.COMMITTED: "committed: final, and so is everything before it",
-                stats.FAST_FORWARDED: "fast-forwarded: committed together with the token before it in one pass",
-                stats.STATIONARY: "stationary: right although a token before it is still wrong; never changes again",
-                stats.CORRECT: "right for now, but will still change",
-                stats.WRONG: "not yet the final token"}
-MAX_CELL_CHARS = 8  # longer tokens are cut in the cell; the tooltip has them whole
+STATUS_WORDS = {stats.COMMITTED: "committed", stats.FAST_FORWARDED: "fast-forwarded", stats.STATIONARY: "stationary",
+                stats.CORRECT: "right for now (changes later)", stats.WRONG: "not yet final"}  # the legend explains
+MAX_CELL_CHARS = 5  # longer tokens are cut in the cell; the tooltip has them whole
 ROLES = (("base", "Base model", "trained the usual way"),
          ("cllm", "Consistency LLM", "the base model fine-tuned to reach the final row in fewer passes"))
 SPEEDS = (1, 2, 4, 8, 16)  # forward passes per second the player offers
@@ -29,13 +26,13 @@ DEFAULT_SPEED = 4
 EMPTY_HTML = ('<div class="cr-empty">Pick a prompt and press <b>Run</b>: both models decode it, then the '
               'race replays here, one forward pass at a time.</div>')
 LEGEND_HTML = (
-    '<div class="cr-legend">Each row is one forward pass over the whole block. '
-    '<span class="cr-chip s-c">blue</span> = already the final token, '
-    '<span class="cr-chip s-w">red</span> = not yet. Marks: '
-    '<span class="cr-chip s-c">underlined</span> committed (final prefix) · '
-    '<span class="cr-chip s-f">»</span> fast-forwarded (several committed in one pass) · '
-    '<span class="cr-chip s-s">⚓</span> stationary (right early, behind a wrong token). Hover a cell for details.'
-    '</div>'
+    '<div class="cr-legend">Each row is one forward pass that rewrites the whole block. '
+    '<span class="cr-chip s-k">tok</span> blue: already the final token · '
+    '<span class="cr-chip s-w">tok</span> red, dashed: not yet · '
+    '<span class="cr-chip s-c">tok</span> solid, underlined: committed (it and all before it are final) · '
+    '<span class="cr-chip s-f">tok</span> fast-forwarded (committed in the same pass as the token before it) · '
+    '<span class="cr-chip s-s">tok</span> stationary (right early, behind a wrong token, and never changes) · '
+    'hover a cell for details.</div>'
 )
 
 
@@ -43,8 +40,8 @@ def cell_html(text: str, token: int, position: int, iteration: int, status: str)
     """One token of one state; the tooltip names token id, position, iteration and status."""
     shown = visible(text)
     cut = shown if len(shown) <= MAX_CELL_CHARS else shown[: MAX_CELL_CHARS - 1] + "…"
-    when = "initial guess" if iteration == 0 else f"iteration {iteration}"
-    title = f"“{shown}” token id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
+    when = "guess" if iteration == 0 else f"pass {iteration}"
+    title = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
     return f'<td class="{STATUS_CLASS[status]}" title="{escape(title)}">{escape(cut)}</td>'
 
 
@@ -56,11 +53,11 @@ def block_grid_html(traj: Trajectory, k: int) -> str:
     head = "".join(f"<th>{i}</th>" for i in range(block.width))
     rows = []
     for j, (state, statuses) in enumerate(zip(block.states, stats.cell_statuses(block))):
-        label = "guess" if j == 0 else f"{j}"
+        label = "guess" if j == 0 else f"{j} ✓" if j == block.iterations else f"{j}"  # ✓: the fixed point
         cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s)
                         for i, (t, s) in enumerate(zip(state, statuses)))
         rows.append(f'<tr data-it="{j}"><th>{label}</th>{cells}</tr>')
-    corner = '<th title="rows: forward passes; columns: positions in the block">pass\\pos</th>'
+    corner = '<th title="rows: forward passes; columns: positions in the block">pass</th>'
     return (f'<table class="cr-grid" data-block="{k}" data-width="{block.width}" data-commit="{curve}" '
             f'data-secs="{secs}"><thead><tr>{corner}{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -98,7 +95,8 @@ def panel_html(traj: Trajectory, role: str, label: str, caption: str) -> str:
     return (f'<section class="cr-panel" data-role="{role}"><header><span class="cr-role">{label}</span> '
             f'<span class="cr-caption">{caption}</span>'
             f'<code title="{escape(traj.meta.model)}">{escape(_short(traj.meta.model))}</code></header>'
-            f'<div class="cr-counters">{counters}</div><div class="cr-grids">{grids}</div>'
+            f'<div class="cr-counters">{counters}</div><div class="cr-progress" title="tokens committed">'
+            f'<i style="width: 100%"></i></div><div class="cr-grids">{grids}</div>'
             f'{text_html(traj)}<div class="cr-foot">{foot}</div></section>')
 
 
