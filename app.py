@@ -11,6 +11,7 @@ INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines
          "they stop changing; the result equals greedy decoding. Consistency LLMs get there in fewer passes.")
 TABS = (explore_tab, gallery_tab)  # each module's build() adds one gr.Tab; a new tab is one more entry here
 QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own limit of 1 (explore_tab)
+MAX_UPLOAD = "20mb"  # a race file is at most 16 MiB (cllm.race.MAX_RACE_BYTES); refuse bigger uploads early
 
 
 def build_app() -> gr.Blocks:
@@ -30,7 +31,7 @@ def serve(warm_up: bool = True, **launch_kwargs) -> gr.Blocks:
     if warm_up:
         threading.Thread(target=explore_tab.warm_up, daemon=True).start()
     demo = build_app().queue(default_concurrency_limit=QUEUE_LIMIT)
-    demo.launch(**launch_kwargs)
+    demo.launch(**{"max_file_size": MAX_UPLOAD} | launch_kwargs)
     return demo
 
 

@@ -41,7 +41,7 @@
   }
 
   // Show pass t on one panel; returns how many grid rows it shows (the panels share the taller height).
-  function showPanel(panel, t) {
+  function showPanel(panel, t, partial) {
     const [k, j] = locate(panel, t);
     let tokens = 0, seconds = 0;
     panel.blocks.forEach((b, i) => {
@@ -56,25 +56,26 @@
     b.rows.forEach((row, r) => { row.classList.toggle("cr-off", r > j); row.classList.toggle("cr-now", r === j); });
     tokens += b.commit[j];
     seconds += sum(b.secs, j);
-    const passes = Math.min(t, panel.passes), done = t >= panel.passes;
+    const passes = Math.min(t, panel.passes), done = !partial && t >= panel.passes;
     panel.it.textContent = passes;
     panel.tok.textContent = tokens;
     panel.tpf.textContent = passes ? (tokens / passes).toFixed(2) : "–";
     panel.time.textContent = seconds < 10 ? `${(seconds * 1000).toFixed(0)} ms` : `${seconds.toFixed(1)} s`;
-    panel.where.textContent = done ? `✓ done in ${panel.passes} passes` : `block ${k + 1} of ${panel.blocks.length}`;
+    panel.where.textContent = done ? `✓ done in ${panel.passes} passes`
+      : partial ? `block ${k + 1}, decoding…` : `block ${k + 1} of ${panel.blocks.length}`;
     panel.section.classList.toggle("cr-done", done);
     if (panel.bar) panel.bar.style.width = `${(100 * tokens) / Math.max(1, panel.total)}%`;
     return j + 1;
   }
 
   function attach(element, props, watch) {
-    const st = { run: null, t: 0, ticks: 0, timer: null, speed: 4, panels: [], root: null };
+    const st = { run: null, t: 0, ticks: 0, partial: false, timer: null, speed: 4, panels: [], root: null };
     const q = (sel) => st.root && st.root.querySelector(sel);
 
     function render() {
       if (!st.root) return;
       // both grids take the taller one's height, so the texts below stay side by side
-      const rows = Math.max(...st.panels.map((p) => showPanel(p, st.t)));
+      const rows = Math.max(...st.panels.map((p) => showPanel(p, st.t, st.partial)));
       st.panels.forEach((p) => { p.grids.style.minHeight = `${(rows + 1) * ROW_EM + 0.5}em`; });
       q(".cr-scrub").value = st.t;
       q(".cr-clock").innerHTML = `pass <b>${st.t}</b> / ${st.ticks}`;
@@ -84,10 +85,11 @@
     function stop() { clearInterval(st.timer); st.timer = null; }
     function play() {
       stop();
-      if (st.t >= st.ticks) st.t = 0;
+      if (st.t >= st.ticks && !st.partial) st.t = 0;
       st.timer = setInterval(() => {
+        if (st.t >= st.ticks && st.partial) return; // more of this run is on its way: wait for it
         st.t = Math.min(st.t + 1, st.ticks);
-        if (st.t >= st.ticks) stop();
+        if (st.t >= st.ticks && !st.partial) stop();
         render();
       }, 1000 / st.speed);
       render();
@@ -101,6 +103,7 @@
       const same = st.root.dataset.run === st.run, playing = !!st.timer;
       st.run = st.root.dataset.run;
       st.ticks = Number(st.root.dataset.ticks);
+      st.partial = st.root.dataset.partial === "1";
       st.panels = Array.from(st.root.querySelectorAll(".cr-panel")).map(readPanel);
       q(".cr-speed select").value = String(st.speed);
       if (!same) { st.t = 0; play(); } else if (playing) { play(); } else { render(); }

@@ -29,15 +29,32 @@ def test_app_builds_with_its_tabs():
     assert {"run", "save", "load", "upload", "save_upload"} <= names
 
 
-def test_run_yields_grids_first_then_the_ar_check(tiny_pair):
-    (html1, status1, file1, race1), (html2, status2, file2, race2) = run(tiny_pair)
-    assert html1.count('class="cr-panel"') == 2 and "comparing with greedy" in html1 and file1 is None and race1 is None
+def test_run_yields_a_preview_then_the_runs_then_the_ar_check(tiny_pair):
+    (html0, status0, file0, race0), (html1, _, file1, race1), (html2, status2, file2, race2) = run(tiny_pair)
+    assert 'data-partial="1"' in html0 and html0.count('class="cr-grid"') == 2  # one block per model
+    assert html1.count('class="cr-panel"') == 2 and 'data-partial="0"' in html1 and "comparing with greedy" in html1
+    assert file0 is file1 is None and race0 is race1 is None  # nothing to save before the check
     assert 'class="s-w"' in html1 and ("s-c" in html1 or "s-f" in html1)
-    run_id = html1.split('data-run="')[1].split('"')[0]
-    assert f'data-run="{run_id}"' in html2  # same run: the player keeps its place
+    run_id = html0.split('data-run="')[1].split('"')[0]
+    assert f'data-run="{run_id}"' in html1 and f'data-run="{run_id}"' in html2  # one run: the player keeps its place
     assert html2.count("✓ identical to greedy") == 2 and "same text as greedy ✓" in status2
     assert race2.base.matches_ar and race2.cllm.matches_ar
     assert load_race(file2).cllm.tokens == race2.cllm.tokens
+
+
+def test_the_preview_is_the_first_block_of_the_whole_run(tiny_pair):
+    from cllm.jacobi import JacobiConfig
+    from cllm.models import cached_model
+
+    models = [cached_model(name) for name in tiny_pair]
+    preview = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=4, seed=3))
+    whole = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=16, seed=3))
+    for part, full in ((preview.base, whole.base), (preview.cllm, whole.cllm)):
+        assert len(part.blocks) == 1 and part.blocks[0].states == full.blocks[0].states
+
+
+def test_no_preview_when_the_answer_is_one_block(tiny_pair):
+    assert len(run(tiny_pair, n=8, max_new=8)) == 2
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 
 import gradio as gr
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
-from cllm.jacobi import INITS
+from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import (BY_NAME, DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
@@ -38,22 +39,32 @@ def example_prompts(limit: int = 8) -> list[str]:
 
 
 def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Progress()):
-    """Yields (player, status, download, state) twice: once both trajectories exist, so the replay
-    starts at once, and again after each run has been checked against greedy AR decoding."""
+    """Yields (player, status, download, state) up to three times, so the replay starts early:
+    1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
+    2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding."""
     with user_errors():
         config = read_config(n, max_new_tokens, seed, init)
         check_prompt(prompt)
         names = model_name(base, "base"), model_name(cllm, "CLLM")
         progress(0.05, desc="loading models")
         models = [cached_model(name) for name in names]
-        progress(0.2, desc="Jacobi decoding")
-        race = Race(*(decode_prompt(m, prompt, config, check_ar=False) for m in models), title=default_title(prompt))
-    run_id = uuid.uuid4().hex[:12]
+        run_id = uuid.uuid4().hex[:12]
+        if config.max_new_tokens > config.n:
+            preview = decode_both(models, prompt, replace(config, max_new_tokens=config.n))
+            yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
+        race = decode_both(models, prompt, config)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():
         for loaded, traj in zip(models, (race.base, race.cllm)):
             check_against_ar(loaded, traj)
     yield race_html(race, run_id), race_summary(race), race_file(race), race
+
+
+def decode_both(models, prompt: str, config) -> Race:
+    """Jacobi runs of both models (a run limited to its first block equals the first block of the whole
+    run: same seed, same guess, same passes; tests/test_ui.py checks it)."""
+    runs = [decode_prompt(m, prompt, config, check_ar=False) for m in models]
+    return Race(*runs, title=default_title(prompt))
 
 
 def pick_pair(value: str):
@@ -67,8 +78,8 @@ def pick_pair(value: str):
 def warm_up() -> None:
     """Load the default pair ahead of the first click (called in a background thread at launch)."""
     try:
-        for name in (DEFAULT_BASE, DEFAULT_CLLM):
-            cached_model(name)
+        for name in (DEFAULT_BASE, DEFAULT_CLLM):  # a tiny decode too: first calls pay one-off setup costs
+            decode_prompt(cached_model(name), "def", JacobiConfig(n=4, max_new_tokens=8), check_ar=True)
     except ModelLoadError:
         pass  # the bundled pair is not installed: Run says so when someone asks for it
 
@@ -114,6 +125,8 @@ def build() -> None:
             download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
         race = gr.State(None)
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
+        for box in (base, cllm):  # a typed model is no longer the picked pair
+            box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
         run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
