@@ -127,7 +127,8 @@
     });
     element.addEventListener("keydown", (e) => {
       if (!st.root || e.target.closest("select, input")) return;
-      const keys = { " ": () => (st.timer ? (stop(), render()) : play()), ArrowLeft: () => go(st.t - 1), ArrowRight: () => go(st.t + 1) };
+      const keys = { " ": () => (st.timer ? (stop(), render()) : play()),
+                     ArrowLeft: () => go(st.t - 1), ArrowRight: () => go(st.t + 1) };
       if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
     });
     watch("value", setup);

@@ -87,7 +87,8 @@ def show_pass(page, fraction: float) -> None:
 
 
 def scrub(player, t: int) -> None:
-    player.locator(".cr-scrub").evaluate(f"e => {{ e.value = {t}; e.dispatchEvent(new Event('input', {{bubbles: true}})); }}")
+    move = f"e => {{ e.value = {t}; e.dispatchEvent(new Event('input', {{bubbles: true}})); }}"
+    player.locator(".cr-scrub").evaluate(move)
 
 
 if __name__ == "__main__":

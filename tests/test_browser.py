@@ -66,7 +66,8 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
         assert panels.nth(i).locator("td.s-c, td.s-f").count() > 0
     assert player.locator("td.s-w").first.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert player.locator("td.s-c").first.evaluate("e => getComputedStyle(e).backgroundColor") == BLUE
-    assert re.search(r"id \d+ · position \d+ · (guess|pass \d+) · ", player.locator("td").first.get_attribute("title"))
+    title = player.locator("td").first.get_attribute("title")  # the hover text
+    assert re.search(r"id \d+ · position \d+ · (guess|pass \d+) · ", title)
 
     # pause wherever playback is, then scrub to the start: only each first block's guess row shows
     if "Pause" in player.locator(".cr-play").inner_text():

@@ -46,7 +46,8 @@ def bad(race, edit):
     (lambda d: d.update(version=2), "unsupported race version 2"),
     (lambda d: d.update(title=5), "title must be a string"),
     (lambda d: d.pop("cllm"), "cllm run: the file must hold a JSON object"),
-    (lambda d: d["base"]["blocks"][0]["states"][0].__setitem__(0, 10**6), r"base run: blocks\[0\]\.states holds token id 1000000"),
+    (lambda d: d["base"]["blocks"][0]["states"][0].__setitem__(0, 10**6),
+     r"base run: blocks\[0\]\.states holds token id 1000000"),
     (lambda d: d["cllm"].update(prompt="other"), "different prompts"),
 ])
 def test_bad_races_say_what_is_wrong(race, edit, message):

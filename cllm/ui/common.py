@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,9 +86,14 @@ def race_summary(race: Race) -> str:
 
 
 def race_file(race: Race, name: str = "race") -> str:
-    """The race as a JSON file to download (Gradio copies it into its own cache and serves it)."""
-    folder = Path(tempfile.mkdtemp(prefix="cllm-race-"))
-    path = folder / f"{name}.json"
+    """The race as a JSON file to download. Gradio copies it into its own cache to serve it, so ours
+    only has to outlive this request: each call drops the ones older than an hour."""
+    root = Path(tempfile.gettempdir()) / "cllm-explorer-downloads"
+    root.mkdir(exist_ok=True)
+    for old in root.iterdir():
+        if time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(dir=root)) / f"{name}.json"  # a folder per file: same names never collide
     path.write_text(race_json(race), encoding="utf-8")
     return str(path)
 

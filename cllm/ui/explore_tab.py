@@ -107,7 +107,8 @@ def build() -> None:
                     base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
                     cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
                 with gr.Row():
-                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=0, elem_id="block-size")
+                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=0,
+                                  elem_id="block-size")
                     max_new = gr.Number(64, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=0,
                                         elem_id="max-new")
                 with gr.Row():
