@@ -87,6 +87,7 @@
       stop();
       if (st.t >= st.ticks && !st.partial) st.t = 0;
       st.timer = setInterval(() => {
+        if (!element.isConnected) return stop(); // the tab was closed and its component unmounted
         if (st.t >= st.ticks && st.partial) return; // more of this run is on its way: wait for it
         st.t = Math.min(st.t + 1, st.ticks);
         if (st.t >= st.ticks && !st.partial) stop();

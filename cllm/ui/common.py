@@ -81,7 +81,7 @@ def race_summary(race: Race) -> str:
                      f"({s['tpf']:.2f} tokens/pass, {s['decode_seconds'] * 1000:.0f} ms) · {check}")
     base, cllm = race.base.forward_passes, race.cllm.forward_passes
     if cllm:
-        lines.append(f"Forward passes, base ÷ CLLM: **{base / cllm:.2f}×**")
+        lines.append(f"Speed-up in forward passes (base ÷ CLLM): **{base / cllm:.2f}×**")
     return "  \n".join(lines)
 
 
