@@ -116,13 +116,13 @@ def build() -> None:
                     init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")
-        status = gr.Markdown()
+        status = gr.Markdown(label="summary")
         player = make_player("explore-player")
         with gr.Row():
             with gr.Column(scale=3):
                 name = gr.Textbox(label="Name for the gallery", placeholder="e.g. fibonacci-n16", elem_id="save-name")
                 save = gr.Button("Save to gallery", size="md", elem_id="save")
-                saved = gr.Markdown()
+                saved = gr.Markdown(label="saved")
             download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
         race = gr.State(None)
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")

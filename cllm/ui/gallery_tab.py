@@ -68,16 +68,17 @@ def build() -> None:
             upload = gr.File(label="…or replay a race file", file_types=[".json"], scale=2, height=110,
                              elem_id="gallery-upload")
         table = gr.Dataframe(rows, headers=COLUMNS, interactive=False, max_height=260, elem_id="gallery-table")
-        status = gr.Markdown()
+        status = gr.Markdown(label="summary")
         player = make_player("gallery-player", EMPTY)
         with gr.Row():
             name = gr.Textbox(label="Add the uploaded race to the gallery as", scale=3)
             save = gr.Button("Save to gallery", scale=1, size="md")
-        saved = gr.Markdown()
+        saved = gr.Markdown(label="saved")
         race = gr.State(None)
         outputs = [player, status, race]
         tab.select(refresh, None, [choice, table], api_visibility="private")
         choice.input(load_saved, choice, outputs, api_name="load")
         table.select(load_row, None, [choice, *outputs], api_visibility="private")
         upload.upload(load_upload, upload, outputs, api_name="upload")
-        save.click(save_run, [race, name], saved, api_name="save_upload").then(refresh, None, [choice, table])
+        saved_event = save.click(save_run, [race, name], saved, api_name="save_upload")
+        saved_event.then(refresh, None, [choice, table], api_visibility="private")

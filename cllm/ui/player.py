@@ -20,5 +20,5 @@ def _head() -> str:
 
 
 def make_player(elem_id: str, empty: str = EMPTY_HTML) -> gr.HTML:
-    return gr.HTML(empty, head=_head(), js_on_load="cllmPlayer.attach(element, props, watch);",
+    return gr.HTML(empty, label="race player", head=_head(), js_on_load="cllmPlayer.attach(element, props, watch);",
                    apply_default_css=False, elem_id=elem_id)
