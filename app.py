@@ -1,16 +1,39 @@
 """CLLM Explorer: `python app.py` serves the Gradio app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)."""
+import threading
+
 import gradio as gr
 
-from cllm.ui import decode_tab
+from cllm.ui import explore_tab, gallery_tab, stats_tab
+from cllm.ui.common import limit_cpu_threads
+
+TITLE = "CLLM Explorer"
+INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in parallel until "
+         "they stop changing; the result equals greedy decoding. Consistency LLMs get there in fewer passes.")
+QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own limit of 1 (explore_tab)
+MAX_UPLOAD = "20mb"  # a race file is at most 16 MiB (cllm.race.MAX_RACE_BYTES); refuse bigger uploads early
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="CLLM Explorer") as demo:
-        gr.Markdown("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in "
-                    "parallel until they stop changing; the result equals greedy decoding.")
-        decode_tab.build()
+    # fill_width: two 16-column grids side by side need the room; delete_cache: hourly, drop old race downloads
+    with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            race = explore_tab.build()  # each build() adds one gr.Tab; a new tab is one more line here
+            gallery_tab.build()
+            stats_tab.build(race)
+    return demo
+
+
+def serve(warm_up: bool = True, **launch_kwargs) -> gr.Blocks:
+    """Queue and launch (tests pass prevent_thread_lock=True); warm_up loads the default model pair in the
+    background, so the first Run does not pay for it."""
+    limit_cpu_threads()
+    if warm_up:
+        threading.Thread(target=explore_tab.warm_up, daemon=True).start()
+    demo = build_app().queue(default_concurrency_limit=QUEUE_LIMIT)
+    demo.launch(**{"max_file_size": MAX_UPLOAD} | launch_kwargs)
     return demo
 
 
 if __name__ == "__main__":
-    build_app().queue(default_concurrency_limit=2).launch()
+    serve()

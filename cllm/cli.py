@@ -1,4 +1,4 @@
-"""python -m cllm {decode,bench,block-cost}: one clear error line and exit 2 on bad input."""
+"""python -m cllm {decode,bench,record,block-cost}: one clear error line and exit 2 on bad input."""
 from __future__ import annotations
 
 import argparse
@@ -46,6 +46,15 @@ def build_parser() -> Parser:
     st.add_argument("--csv", metavar="FILE", help="write the per-prompt table to FILE")
     st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64")
     st.add_argument("--top", type=int, default=10, help="collocations to list per kind")
+
+    rec = sub.add_parser("record", help="record base-vs-CLLM races of a prompt set into the gallery")
+    rec.add_argument("--base", default=DEFAULT_BASE)
+    rec.add_argument("--cllm", default=DEFAULT_CLLM)
+    rec.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
+    rec.add_argument("--limit", type=int, default=6, help="record the first N prompts")
+    rec.add_argument("--out", default="saved_trajectories", help="gallery folder; existing names are never replaced")
+    rec.add_argument("--prefix", default=None, help="files are PREFIX-01.json, ... (default: the prompt file's name)")
+    _decoding_args(rec)
 
     cost = sub.add_parser("block-cost", help="time of one n-token forward pass relative to a 1-token pass")
     cost.add_argument("--model", default=DEFAULT_BASE)
@@ -186,8 +195,31 @@ def cmd_pretrain(args) -> None:
     print(pretrain_and_save(args))
 
 
-QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats"}  # their output is the result; long jobs keep progress bars
-COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats, "pretrain": cmd_pretrain}
+def cmd_record(args) -> None:
+    from pathlib import Path
+
+    from cllm.decode import decode_race
+    from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+    from cllm.race import add_to_gallery, check_name
+
+    config = _config(args)
+    if args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    source = Path(args.prompts or HELDOUT_PROMPTS)
+    prefix = args.prefix or source.stem
+    names = [check_name(f"{prefix}-{i:02d}") for i in range(1, args.limit + 1)]  # bad prefix: fail before work
+    prompts = read_prompts(source, args.limit)
+    base, cllm = (load_model(name, args.device) for name in (args.base, args.cllm))
+    for name, prompt in zip(names, prompts):
+        race = decode_race(base, cllm, prompt, config)
+        path = add_to_gallery(race, Path(args.out), name)
+        print(f"{path}: passes {race.base.forward_passes} -> {race.cllm.forward_passes}, "
+              f"equals greedy AR: {race.base.matches_ar and race.cllm.matches_ar}")
+
+
+QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars
+COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats,
+            "record": cmd_record, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import LoadedModel, token_text
+from cllm.race import Race, default_title
 from cllm.trajectory import Trajectory
 
 MAX_PROMPT_CHARS = 20_000
@@ -30,9 +31,27 @@ def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_
     traj = jacobi_decode(loaded.model, ids, config, loaded.eos_token_id)
     traj.meta.model = loaded.name
     traj.prompt = prompt
+    _set_token_text(loaded, traj)
     if check_ar:
-        ar = greedy_decode(loaded.model, ids, config.max_new_tokens, loaded.eos_token_id)
-        traj.ar_tokens, traj.ar_seconds = ar.tokens, ar.seconds
-    used = ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or [])
-    traj.token_text = token_text(loaded.tokenizer, used)
+        check_against_ar(loaded, traj)
     return traj
+
+
+def check_against_ar(loaded: LoadedModel, traj: Trajectory) -> Trajectory:
+    """Add greedy AR's output to a Jacobi record of the same model (a separate step, so a viewer can
+    show the trajectory while the check still runs)."""
+    ar = greedy_decode(loaded.model, traj.prompt_ids, traj.meta.max_new_tokens, loaded.eos_token_id)
+    traj.ar_tokens, traj.ar_seconds = ar.tokens, ar.seconds
+    _set_token_text(loaded, traj)
+    return traj
+
+
+def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: JacobiConfig, title: str = "") -> Race:
+    """Both models' runs of one prompt, each checked against its greedy AR output."""
+    runs = [decode_prompt(m, prompt, config, check_ar=True) for m in (base, cllm)]
+    return Race(runs[0], runs[1], title or default_title(prompt))
+
+
+def _set_token_text(loaded: LoadedModel, traj: Trajectory) -> None:
+    used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or [])
+    traj.token_text = token_text(loaded.tokenizer, used)

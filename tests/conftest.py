@@ -54,3 +54,39 @@ def tiny_model_dir(tmp_path_factory):
     model.config.eos_token_id = fast.eos_token_id
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_model_dir, tmp_path_factory):
+    """(base, cllm) folders: the tiny Llama and a second one (other weights, same tokenizer), as a model pair."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    folder = tmp_path_factory.mktemp("tiny-llama-2")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    model = tiny_model("llama", seed=1, dtype=torch.float32, vocab=config.vocab_size, context=128)
+    model.config.eos_token_id = config.eos_token_id
+    model.save_pretrained(folder)
+    return str(tiny_model_dir), str(folder)
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_pair, tmp_path_factory):
+    """The app served on 127.0.0.1 (a free port) with an empty gallery folder: (url, gallery folder)."""
+    import os
+
+    import app
+
+    gallery = tmp_path_factory.mktemp("gallery")
+    old = os.environ.get("CLLM_GALLERY_DIR")
+    os.environ["CLLM_GALLERY_DIR"] = str(gallery)
+    demo = app.serve(warm_up=False, server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield demo.local_url, gallery
+    demo.close()
+    if old is None:
+        os.environ.pop("CLLM_GALLERY_DIR", None)
+    else:
+        os.environ["CLLM_GALLERY_DIR"] = old

@@ -109,3 +109,21 @@ def test_stats_command_writes_csv_equal_to_bench(tiny_model_dir, tmp_path, capsy
 def test_stats_bad_sweep(tiny_model_dir, capsys):
     code, _, err = run(capsys, "stats", "--base", str(tiny_model_dir), "--cllm", str(tiny_model_dir), "--sweep", "4,x")
     assert code == 2 and "--sweep must be comma-separated integers" in err
+
+def test_record_races_into_a_gallery(tiny_pair, tmp_path, capsys):
+    from cllm.race import list_gallery
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "def f(x):"}\n{"prompt": "class A:"}\n{"prompt": "import os"}\n')
+    out = tmp_path / "gallery"
+    args = ["record", "--base", tiny_pair[0], "--cllm", tiny_pair[1], "--prompts", str(prompts), "--limit", "2",
+            "--out", str(out), "--n", "4", "--max-new-tokens", "8"]
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    assert stdout.count("equals greedy AR: True") == 2
+    entries = list_gallery(out)
+    assert [e.name for e in entries] == ["p-01", "p-02"] and entries[1].title == "class A:" and entries[0].n == 4
+    code, _, err = run(capsys, *args)  # a second recording never replaces the first
+    assert code == 2 and "'p-01' already exists" in err
+    code, _, err = run(capsys, *args, "--prefix", "../up")
+    assert code == 2 and "not a valid name" in err

@@ -1,0 +1,115 @@
+"""What the tabs share: input checks that end as gr.Error, model-pair choices, the race file download."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from cllm.jacobi import INITS, JacobiConfig
+from cllm.models import BY_NAME, ModelLoadError, model_pairs
+from cllm.race import Race, add_to_gallery, gallery_dir, race_json
+from cllm.stats import run_summary
+
+N_RANGE = (1, 64)  # block sizes the grid can show side by side
+MAX_NEW_TOKENS_RANGE = (1, 512)  # beyond this a CPU visitor waits minutes and the page grows heavy
+SEED_RANGE = (0, 2**31 - 1)
+MAX_MODEL_NAME_CHARS = 500
+CHECK_WORDS = {None: "comparing with greedy…", True: "same text as greedy ✓", False: "differs from greedy ✗"}
+
+
+@contextmanager
+def user_errors():
+    """Bad input, a missing model or an unreadable file becomes one clear message, not a traceback."""
+    try:
+        yield
+    except (ValueError, ModelLoadError, OSError) as e:  # TrajectoryError and RaceError are ValueErrors
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def whole_number(value, name: str, low: int, high: int) -> int:
+    if value is None or value == "":
+        raise ValueError(f"{name} is empty: give a whole number from {low} to {high}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {str(value)[:20]!r}") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value}")
+    return int(number)
+
+
+def read_config(n, max_new_tokens, seed, init) -> JacobiConfig:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {str(init)[:20]!r}")
+    return JacobiConfig(n=whole_number(n, "block size n", *N_RANGE),
+                        max_new_tokens=whole_number(max_new_tokens, "max new tokens", *MAX_NEW_TOKENS_RANGE),
+                        seed=whole_number(seed, "seed", *SEED_RANGE), init=init)
+
+
+def model_name(value, role: str) -> str:
+    name = value.strip() if isinstance(value, str) else ""
+    if not name:
+        raise ValueError(f"no {role} model given: name a registry model, a local folder or a hub id")
+    if len(name) > MAX_MODEL_NAME_CHARS:
+        raise ValueError(f"the {role} model name is longer than {MAX_MODEL_NAME_CHARS} characters")
+    return name
+
+
+def pair_choices() -> list[tuple[str, str]]:
+    """(label, "base|cllm") per registry pair, bundled first."""
+    out = []
+    for base, cllm in model_pairs():
+        entry = BY_NAME[cllm]
+        where = "bundled" if entry.bundled else "hub"
+        out.append((f"{base} vs {cllm} ({where}, n = {entry.n})", f"{base}|{cllm}"))
+    return out
+
+
+def race_summary(race: Race) -> str:
+    """One Markdown line per model: passes, tokens per pass, speed-up in passes, the AR check."""
+    lines = []
+    for label, traj in (("Base", race.base), ("CLLM", race.cllm)):
+        s = run_summary(traj)
+        check = CHECK_WORDS[s["matches_ar"]]
+        lines.append(f"**{label}**: {s['tokens']} tokens in {s['forward_passes']} passes "
+                     f"({s['tpf']:.2f} tokens/pass, {s['decode_seconds'] * 1000:.0f} ms) · {check}")
+    base, cllm = race.base.forward_passes, race.cllm.forward_passes
+    if cllm:
+        lines.append(f"Speed-up in forward passes (base ÷ CLLM): **{base / cllm:.2f}×**")
+    return "  \n".join(lines)
+
+
+def race_file(race: Race, name: str = "race") -> str:
+    """The race as a JSON file to download. Gradio copies it into its own cache to serve it, so ours
+    only has to outlive this request: each call drops the ones older than an hour."""
+    root = Path(tempfile.gettempdir()) / "cllm-explorer-downloads"
+    root.mkdir(exist_ok=True)
+    for old in root.iterdir():
+        if time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(dir=root)) / f"{name}.json"  # a folder per file: same names never collide
+    path.write_text(race_json(race), encoding="utf-8")
+    return str(path)
+
+
+def save_run(race: Race | None, name: str) -> str:
+    """Add the race on screen to the gallery under `name` (checked; an existing name is refused)."""
+    with user_errors():
+        if race is None:
+            raise ValueError("nothing to save yet: run a prompt (or upload a race file) and let it finish")
+        path = add_to_gallery(race, gallery_dir(), name)
+    return f"Saved as **{path.stem}**: the Gallery tab lists it."
+
+
+def limit_cpu_threads() -> None:
+    """On CPU, decode with one intra-op thread unless OMP_NUM_THREADS says otherwise. The app's models are
+    small (the bundled pair: hidden size 256), and on a machine whose cores are busy with other work a
+    second OpenMP thread made decoding 5-40x slower here (spin-waiting), never faster."""
+    if "OMP_NUM_THREADS" not in os.environ and not torch.cuda.is_available():
+        torch.set_num_threads(1)

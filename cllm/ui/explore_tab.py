@@ -1,0 +1,135 @@
+"""Explore: decode one prompt with a base model and its CLLM, and replay both trajectories side by side."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import replace
+
+import gradio as gr
+
+from cllm.decode import check_against_ar, check_prompt, decode_prompt
+from cllm.jacobi import INITS, JacobiConfig
+from cllm.models import (BY_NAME, DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
+                         resolve_source)
+from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+from cllm.race import Race, default_title
+from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, pair_choices, race_file, race_summary,
+                            read_config, save_run, user_errors)
+from cllm.ui.grid import race_html
+from cllm.ui.player import make_player
+
+CUSTOM_PAIR = "custom"
+FALLBACK_PROMPTS = ["def fibonacci(n):\n", "class Stack:\n    def __init__(self):\n",
+                    "import os\n\n\ndef list_files(path):\n"]  # when the held-out set is absent
+INTRO = (
+    "**How to read this.** Both models write the answer in blocks of *n* tokens. A block starts as a random "
+    "guess (top row); each forward pass then rewrites **all** its positions at once (next row), until a "
+    "row no longer changes. That final row is exactly what ordinary one-token-per-pass (greedy) decoding "
+    "writes, only reached in fewer passes when several tokens come out right at once. The Consistency "
+    "LLM (right) was trained to do that, so it usually finishes first."
+)
+
+
+def example_prompts(limit: int = 8) -> list[str]:
+    """The held-out set when present (it ships with the bundled pair), else a few generic prompts."""
+    try:
+        return read_prompts(HELDOUT_PROMPTS, limit)
+    except ValueError:
+        return FALLBACK_PROMPTS
+
+
+def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Progress()):
+    """Yields (player, status, download, state) up to three times, so the replay starts early:
+    1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
+    2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding."""
+    with user_errors():
+        config = read_config(n, max_new_tokens, seed, init)
+        check_prompt(prompt)
+        names = model_name(base, "base"), model_name(cllm, "CLLM")
+        progress(0.05, desc="loading models")
+        models = [cached_model(name) for name in names]
+        run_id = uuid.uuid4().hex[:12]
+        if config.max_new_tokens > config.n:
+            preview = decode_both(models, prompt, replace(config, max_new_tokens=config.n))
+            yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
+        race = decode_both(models, prompt, config)
+    yield race_html(race, run_id), race_summary(race), None, None
+    with user_errors():
+        for loaded, traj in zip(models, (race.base, race.cllm)):
+            check_against_ar(loaded, traj)
+    yield race_html(race, run_id), race_summary(race), race_file(race), race
+
+
+def decode_both(models, prompt: str, config) -> Race:
+    """Jacobi runs of both models (a run limited to its first block equals the first block of the whole
+    run: same seed, same guess, same passes; tests/test_ui.py checks it)."""
+    runs = [decode_prompt(m, prompt, config, check_ar=False) for m in models]
+    return Race(*runs, title=default_title(prompt))
+
+
+def pick_pair(value: str):
+    """Fill the model boxes and n from a registry pair; 'custom' leaves them for the user to type."""
+    if not value or value == CUSTOM_PAIR:
+        return gr.update(), gr.update(), gr.update()
+    base, cllm = value.split("|")
+    return base, cllm, BY_NAME[cllm].n
+
+
+def warm_up() -> None:
+    """Load the default pair ahead of the first click (called in a background thread at launch)."""
+    try:
+        for name in (DEFAULT_BASE, DEFAULT_CLLM):  # a tiny decode too: first calls pay one-off setup costs
+            decode_prompt(cached_model(name), "def", JacobiConfig(n=4, max_new_tokens=8), check_ar=True)
+    except ModelLoadError:
+        pass  # the bundled pair is not installed: Run says so when someone asks for it
+
+
+def _notice() -> str:
+    device = f"Models run on **{device_label(pick_device())}**."
+    if not os.path.isdir(resolve_source(DEFAULT_BASE)):
+        return device + " The bundled pair is not installed yet: enter a custom pair, or replay a run in the Gallery."
+    return device
+
+
+def build() -> gr.State:
+    """Adds the tab; returns the State holding the visitor's last run (the Stats tab charts it)."""
+    with gr.Tab("Explore", id="explore"):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(label="Prompt", lines=5, max_lines=12, placeholder="Code or text to continue…",
+                                    elem_id="prompt")
+                gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Held-out prompts (click one)",
+                            examples_per_page=4)
+            with gr.Column(scale=2):
+                pair = gr.Dropdown(pair_choices() + [("custom: type folders or hub ids below", CUSTOM_PAIR)],
+                                   value=f"{DEFAULT_BASE}|{DEFAULT_CLLM}", label="Model pair")
+                with gr.Row():
+                    base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
+                    cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
+                with gr.Row():
+                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=0,
+                                  elem_id="block-size")
+                    max_new = gr.Number(64, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=0,
+                                        elem_id="max-new")
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed (initial guesses)", precision=0)
+                    init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
+                gr.Markdown(_notice())
+                run = gr.Button("Run", variant="primary", elem_id="run")
+        status = gr.Markdown(label="summary")
+        player = make_player("explore-player")
+        with gr.Row():
+            with gr.Column(scale=3):
+                name = gr.Textbox(label="Name for the gallery", placeholder="e.g. fibonacci-n16", elem_id="save-name")
+                save = gr.Button("Save to gallery", size="md", elem_id="save")
+                saved = gr.Markdown(label="saved")
+            download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
+        race = gr.State(None)
+        pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
+        for box in (base, cllm):  # a typed model is no longer the picked pair
+            box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
+        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
+                  api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
+        save.click(save_run, [race, name], saved, api_name="save")
+    return race

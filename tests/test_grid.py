@@ -1,0 +1,68 @@
+"""The race grid's HTML on a hand-made trajectory: statuses, marks, tooltips, escaping, player data."""
+import re
+
+from cllm.race import Race
+from cllm.trajectory import Block, RunMeta, Trajectory
+from cllm.ui import grid
+
+# fixed point [1,2,3,4,5]; c = [0, 1, 5]. Row 0: 1 and 3 wrong... see tests/test_stats.py JUMP:
+# guess: 9 9 3 9 5 -> wrong wrong right-for-now wrong right-for-now
+# it 1:  1 9 3 9 5 -> committed wrong stationary wrong stationary
+# it 2:  1 2 3 4 5 -> committed committed fast-forwarded x3
+JUMP = Block(states=[[9, 9, 3, 9, 5], [1, 9, 3, 9, 5], [1, 2, 3, 4, 5]], iteration_seconds=[0.1, 0.2])
+SECOND = Block(states=[[6, 6], [7, 8]], iteration_seconds=[0.05])
+TEXT = {1: "def", 2: " ", 3: "<script>", 4: "\n", 5: "x", 6: "&", 7: "y", 8: "z", 9: "?"}
+
+
+def make_traj(*blocks, ar=None):
+    meta = RunMeta(model="/models/<b>base</b>", n=5, max_new_tokens=20, vocab_size=10)
+    return Trajectory(meta=meta, prompt_ids=[1], blocks=list(blocks), prompt="p", token_text=TEXT, ar_tokens=ar)
+
+
+def rows_of(html: str, block: int) -> list[list[str]]:
+    table = re.search(rf'<table class="cr-grid" data-block="{block}".*?</table>', html).group(0)
+    return [re.findall(r'<td class="([^"]+)"', row) for row in re.findall(r'<tr data-it="\d+">(.*?)</tr>', table)]
+
+
+def test_cell_classes_follow_statuses():
+    html = grid.block_grid_html(make_traj(JUMP), 0)
+    assert rows_of(html, 0) == [
+        ["s-w", "s-w", "s-k", "s-w", "s-k"],
+        ["s-c", "s-w", "s-s", "s-w", "s-s"],
+        ["s-c", "s-c", "s-f", "s-f", "s-f"],
+    ]
+    assert 'data-commit="0,1,5"' in html and 'data-secs="0.100000,0.200000"' in html and 'data-width="5"' in html
+    assert '<th>guess</th>' in html and '<tr data-it="2"><th>2 ✓</th>' in html
+
+
+def test_tooltips_and_escaping():
+    html = grid.block_grid_html(make_traj(JUMP), 0)
+    assert "“?” id 9 · position 0 · guess · not yet final" in html
+    assert "“&lt;script&gt;” id 3 · position 2 · pass 1 · stationary" in html
+    assert "“↵” id 4 · position 3 · pass 2 · fast-forwarded" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert ">·</td>" in html and ">↵</td>" in html  # whitespace made visible
+
+
+def test_every_status_has_a_mark_beyond_colour():
+    css = (grid.__file__.rsplit("/cllm/", 1)[0] + "/assets/player.css")
+    text = open(css, encoding="utf-8").read()
+    assert 'content: "»"' in text and 'content: "⚓"' in text  # fast-forwarded, stationary: icons
+    assert "inset 0 -3px 0" in text and "dashed" in text  # committed: underline bar; wrong: dashed border
+
+
+def test_race_html_has_both_panels_clock_and_texts():
+    base = make_traj(JUMP, SECOND, ar=[1, 2, 3, 4, 5, 7, 8])
+    cllm = make_traj(JUMP, ar=[1, 2, 3, 4, 4])
+    html = grid.race_html(Race(base, cllm, title="t <1>"), "run42")
+    assert 'data-run="run42" data-ticks="3"' in html  # the longer run: 2 + 1 passes
+    assert html.count('<section class="cr-panel"') == 2 and 'data-role="cllm"' in html
+    assert html.count('class="cr-tb" data-block=') == 3  # text split per block: 2 + 1
+    assert "&lt;b&gt;base&lt;/b&gt;" in html and "t &lt;1&gt;" in html
+    assert "✓ identical to greedy" in html and "✗ differs from greedy decoding from token 4" in html
+    assert 'max="3" value="3"' in html and grid.LEGEND_HTML in html
+    assert '<b data-k="tpf">2.33</b>' in html  # 7 tokens / 3 passes
+
+
+def test_pending_verdict_before_the_ar_check():
+    assert "comparing with greedy" in grid.verdict_html(make_traj(JUMP))

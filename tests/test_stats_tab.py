@@ -1,0 +1,74 @@
+"""Stats tab: charts of a run, dataset mode (callbacks and through gradio_client), sweep, bad uploads."""
+import gradio as gr
+import pandas as pd
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from cllm.decode import decode_race
+from cllm.jacobi import JacobiConfig
+from cllm.models import cached_model
+from cllm.ui import stats_tab
+
+
+@pytest.fixture(scope="module")
+def race(tiny_pair):
+    base, cllm = (cached_model(p) for p in tiny_pair)
+    return decode_race(base, cllm, "def f(x):", JacobiConfig(n=4, max_new_tokens=12))
+
+
+def test_run_charts(race):
+    table, convergence, fast, stationary, iterations = stats_tab.run_charts(race)
+    assert table["metric"].tolist() == ["fast_forwarded", "stationary", "tpf"]
+    assert len(convergence.data) == len(race.base.blocks) + len(race.cllm.blocks)
+    assert [d.name for d in fast.data] == ["base", "cllm"]
+
+
+def test_run_charts_without_a_run():
+    with pytest.raises(gr.Error, match="no run yet"):
+        stats_tab.run_charts(None)
+
+
+def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f(x):\n\nclass A:\nimport os\n")
+    out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
+    per_prompt, agg, ratios, dist, csv, ff, st = out
+    assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"} and per_prompt["matches_ar"].all()
+    assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
+    assert list(ff.columns)[:3] == ["text", "tokens", "cllm_count"]
+
+
+@pytest.mark.parametrize("content, name, message", [
+    (b"\xff\xfe bad", "p.txt", "not UTF-8"),
+    (b"", "p.txt", "holds no prompts"),
+    (b'{"text": 1}\n', "p.jsonl", "needs a non-empty string field"),
+])
+def test_bad_uploads(tiny_pair, tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(path), 5, 4, 8, progress=lambda *a, **k: None)
+
+
+def test_limits_and_missing_upload(tiny_pair):
+    with pytest.raises(gr.Error, match="number of prompts must be"):
+        stats_tab.run_dataset(*tiny_pair, stats_tab.HELDOUT, None, 0, 4, 8, progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="choose a prompt file"):
+        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, None, 5, 4, 8, progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="pick at least one block size"):
+        stats_tab.run_sweep(*tiny_pair, stats_tab.HELDOUT, None, 2, [], 8, progress=lambda *a, **k: None)
+
+
+def test_dataset_and_sweep_endpoints(app_server, tiny_pair, tmp_path):
+    client = Client(app_server[0], verbose=False)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "def g(y):"}\n{"prompt": "for i in"}\n')
+    out = client.predict(*tiny_pair, stats_tab.UPLOAD, handle_file(str(prompts)), 2, 4, 8, api_name="/stats_dataset")
+    per_prompt = out[0]
+    assert len(per_prompt["data"]) == 4
+    sweep = client.predict(*tiny_pair, stats_tab.UPLOAD, handle_file(str(prompts)), 1, ["4", "8"], 8,
+                           api_name="/stats_sweep")[0]
+    assert [row[1] for row in sweep["data"]] == [4, 4, 8, 8]
+    with pytest.raises(AppError, match="number of prompts must be"):
+        client.predict(*tiny_pair, stats_tab.UPLOAD, handle_file(str(prompts)), 0, 4, 8, api_name="/stats_dataset")

@@ -1,0 +1,128 @@
+"""The app's callbacks called directly: a run yields the grids and then the AR check; every bad input,
+missing model or bad file becomes a gr.Error with a clear message; saves and the gallery."""
+import gradio as gr
+import pytest
+
+import app
+from cllm.race import load_race
+from cllm.ui import common, explore_tab, gallery_tab
+
+
+def no_progress(*args, **kwargs):
+    pass
+
+
+@pytest.fixture
+def gallery(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLLM_GALLERY_DIR", str(tmp_path))
+    return tmp_path
+
+
+def run(pair, prompt="def f(x):", n=4, max_new=12, seed=0, init="prompt"):
+    return list(explore_tab.run_race(prompt, *pair, n, max_new, seed, init, progress=no_progress))
+
+
+def test_app_builds_with_its_tabs():
+    demo = app.build_app()
+    assert isinstance(demo, gr.Blocks)
+    names = {d.api_name for d in demo.fns.values()}
+    assert {"run", "save", "load", "upload", "save_upload"} <= names
+
+
+def test_run_yields_a_preview_then_the_runs_then_the_ar_check(tiny_pair):
+    (html0, status0, file0, race0), (html1, _, file1, race1), (html2, status2, file2, race2) = run(tiny_pair)
+    assert 'data-partial="1"' in html0 and html0.count('class="cr-grid"') == 2  # one block per model
+    assert html1.count('class="cr-panel"') == 2 and 'data-partial="0"' in html1 and "comparing with greedy" in html1
+    assert file0 is file1 is None and race0 is race1 is None  # nothing to save before the check
+    assert 'class="s-w"' in html1 and ("s-c" in html1 or "s-f" in html1)
+    run_id = html0.split('data-run="')[1].split('"')[0]
+    assert f'data-run="{run_id}"' in html1 and f'data-run="{run_id}"' in html2  # one run: the player keeps its place
+    assert html2.count("✓ identical to greedy") == 2 and "same text as greedy ✓" in status2
+    assert race2.base.matches_ar and race2.cllm.matches_ar
+    assert load_race(file2).cllm.tokens == race2.cllm.tokens
+
+
+def test_the_preview_is_the_first_block_of_the_whole_run(tiny_pair):
+    from cllm.jacobi import JacobiConfig
+    from cllm.models import cached_model
+
+    models = [cached_model(name) for name in tiny_pair]
+    preview = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=4, seed=3))
+    whole = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=16, seed=3))
+    for part, full in ((preview.base, whole.base), (preview.cllm, whole.cllm)):
+        assert len(part.blocks) == 1 and part.blocks[0].states == full.blocks[0].states
+
+
+def test_no_preview_when_the_answer_is_one_block(tiny_pair):
+    assert len(run(tiny_pair, n=8, max_new=8)) == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "  "}, "the prompt is empty"),
+    ({"n": 0}, "block size n must be a whole number from 1 to 64"),
+    ({"n": 65}, "block size n must be a whole number from 1 to 64"),
+    ({"n": 2.5}, "block size n must be a whole number"),
+    ({"max_new": 10**6}, "max new tokens must be a whole number from 1 to 512"),
+    ({"max_new": None}, "max new tokens is empty"),
+    ({"max_new": 500}, "exceeds the model's context of 128 tokens"),
+    ({"seed": -1}, "seed must be"),
+    ({"init": "zeros"}, "init must be one of prompt, vocab, last"),
+])
+def test_bad_input_is_a_clear_error(tiny_pair, kwargs, message):
+    with pytest.raises(gr.Error, match=message):
+        run(tiny_pair, **kwargs)
+
+
+@pytest.mark.parametrize("pair, message", [
+    (("/nonexistent/model", None), "no model folder at '/nonexistent/model'"),
+    (("", None), "no base model given"),
+    ((None, " "), "no CLLM model given"),
+    (("tiny-python", None), "bundled model 'tiny-python' is missing"),  # until the bundled pair ships
+])
+def test_unknown_or_missing_model_is_a_clear_error(tiny_pair, pair, message):
+    pair = tuple(tiny_pair[i] if p is None else p for i, p in enumerate(pair))
+    if pair[0] == "tiny-python" and explore_tab.os.path.isdir(explore_tab.resolve_source("tiny-python")):
+        pytest.skip("the bundled pair is installed")
+    with pytest.raises(gr.Error, match=message):
+        run(pair)
+
+
+def test_save_and_replay_from_the_gallery(tiny_pair, gallery):
+    race = run(tiny_pair)[-1][3]
+    with pytest.raises(gr.Error, match="nothing to save yet"):
+        common.save_run(None, "x")
+    with pytest.raises(gr.Error, match="not a valid name"):
+        common.save_run(race, "../escape")
+    assert "Saved as **first**" in common.save_run(race, "first")
+    with pytest.raises(gr.Error, match="already exists"):
+        common.save_run(race, "first")
+    choices, rows = gallery_tab.gallery_listing()
+    assert [c[1] for c in choices] == ["first"] and rows[0][0] == "first" and rows[0][4] == 4
+    html, status, loaded = gallery_tab.load_saved("first")
+    assert html.count('class="cr-panel"') == 2 and loaded.cllm.tokens == race.cllm.tokens and "**CLLM**" in status
+    with pytest.raises(gr.Error, match="no saved run named 'nope'"):
+        gallery_tab.load_saved("nope")
+    with pytest.raises(gr.Error, match="not a valid name"):
+        gallery_tab.load_saved("../../etc/passwd")
+
+
+def test_upload_is_validated(tiny_pair, gallery, tmp_path):
+    race = run(tiny_pair)[-1][3]
+    good = common.race_file(race, "up")
+    assert gallery_tab.load_upload(good)[2].title == race.title
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "cllm-race", "version": 1, "base": {}}')
+    with pytest.raises(gr.Error, match="base run: not a trajectory file"):
+        gallery_tab.load_upload(str(bad))
+    with pytest.raises(gr.Error, match="no file received"):
+        gallery_tab.load_upload(None)
+    (gallery / "broken.json").write_text("not json")
+    assert "unreadable" in gallery_tab.gallery_listing()[1][0][1]
+
+
+def test_pair_picker_and_examples(monkeypatch, tmp_path):
+    assert explore_tab.pick_pair("tiny-python|tiny-python-cllm") == ("tiny-python", "tiny-python-cllm", 16)
+    assert all(isinstance(u, dict) for u in explore_tab.pick_pair(explore_tab.CUSTOM_PAIR))
+    assert common.pair_choices()[0][1] == "tiny-python|tiny-python-cllm"
+    monkeypatch.setattr(explore_tab, "HELDOUT_PROMPTS", tmp_path / "absent.jsonl")
+    assert explore_tab.example_prompts() == explore_tab.FALLBACK_PROMPTS
