@@ -11,6 +11,7 @@ def save_pretrained_atomic(model, tokenizer, out: str | Path, card: str) -> Path
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be read by everyone
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
