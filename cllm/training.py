@@ -1,0 +1,193 @@
+"""CLLM fine-tuning on transformers.Trainer: the data pipeline, compute_loss, and a streaming/stoppable callback.
+
+The Trainer does the rest (optimizer, schedule, bf16 autocast on CUDA, gradient accumulation, and DDP /
+FSDP / DeepSpeed when started with `accelerate launch` or torchrun), so the same code runs on a laptop CPU
+and a GPU node. `train_cllm` (cllm/train_run.py) wraps this with measurements and the atomic save.
+
+One example = one collected block. Each time it is drawn, one state is sampled (the authors' scheme): for
+the global loss any recorded or augmented state except the fixed point, with the fixed point as target;
+for the local loss a recorded state y^(j) with its successor y^(j+1) as target (augmented states have no
+successor, so local training ignores them).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from cllm.dataset import Entry
+from cllm.losses import AR_SCOPES, IGNORE, LOSSES, ar_loss, consistency_loss, teachable_mask, total_loss
+
+PAD_ID = 0  # id in right-padded slots; the attention mask hides them and no label points at them
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "global"  # "global": any state -> fixed point; "local": state j -> state j+1 (paper, Sec. 3.2)
+    ar_weight: float = 10.0  # w in L = L_consistency + w * L_AR (the paper's w)
+    label_smoothing: float = 0.1  # of the AR loss (the paper's)
+    ar_scope: str = "sequence"  # AR labels: "sequence" = context + fixed point; "block" = fixed point only
+    lr: float = 2e-5  # the paper's, for 7B models; a ~4M-parameter model wants ~100x more (README recipe)
+    scheduler: str = "cosine"  # any transformers lr_scheduler_type
+    warmup: float = 0.03  # warm-up as a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %
+    weight_decay: float = 0.0
+    batch_size: int = 8  # blocks per device per optimizer step (times grad_accum)
+    grad_accum: int = 1
+    epochs: float = 1.0  # the paper trains one epoch; ignored when max_steps is set
+    max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget of the training loop (cllm.training_utils.TimeBudget)
+    n: int | None = None  # block size expected; None takes the data's, anything else must equal it
+    seed: int = 0  # state sampling, data order, init of the Trainer's RNGs
+    device: str = "auto"  # auto: CUDA (bf16 autocast) when present, else CPU (float32)
+    eval_every: int = 0  # optimizer steps between held-out TPF measurements sent to on_metrics (0: none)
+    eval_prompts: int = 16  # held-out prompts Jacobi-decoded for TPF (before, during, after)
+    eval_max_new_tokens: int = 64  # new tokens per held-out prompt in those measurements
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.ar_scope not in AR_SCOPES:
+            raise ValueError(f"ar_scope must be one of {', '.join(AR_SCOPES)}; got {self.ar_scope!r}")
+        if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
+        for name in ("batch_size", "grad_accum", "eval_prompts", "eval_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        if (self.max_steps is not None and self.max_steps < 1) or self.epochs <= 0 or self.eval_every < 0:
+            raise ValueError("max-steps and epochs must be positive, eval-every non-negative")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("max-minutes must be positive")
+
+
+class ConsistencyData(torch.utils.data.Dataset):
+    """Collected blocks; each access samples one (state, target) pair of the block (see module doc)."""
+
+    def __init__(self, entries: list[Entry], loss: str, seed: int = 0):
+        self.entries, self.loss, self.rng = entries, loss, random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.entries[i]
+        if self.loss == "global":
+            pool = [s for s in e.states[:-1] + e.augmented if s != e.fixed_point] or [e.fixed_point]
+            state, target = self.rng.choice(pool), e.fixed_point
+        else:
+            j = self.rng.randrange(len(e.states) - 1)
+            state, target = e.states[j], e.states[j + 1]
+        return {"context": e.context, "state": state, "target": target, "fixed_point": e.fixed_point}
+
+
+@dataclass
+class ConsistencyCollator:
+    """Right-padded model inputs: rows [students; fixed points] (+ [targets] for the local loss)."""
+
+    loss: str = "global"
+    ar_scope: str = "sequence"
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [it["context"] + it["state"][:-1] for it in items] + [it["context"] + it["fixed_point"][:-1] for it in items]
+        if self.loss == "local":
+            rows += [it["context"] + it["target"][:-1] for it in items]
+        length, width = max(len(r) for r in rows), max(len(it["fixed_point"]) for it in items)
+        batch = {"input_ids": torch.tensor([r + [PAD_ID] * (length - len(r)) for r in rows]),  # (kB, T)
+                 "attention_mask": torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])}
+        block = {k: torch.zeros(len(items), width, dtype=torch.long) for k in ("block_index", "state", "target")}
+        valid = torch.zeros(len(items), width, dtype=torch.bool)  # (B, W)
+        labels = torch.full((len(items), length), IGNORE)  # (B, T): AR labels of the fixed-point rows
+        for b, it in enumerate(items):
+            c, w = len(it["context"]), len(it["fixed_point"])
+            block["block_index"][b, :w] = torch.arange(c - 1, c - 1 + w)  # logits that predict the block
+            block["state"][b, :w], block["target"][b, :w] = torch.tensor(it["state"]), torch.tensor(it["target"])
+            valid[b, :w] = True
+            first = c - 1 if self.ar_scope == "block" else 0
+            labels[b, first: c - 1 + w] = torch.tensor((it["context"] + it["fixed_point"])[first + 1:])
+        return batch | block | {"block_valid": valid, "ar_labels": labels}
+
+
+class LossTracker:
+    """Per-step means of the loss parts, filled by compute_loss and emptied by the callback."""
+
+    def __init__(self):
+        self.sums, self.counts = defaultdict(float), defaultdict(int)
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+
+    def pop_means(self) -> dict[str, float]:
+        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+
+class ConsistencyTrainer(Trainer):
+    """Trainer whose loss is L_consistency + w * L_AR (cllm.losses) on ConsistencyCollator batches."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a batch mean: Trainer divides it by the accumulation steps
+
+    def __init__(self, *args, train_config: TrainConfig, tracker: LossTracker, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_config, self.tracker = train_config, tracker
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        cfg, rows = self.train_config, inputs["block_index"].shape[0]
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        logits = model(input_ids=ids[: 2 * rows], attention_mask=mask[: 2 * rows], use_cache=False).logits
+        student, fixed = logits[:rows], logits[rows:]  # (B, T, V) each
+        target = fixed  # global: the fixed-point pass, detached inside consistency_loss
+        if cfg.loss == "local":
+            with torch.no_grad():
+                target = model(input_ids=ids[2 * rows:], attention_mask=mask[2 * rows:], use_cache=False).logits
+        index = inputs["block_index"][..., None]  # (B, W, 1)
+        pick = lambda x: x.gather(1, index.expand(-1, -1, x.shape[-1]))  # noqa: E731  (B, W, V)
+        teach = teachable_mask(inputs["state"], inputs["target"], inputs["block_valid"])
+        consistency = consistency_loss(pick(student), pick(target), teach)
+        ar = ar_loss(fixed, inputs["ar_labels"], cfg.label_smoothing)
+        loss = total_loss(consistency, ar, cfg.ar_weight)
+        self.tracker.add(loss=loss.detach(), consistency=consistency.detach(), ar=ar.detach(),
+                         teachable_tokens=teach.sum())
+        return (loss, logits) if return_outputs else loss
+
+
+class TrainingMonitor(TrainerCallback):
+    """After every optimizer step: hands a metrics dict to `on_metrics` (main process only) and stops
+    training cleanly once `stop` is set. Every `eval_every` steps it adds `evaluate(model)` (e.g. held-out
+    TPF). Metrics: step, epoch, seconds (since train begin), lr, loss, consistency, ar, teachable_tokens."""
+
+    def __init__(self, tracker: LossTracker, on_metrics: Callable[[dict], None] | None = None,
+                 stop: threading.Event | None = None, evaluate: Callable[[object], dict] | None = None,
+                 eval_every: int = 0):
+        self.tracker, self.on_metrics, self.stop = tracker, on_metrics, stop
+        self.evaluate, self.eval_every = evaluate, eval_every
+        self.history: list[dict] = []
+        self.stopped_by_request = False
+        self.start = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, model=None, lr_scheduler=None, **kwargs):
+        metrics = {"step": state.global_step, "epoch": state.epoch, "seconds": time.perf_counter() - self.start,
+                   "lr": lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else None}
+        metrics |= self.tracker.pop_means()
+        if self.evaluate and self.eval_every and state.global_step % self.eval_every == 0:
+            metrics |= self.evaluate(model)
+        self.history.append(metrics)
+        if self.on_metrics is not None and state.is_world_process_zero:
+            self.on_metrics(metrics)
+        if self.stop is not None and self.stop.is_set():
+            control.should_training_stop = self.stopped_by_request = True
+        if control.should_training_stop:
+            control.should_save = False  # TimeBudget asks for a Trainer checkpoint; train_cllm saves the model itself
+        return control

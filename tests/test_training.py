@@ -1,0 +1,163 @@
+"""CLLM training on a tiny model: batches, a short run that lowers the consistency loss, streaming and
+stopping, the saved checkpoint, and clear errors for bad inputs."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from cllm.cli import main
+from cllm.collect import CollectConfig, collect
+from cllm.dataset import Entry, load_entries
+from cllm.losses import IGNORE, consistency_loss, teachable_mask
+from cllm.models import load_model
+from cllm.train_run import train_cllm
+from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig
+
+PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
+           "while True:", "if x > 0:"]
+QUICK = dict(lr=3e-3, ar_weight=0.0, batch_size=8, eval_prompts=3, eval_max_new_tokens=8, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "d"
+    collect(load_model(str(tiny_model_dir), "cpu"), prompts_file, out, CollectConfig(n=4, max_new_tokens=12),
+            progress=False)
+    return out
+
+
+def test_collator_lays_out_students_fixed_points_and_labels():
+    items = [{"context": [5, 6, 7], "state": [1, 9, 9], "target": [1, 2, 3], "fixed_point": [1, 2, 3]},
+             {"context": [8], "state": [4, 4], "target": [4, 5], "fixed_point": [4, 5]}]
+    batch = ConsistencyCollator("global", "sequence")(items)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 1, 9], [8, 4, 0, 0, 0], [5, 6, 7, 1, 2], [8, 4, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 0, 0, 0], [1] * 5, [1, 1, 0, 0, 0]]
+    assert batch["block_index"].tolist() == [[2, 3, 4], [0, 1, 0]] and batch["block_valid"][1].tolist() == [True, True, False]
+    assert batch["ar_labels"].tolist() == [[6, 7, 1, 2, 3], [4, 5, IGNORE, IGNORE, IGNORE]]
+    block_only = ConsistencyCollator("local", "block")(items)
+    assert block_only["input_ids"].shape[0] == 6  # + the target rows
+    assert block_only["ar_labels"].tolist() == [[IGNORE, IGNORE, 1, 2, 3], [4, 5, IGNORE, IGNORE, IGNORE]]
+
+
+def test_sampling_global_and_local():
+    entry = Entry([1], [[7, 7, 7], [2, 7, 7], [2, 3, 7], [2, 3, 4]], [[2, 7, 4]])
+    global_pairs = {(tuple(x["state"]), tuple(x["target"])) for x in map(ConsistencyData([entry], "global").__getitem__, [0] * 200)}
+    assert global_pairs == {((7, 7, 7), (2, 3, 4)), ((2, 7, 7), (2, 3, 4)), ((2, 3, 7), (2, 3, 4)), ((2, 7, 4), (2, 3, 4))}
+    local = ConsistencyData([entry], "local")
+    local_pairs = {(tuple(x["state"]), tuple(x["target"])) for x in (local[0] for _ in range(200))}
+    assert local_pairs == {((7, 7, 7), (2, 7, 7)), ((2, 7, 7), (2, 3, 7)), ((2, 3, 7), (2, 3, 4))}
+
+
+def mean_global_consistency(model, entries) -> float:
+    """The global consistency loss over every recorded state of every block (deterministic)."""
+    items = [{"context": e.context, "state": s, "target": e.fixed_point, "fixed_point": e.fixed_point}
+             for e in entries for s in e.states[:-1]]
+    batch = ConsistencyCollator()(items)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    index = batch["block_index"][..., None].expand(-1, -1, logits.shape[-1])
+    student, target = logits[: len(items)].gather(1, index), logits[len(items):].gather(1, index)
+    return consistency_loss(student, target, teachable_mask(batch["state"], batch["target"], batch["block_valid"])).item()
+
+
+def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model_dir, data_dir, prompts_file, tmp_path):
+    streamed = []
+    out = tmp_path / "cllm"
+    info = train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_steps=20, eval_every=10, **QUICK),
+                      prompts_file, on_metrics=streamed.append, progress=False)
+    _, entries = load_entries(data_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trained = AutoModelForCausalLM.from_pretrained(out)
+    assert mean_global_consistency(trained, entries) < 0.5 * mean_global_consistency(base, entries)
+    assert info["steps"] == 20 and info["stopped_by"] == "max steps (20)"
+    assert [m["step"] for m in streamed] == list(range(1, 21))
+    assert {"loss", "consistency", "ar", "lr", "seconds", "epoch"} <= set(streamed[0])
+    assert [m["step"] for m in streamed if "tpf" in m] == [10, 20]
+    assert info["after"]["matches_ar"] == 1.0 and info["after"]["tpf"] >= 1.0
+    card = (out / "README.md").read_text()
+    assert "Jacobi tokens per forward pass" in card and "held-out perplexity" in card and f"{info['before']['tpf']:.3f}" in card
+    assert (out / "tokenizer.json").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file, tmp_path):
+    stop = threading.Event()
+
+    def on_metrics(metrics):
+        if metrics["step"] == 2:
+            stop.set()  # e.g. the app's Stop button, from another thread
+
+    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=50, **QUICK),
+                      prompts_file, on_metrics=on_metrics, stop=stop, progress=False)
+    assert info["steps"] == 2 and info["stopped_by"] == "stop request"
+    assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_full_disk_during_save_leaves_no_half_checkpoint(tiny_model_dir, data_dir, prompts_file, tmp_path, monkeypatch):
+    def no_space(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", no_space)  # test-only: simulate a full disk
+    out = tmp_path / "m"
+    with pytest.raises(OSError, match="could not save the model .*No space left on device.*nothing was written"):
+        train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_minutes=1e-4, max_steps=50, **QUICK),
+                   prompts_file, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_not_enough_disk_fails_before_training(tiny_model_dir, data_dir, prompts_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(OSError, match="not enough disk space"):
+        train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=1, **QUICK), prompts_file)
+
+
+def test_bad_inputs_are_clear_errors(tiny_model_dir, data_dir, prompts_file, tmp_path):
+    model, config = str(tiny_model_dir), TrainConfig(max_steps=1, **QUICK)
+    with pytest.raises(ValueError, match="no dataset folder"):
+        train_cllm(model, tmp_path / "missing", tmp_path / "m", config, prompts_file)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "meta.json").write_text((data_dir / "meta.json").read_text())
+    with pytest.raises(ValueError, match="holds no training blocks"):
+        train_cllm(model, empty, tmp_path / "m", config, prompts_file)
+    with pytest.raises(ValueError, match="--n 16 does not match the data's n = 4"):
+        train_cllm(model, data_dir, tmp_path / "m", TrainConfig(n=16, **QUICK), prompts_file)
+    with pytest.raises(ValueError, match="is the data or the base model folder"):
+        train_cllm(model, data_dir, data_dir, config, prompts_file)
+    with pytest.raises(ValueError, match="non-empty folder that holds no model"):
+        train_cllm(model, data_dir, empty, config, prompts_file)
+    with pytest.raises(ValueError, match="loss must be one of global, local"):
+        TrainConfig(loss="both")
+    other = tmp_path / "other"
+    shutil.copytree(data_dir, other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps(meta | {"vocab_size": meta["vocab_size"] + 7}))
+    with pytest.raises(ValueError, match="not the same tokenizer"):
+        train_cllm(model, other, tmp_path / "m", config, prompts_file)
+
+
+def test_cli_train(tiny_model_dir, data_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "m"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data_dir), "--out", str(out), "--max-steps", "2",
+                 "--lr", "1e-3", "--eval-prompts", str(prompts_file), "--eval-count", "2", "--eval-max-new-tokens", "8",
+                 "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.startswith(f"saved {out}: 2 steps") and "TPF" in printed
+    assert len(printed.strip().splitlines()) == 1  # the result only: no Trainer log dicts on stdout
+    code = main(["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"error: no dataset folder at {tmp_path / 'none'}"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(data_dir), "--out", str(tmp_path / "x"),
+                 "--n", "8"])
+    assert code == 2 and "does not match the data's n = 4" in capsys.readouterr().err
