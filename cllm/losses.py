@@ -23,6 +23,11 @@ LOSSES = ("global", "local")  # consistency target: the fixed point, or the next
 AR_SCOPES = ("sequence", "block")  # AR labels: context + fixed point, or the fixed point only
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits are upcast for the softmax; float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def first_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per row, the first index where a and b differ, or their width if none. a, b: (B, W) -> (B,)"""
     differs = a != b  # (B, W)
@@ -41,8 +46,8 @@ def consistency_loss(student_logits: torch.Tensor, target_logits: torch.Tensor, 
     """Mean forward KL(softmax(target) || softmax(student)) over masked-in positions.
     student_logits, target_logits: (B, W, V); mask: (B, W) bool. The target is detached here, whatever
     the caller passes. 0 (still attached to the graph) when nothing is masked in."""
-    target = F.log_softmax(target_logits.detach().float(), dim=-1)  # (B, W, V)
-    student = F.log_softmax(student_logits.float(), dim=-1)
+    target = F.log_softmax(_at_least_float32(target_logits.detach()), dim=-1)  # (B, W, V)
+    student = F.log_softmax(_at_least_float32(student_logits), dim=-1)
     kl = (target.exp() * (target - student)).sum(-1)  # (B, W)
     weights = mask.to(kl.dtype)
     return (kl * weights).sum() / weights.sum().clamp(min=1.0)
@@ -53,7 +58,7 @@ def ar_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float =
     position should predict (already shifted), IGNORE where skipped. 0 when every label is IGNORE."""
     if not (labels != IGNORE).any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+    return F.cross_entropy(_at_least_float32(logits).flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
                            label_smoothing=label_smoothing)
 
 

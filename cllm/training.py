@@ -8,6 +8,9 @@ One example = one collected block. Each time it is drawn, one state is sampled (
 the global loss any recorded or augmented state except the fixed point, with the fixed point as target;
 for the local loss a recorded state y^(j) with its successor y^(j+1) as target (augmented states have no
 successor, so local training ignores them).
+
+A batch runs each context once and its blocks on top of it through a repeated KV cache (`block_logits`):
+on short-block data the context is most of the tokens, so this roughly halves the compute of a step.
 """
 from __future__ import annotations
 
@@ -88,29 +91,73 @@ class ConsistencyData(torch.utils.data.Dataset):
 
 @dataclass
 class ConsistencyCollator:
-    """Right-padded model inputs: rows [students; fixed points] (+ [targets] for the local loss)."""
+    """Model inputs for a batch: each context once, then its blocks (see `block_logits`).
+
+    context_ids (B, P): context[:-1] left-padded, so every context ends at column P and the blocks
+    of all rows start together; block_ids (k*B, W): per example k rows [state, fixed point (, target)],
+    each fed as jacobi.py feeds a block: [context[-1]] + block[:-1], right-padded to the widest block."""
 
     loss: str = "global"
     ar_scope: str = "sequence"
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        rows = [it["context"] + it["state"][:-1] for it in items] + [it["context"] + it["fixed_point"][:-1] for it in items]
-        if self.loss == "local":
-            rows += [it["context"] + it["target"][:-1] for it in items]
-        length, width = max(len(r) for r in rows), max(len(it["fixed_point"]) for it in items)
-        batch = {"input_ids": torch.tensor([r + [PAD_ID] * (length - len(r)) for r in rows]),  # (kB, T)
-                 "attention_mask": torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])}
-        block = {k: torch.zeros(len(items), width, dtype=torch.long) for k in ("block_index", "state", "target")}
-        valid = torch.zeros(len(items), width, dtype=torch.bool)  # (B, W)
-        labels = torch.full((len(items), length), IGNORE)  # (B, T): AR labels of the fixed-point rows
+        keys = ["state", "fixed_point"] + (["target"] if self.loss == "local" else [])
+        span = max(len(it["context"]) for it in items) - 1  # P
+        width = max(len(it["fixed_point"]) for it in items)  # W
+        out = {name: torch.full((len(items), n), fill, dtype=torch.long) for name, n, fill in (
+            ("context_ids", span, PAD_ID), ("context_mask", span, 0), ("context_labels", span, IGNORE),
+            ("block_positions", width, 0), ("state", width, PAD_ID), ("target", width, PAD_ID),
+            ("fixed_labels", width, IGNORE))}
+        out["block_ids"] = torch.full((len(keys) * len(items), width), PAD_ID, dtype=torch.long)
+        out["block_valid"] = torch.zeros(len(items), width, dtype=torch.bool)
         for b, it in enumerate(items):
-            c, w = len(it["context"]), len(it["fixed_point"])
-            block["block_index"][b, :w] = torch.arange(c - 1, c - 1 + w)  # logits that predict the block
-            block["state"][b, :w], block["target"][b, :w] = torch.tensor(it["state"]), torch.tensor(it["target"])
-            valid[b, :w] = True
-            first = c - 1 if self.ar_scope == "block" else 0
-            labels[b, first: c - 1 + w] = torch.tensor((it["context"] + it["fixed_point"])[first + 1:])
-        return batch | block | {"block_valid": valid, "ar_labels": labels}
+            ctx, w = it["context"], len(it["fixed_point"])
+            pad = span - (len(ctx) - 1)
+            out["context_ids"][b, pad:], out["context_mask"][b, pad:] = torch.tensor(ctx[:-1], dtype=torch.long), 1
+            if self.ar_scope == "sequence":  # context[t] predicts context[t + 1]
+                out["context_labels"][b, pad:] = torch.tensor(ctx[1:], dtype=torch.long)
+            for k, key in enumerate(keys):
+                out["block_ids"][len(keys) * b + k, :w] = torch.tensor([ctx[-1]] + it[key][:-1])
+            out["block_positions"][b] = torch.arange(len(ctx) - 1, len(ctx) - 1 + width)
+            out["state"][b, :w], out["target"][b, :w] = torch.tensor(it["state"]), torch.tensor(it["target"])
+            out["fixed_labels"][b, :w], out["block_valid"][b, :w] = torch.tensor(it["fixed_point"]), True
+        return out
+
+
+def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Run each context once and its k blocks on top of it (a cache repeated k times): the blocks share
+    the context's computation, gradients included, instead of paying for the context k times.
+    Returns (context logits (B, P, V), or None when not needed or P = 0; block logits (B, k, W, V))."""
+    rows, span = batch["block_valid"].shape[0], batch["context_ids"].shape[1]
+    k = batch["block_ids"].shape[0] // rows
+    ctx_mask = batch["context_mask"]
+    cache, ctx_logits = None, None
+    if span:
+        want_logits = bool((batch["context_labels"] != IGNORE).any())
+        out = model(input_ids=batch["context_ids"], attention_mask=ctx_mask, use_cache=True,
+                    position_ids=(ctx_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=0 if want_logits else 1)
+        cache, ctx_logits = out.past_key_values, out.logits if want_logits else None
+        cache.batch_repeat_interleave(k)  # row b's context serves rows k*b .. k*b + k-1
+    mask = torch.cat([ctx_mask, batch["block_valid"].long()], dim=1).repeat_interleave(k, dim=0)  # (kB, P + W)
+    out = model(input_ids=batch["block_ids"], attention_mask=mask, past_key_values=cache, use_cache=cache is not None,
+                position_ids=batch["block_positions"].repeat_interleave(k, dim=0))
+    return ctx_logits, out.logits.view(rows, k, *out.logits.shape[1:])
+
+
+def loss_parts(model, batch: dict, config: "TrainConfig") -> dict[str, torch.Tensor]:
+    """The CLLM loss of a batch and its parts (cllm.losses)."""
+    ctx_logits, logits = block_logits(model, batch)
+    student, fixed = logits[:, 0], logits[:, 1]  # (B, W, V)
+    target = fixed if config.loss == "global" else logits[:, 2]  # detached inside consistency_loss
+    teach = teachable_mask(batch["state"], batch["target"], batch["block_valid"])
+    consistency = consistency_loss(student, target, teach)
+    if ctx_logits is not None:
+        ar = ar_loss(torch.cat([ctx_logits, fixed], 1), torch.cat([batch["context_labels"], batch["fixed_labels"]], 1),
+                     config.label_smoothing)
+    else:
+        ar = ar_loss(fixed, batch["fixed_labels"], config.label_smoothing)
+    return {"loss": total_loss(consistency, ar, config.ar_weight), "consistency": consistency, "ar": ar,
+            "teachable_tokens": teach.sum()}
 
 
 class LossTracker:
@@ -141,23 +188,9 @@ class ConsistencyTrainer(Trainer):
         self.train_config, self.tracker = train_config, tracker
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        cfg, rows = self.train_config, inputs["block_index"].shape[0]
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        logits = model(input_ids=ids[: 2 * rows], attention_mask=mask[: 2 * rows], use_cache=False).logits
-        student, fixed = logits[:rows], logits[rows:]  # (B, T, V) each
-        target = fixed  # global: the fixed-point pass, detached inside consistency_loss
-        if cfg.loss == "local":
-            with torch.no_grad():
-                target = model(input_ids=ids[2 * rows:], attention_mask=mask[2 * rows:], use_cache=False).logits
-        index = inputs["block_index"][..., None]  # (B, W, 1)
-        pick = lambda x: x.gather(1, index.expand(-1, -1, x.shape[-1]))  # noqa: E731  (B, W, V)
-        teach = teachable_mask(inputs["state"], inputs["target"], inputs["block_valid"])
-        consistency = consistency_loss(pick(student), pick(target), teach)
-        ar = ar_loss(fixed, inputs["ar_labels"], cfg.label_smoothing)
-        loss = total_loss(consistency, ar, cfg.ar_weight)
-        self.tracker.add(loss=loss.detach(), consistency=consistency.detach(), ar=ar.detach(),
-                         teachable_tokens=teach.sum())
-        return (loss, logits) if return_outputs else loss
+        parts = loss_parts(model, inputs, self.train_config)
+        self.tracker.add(**{k: v.detach() for k, v in parts.items()})
+        return (parts["loss"], parts) if return_outputs else parts["loss"]
 
 
 class TrainingMonitor(TrainerCallback):

@@ -3,6 +3,7 @@ stopping, the saved checkpoint, and clear errors for bad inputs."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import threading
 
@@ -16,7 +17,8 @@ from cllm.dataset import Entry, load_entries
 from cllm.losses import IGNORE, consistency_loss, teachable_mask
 from cllm.models import load_model
 from cllm.train_run import train_cllm
-from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig
+from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig, block_logits, loss_parts
+from conftest import VOCAB, tiny_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
            "while True:", "if x > 0:"]
@@ -38,17 +40,41 @@ def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     return out
 
 
-def test_collator_lays_out_students_fixed_points_and_labels():
+def test_collator_lays_out_contexts_once_and_blocks_on_top():
     items = [{"context": [5, 6, 7], "state": [1, 9, 9], "target": [1, 2, 3], "fixed_point": [1, 2, 3]},
              {"context": [8], "state": [4, 4], "target": [4, 5], "fixed_point": [4, 5]}]
     batch = ConsistencyCollator("global", "sequence")(items)
-    assert batch["input_ids"].tolist() == [[5, 6, 7, 1, 9], [8, 4, 0, 0, 0], [5, 6, 7, 1, 2], [8, 4, 0, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 0, 0, 0], [1] * 5, [1, 1, 0, 0, 0]]
-    assert batch["block_index"].tolist() == [[2, 3, 4], [0, 1, 0]] and batch["block_valid"][1].tolist() == [True, True, False]
-    assert batch["ar_labels"].tolist() == [[6, 7, 1, 2, 3], [4, 5, IGNORE, IGNORE, IGNORE]]
-    block_only = ConsistencyCollator("local", "block")(items)
-    assert block_only["input_ids"].shape[0] == 6  # + the target rows
-    assert block_only["ar_labels"].tolist() == [[IGNORE, IGNORE, 1, 2, 3], [4, 5, IGNORE, IGNORE, IGNORE]]
+    assert batch["context_ids"].tolist() == [[5, 6], [0, 0]] and batch["context_mask"].tolist() == [[1, 1], [0, 0]]
+    assert batch["context_labels"].tolist() == [[6, 7], [IGNORE, IGNORE]]
+    assert batch["block_ids"].tolist() == [[7, 1, 9], [7, 1, 2], [8, 4, 0], [8, 4, 0]]  # per example: state, fixed
+    assert batch["block_positions"].tolist() == [[2, 3, 4], [0, 1, 2]]
+    assert batch["block_valid"].tolist() == [[True] * 3, [True, True, False]]
+    assert batch["fixed_labels"].tolist() == [[1, 2, 3], [4, 5, IGNORE]]
+    local = ConsistencyCollator("local", "block")(items)
+    assert local["block_ids"].shape == (6, 3) and local["block_ids"][2].tolist() == [7, 1, 2]  # + the target rows
+    assert (local["context_labels"] == IGNORE).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_shared_context_logits_equal_whole_sequence_logits(arch):
+    """block_logits runs each context once under k blocks: same logits as feeding each sequence whole."""
+    model = tiny_model(arch)
+    rng = random.Random(0)
+    items = []
+    for length, width in ((5, 4), (1, 4), (9, 2)):
+        ctx = [rng.randrange(VOCAB) for _ in range(length)]
+        fixed, state = [rng.randrange(VOCAB) for _ in range(width)], [rng.randrange(VOCAB) for _ in range(width)]
+        items.append({"context": ctx, "state": state, "target": state[:1] + fixed[1:], "fixed_point": fixed})
+    batch = ConsistencyCollator("local", "sequence")(items)
+    ctx_logits, logits = block_logits(model, batch)
+    span = batch["context_ids"].shape[1]
+    for b, it in enumerate(items):
+        c, w = len(it["context"]), len(it["fixed_point"])
+        for k, key in enumerate(["state", "fixed_point", "target"]):
+            whole = model(input_ids=torch.tensor([it["context"] + it[key][:-1]])).logits[0]
+            assert torch.allclose(logits[b, k, :w], whole[c - 1:], atol=1e-9)
+            if key == "fixed_point" and c > 1:
+                assert torch.allclose(ctx_logits[b, span - (c - 1):], whole[: c - 1], atol=1e-9)
 
 
 def test_sampling_global_and_local():
@@ -60,16 +86,32 @@ def test_sampling_global_and_local():
     assert local_pairs == {((7, 7, 7), (2, 7, 7)), ((2, 7, 7), (2, 3, 7)), ((2, 3, 7), (2, 3, 4))}
 
 
+def test_shared_context_gradients_equal_whole_sequence_gradients():
+    """Gradients reach the context's weights through the repeated cache, as through whole sequences."""
+    model = tiny_model("qwen2")
+    items = [{"context": [3, 1, 4, 1, 5], "state": [9, 2, 6], "target": [5, 3, 5], "fixed_point": [5, 3, 5]},
+             {"context": [2, 7], "state": [1, 8, 2], "target": [8, 1, 8], "fixed_point": [8, 1, 8]}]
+    batch = ConsistencyCollator("global", "sequence")(items)
+    loss_parts(model, batch, TrainConfig(ar_weight=0.5))["loss"].backward()
+    shared = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    student = torch.stack([model(input_ids=torch.tensor([it["context"] + it["state"][:-1]])).logits[0, -3:] for it in items])
+    whole = [model(input_ids=torch.tensor([it["context"] + it["fixed_point"][:-1]])).logits[0] for it in items]
+    mask = teachable_mask(batch["state"], batch["target"], batch["block_valid"])
+    consistency = consistency_loss(student, torch.stack([w[-3:] for w in whole]), mask)
+    labels = [torch.tensor(it["context"][1:] + it["fixed_point"]) for it in items]
+    ar = torch.nn.functional.cross_entropy(torch.cat(whole), torch.cat(labels), label_smoothing=0.1)
+    (consistency + 0.5 * ar).backward()
+    # float32-level tolerance: Qwen2's RMSNorm computes in float32 even in a float64 model.
+    assert all(torch.allclose(a, p.grad, rtol=1e-5, atol=1e-6) for a, p in zip(shared, model.parameters()))
+
+
 def mean_global_consistency(model, entries) -> float:
     """The global consistency loss over every recorded state of every block (deterministic)."""
     items = [{"context": e.context, "state": s, "target": e.fixed_point, "fixed_point": e.fixed_point}
              for e in entries for s in e.states[:-1]]
-    batch = ConsistencyCollator()(items)
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    index = batch["block_index"][..., None].expand(-1, -1, logits.shape[-1])
-    student, target = logits[: len(items)].gather(1, index), logits[len(items):].gather(1, index)
-    return consistency_loss(student, target, teachable_mask(batch["state"], batch["target"], batch["block_valid"])).item()
+        return loss_parts(model, ConsistencyCollator()(items), TrainConfig(ar_weight=0.0))["consistency"].item()
 
 
 def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model_dir, data_dir, prompts_file, tmp_path):
