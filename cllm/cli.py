@@ -77,6 +77,7 @@ def _train_parser(sub) -> None:
     tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
     tr.add_argument("--warmup", type=float, default=0.03, help="fraction of the steps (< 1) or steps")
     tr.add_argument("--batch-size", type=int, default=8, help="blocks per device per step")
+    tr.add_argument("--states-per-block", type=int, default=1, help="states sampled per block per step")
     tr.add_argument("--grad-accum", type=int, default=1)
     tr.add_argument("--epochs", type=float, default=1.0, help="ignored with --max-steps")
     tr.add_argument("--max-steps", type=int, default=None)
@@ -196,6 +197,7 @@ def cmd_train(args) -> None:
     config = TrainConfig(
         loss=args.loss, ar_weight=args.ar_weight, label_smoothing=args.label_smoothing, ar_scope=args.ar_scope,
         lr=args.lr, scheduler=args.scheduler, warmup=args.warmup, batch_size=args.batch_size,
+        states_per_block=args.states_per_block,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every, eval_prompts=args.eval_count,
         eval_max_new_tokens=args.eval_max_new_tokens)

@@ -95,7 +95,7 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     evaluate = measure if args.world_size == 1 else None
     monitor = TrainingMonitor(tracker, on_metrics, stop, evaluate, config.eval_every)
     callbacks = ([TimeBudget(config.max_minutes)] if config.max_minutes else []) + [monitor]  # monitor last
-    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=ConsistencyData(entries, config.loss, config.seed),
+    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=ConsistencyData(entries, config.loss, config.states_per_block, config.seed),
                                  data_collator=ConsistencyCollator(config.loss, config.ar_scope), callbacks=callbacks,
                                  train_config=config, tracker=tracker)
     if not progress:

@@ -4,10 +4,10 @@ The Trainer does the rest (optimizer, schedule, bf16 autocast on CUDA, gradient 
 FSDP / DeepSpeed when started with `accelerate launch` or torchrun), so the same code runs on a laptop CPU
 and a GPU node. `train_cllm` (cllm/train_run.py) wraps this with measurements and the atomic save.
 
-One example = one collected block. Each time it is drawn, one state is sampled (the authors' scheme): for
-the global loss any recorded or augmented state except the fixed point, with the fixed point as target;
-for the local loss a recorded state y^(j) with its successor y^(j+1) as target (augmented states have no
-successor, so local training ignores them).
+One example = one collected block. Each time it is drawn, `states_per_block` states are sampled (the
+authors sample one): for the global loss any recorded or augmented state except the fixed point, with the
+fixed point as target; for the local loss a recorded state y^(j) with its successor y^(j+1) as target
+(augmented states have no successor, so local training ignores them).
 
 A batch runs each context once and its blocks on top of it through a repeated KV cache (`block_logits`):
 on short-block data the context is most of the tokens, so this roughly halves the compute of a step.
@@ -41,6 +41,8 @@ class TrainConfig:
     warmup: float = 0.03  # warm-up as a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %
     weight_decay: float = 0.0
     batch_size: int = 8  # blocks per device per optimizer step (times grad_accum)
+    states_per_block: int = 1  # states sampled per block per step: the authors' 1; more share the block's
+    # context pass (block_logits), so on short blocks they add consistency signal at little extra cost
     grad_accum: int = 1
     epochs: float = 1.0  # the paper trains one epoch; ignored when max_steps is set
     max_steps: int | None = None
@@ -60,7 +62,7 @@ class TrainConfig:
             raise ValueError(f"ar_scope must be one of {', '.join(AR_SCOPES)}; got {self.ar_scope!r}")
         if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
-        for name in ("batch_size", "grad_accum", "eval_prompts", "eval_max_new_tokens"):
+        for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
         if (self.max_steps is not None and self.max_steps < 1) or self.epochs <= 0 or self.eval_every < 0:
@@ -70,10 +72,11 @@ class TrainConfig:
 
 
 class ConsistencyData(torch.utils.data.Dataset):
-    """Collected blocks; each access samples one (state, target) pair of the block (see module doc)."""
+    """Collected blocks; each access samples `k` (state, target) pairs of the block (see module doc),
+    distinct while the block has enough of them."""
 
-    def __init__(self, entries: list[Entry], loss: str, seed: int = 0):
-        self.entries, self.loss, self.rng = entries, loss, random.Random(seed)
+    def __init__(self, entries: list[Entry], loss: str, k: int = 1, seed: int = 0):
+        self.entries, self.loss, self.k, self.rng = entries, loss, k, random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -81,55 +84,59 @@ class ConsistencyData(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
         if self.loss == "global":
-            pool = [s for s in e.states[:-1] + e.augmented if s != e.fixed_point] or [e.fixed_point]
-            state, target = self.rng.choice(pool), e.fixed_point
+            pool = [(s, e.fixed_point) for s in e.states[:-1] + e.augmented if s != e.fixed_point]
+            pool = pool or [(e.fixed_point, e.fixed_point)]  # guess == fixed point: nothing to teach but AR
         else:
-            j = self.rng.randrange(len(e.states) - 1)
-            state, target = e.states[j], e.states[j + 1]
-        return {"context": e.context, "state": state, "target": target, "fixed_point": e.fixed_point}
+            pool = list(zip(e.states[:-1], e.states[1:]))
+        pairs = self.rng.sample(pool, self.k) if len(pool) >= self.k else self.rng.choices(pool, k=self.k)
+        return {"context": e.context, "states": [p[0] for p in pairs], "targets": [p[1] for p in pairs],
+                "fixed_point": e.fixed_point}
 
 
 @dataclass
 class ConsistencyCollator:
-    """Model inputs for a batch: each context once, then its blocks (see `block_logits`).
+    """Model inputs for a batch: each context once, then its blocks on top (see `block_logits`).
 
-    context_ids (B, P): context[:-1] left-padded, so every context ends at column P and the blocks
-    of all rows start together; block_ids (k*B, W): per example k rows [state, fixed point (, target)],
-    each fed as jacobi.py feeds a block: [context[-1]] + block[:-1], right-padded to the widest block."""
+    context_ids (B, P): context[:-1] left-padded, so every context ends at column P and the blocks of all
+    rows start together. block_ids (B*R, W): per example R rows [fixed point, k states (, k targets for
+    the local loss)], each fed as jacobi.py feeds a block, [context[-1]] + block[:-1], right-padded."""
 
     loss: str = "global"
     ar_scope: str = "sequence"
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        keys = ["state", "fixed_point"] + (["target"] if self.loss == "local" else [])
         span = max(len(it["context"]) for it in items) - 1  # P
         width = max(len(it["fixed_point"]) for it in items)  # W
-        out = {name: torch.full((len(items), n), fill, dtype=torch.long) for name, n, fill in (
-            ("context_ids", span, PAD_ID), ("context_mask", span, 0), ("context_labels", span, IGNORE),
-            ("block_positions", width, 0), ("state", width, PAD_ID), ("target", width, PAD_ID),
-            ("fixed_labels", width, IGNORE))}
-        out["block_ids"] = torch.full((len(keys) * len(items), width), PAD_ID, dtype=torch.long)
+        k, rows = len(items[0]["states"]), self.rows_per_example(len(items[0]["states"]))
+        out = {name: torch.full(shape, fill, dtype=torch.long) for name, shape, fill in (
+            ("context_ids", (len(items), span), PAD_ID), ("context_mask", (len(items), span), 0),
+            ("context_labels", (len(items), span), IGNORE), ("block_positions", (len(items), width), 0),
+            ("fixed_labels", (len(items), width), IGNORE), ("states", (len(items), k, width), PAD_ID),
+            ("targets", (len(items), k, width), PAD_ID), ("block_ids", (len(items) * rows, width), PAD_ID))}
         out["block_valid"] = torch.zeros(len(items), width, dtype=torch.bool)
         for b, it in enumerate(items):
-            ctx, w = it["context"], len(it["fixed_point"])
-            pad = span - (len(ctx) - 1)
+            ctx, w, pad = it["context"], len(it["fixed_point"]), span - (len(it["context"]) - 1)
             out["context_ids"][b, pad:], out["context_mask"][b, pad:] = torch.tensor(ctx[:-1], dtype=torch.long), 1
             if self.ar_scope == "sequence":  # context[t] predicts context[t + 1]
                 out["context_labels"][b, pad:] = torch.tensor(ctx[1:], dtype=torch.long)
-            for k, key in enumerate(keys):
-                out["block_ids"][len(keys) * b + k, :w] = torch.tensor([ctx[-1]] + it[key][:-1])
+            blocks = [it["fixed_point"]] + it["states"] + (it["targets"] if self.loss == "local" else [])
+            for r, block in enumerate(blocks):
+                out["block_ids"][rows * b + r, :w] = torch.tensor([ctx[-1]] + block[:-1])
             out["block_positions"][b] = torch.arange(len(ctx) - 1, len(ctx) - 1 + width)
-            out["state"][b, :w], out["target"][b, :w] = torch.tensor(it["state"]), torch.tensor(it["target"])
+            out["states"][b, :, :w], out["targets"][b, :, :w] = torch.tensor(it["states"]), torch.tensor(it["targets"])
             out["fixed_labels"][b, :w], out["block_valid"][b, :w] = torch.tensor(it["fixed_point"]), True
         return out
 
+    def rows_per_example(self, k: int) -> int:
+        return 1 + k + (k if self.loss == "local" else 0)
+
 
 def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Run each context once and its k blocks on top of it (a cache repeated k times): the blocks share
-    the context's computation, gradients included, instead of paying for the context k times.
-    Returns (context logits (B, P, V), or None when not needed or P = 0; block logits (B, k, W, V))."""
+    """Run each context once and its R blocks on top of it (its cache repeated R times): the blocks share
+    the context's computation, gradients included, instead of paying for the context R times.
+    Returns (context logits (B, P, V), or None when no context label needs them; block logits (B, R, W, V))."""
     rows, span = batch["block_valid"].shape[0], batch["context_ids"].shape[1]
-    k = batch["block_ids"].shape[0] // rows
+    repeat = batch["block_ids"].shape[0] // rows  # R
     ctx_mask = batch["context_mask"]
     cache, ctx_logits = None, None
     if span:
@@ -137,20 +144,23 @@ def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]
         out = model(input_ids=batch["context_ids"], attention_mask=ctx_mask, use_cache=True,
                     position_ids=(ctx_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=0 if want_logits else 1)
         cache, ctx_logits = out.past_key_values, out.logits if want_logits else None
-        cache.batch_repeat_interleave(k)  # row b's context serves rows k*b .. k*b + k-1
-    mask = torch.cat([ctx_mask, batch["block_valid"].long()], dim=1).repeat_interleave(k, dim=0)  # (kB, P + W)
+        cache.batch_repeat_interleave(repeat)  # example b's context serves block rows R*b .. R*b + R-1
+    mask = torch.cat([ctx_mask, batch["block_valid"].long()], dim=1).repeat_interleave(repeat, dim=0)  # (BR, P+W)
     out = model(input_ids=batch["block_ids"], attention_mask=mask, past_key_values=cache, use_cache=cache is not None,
-                position_ids=batch["block_positions"].repeat_interleave(k, dim=0))
-    return ctx_logits, out.logits.view(rows, k, *out.logits.shape[1:])
+                position_ids=batch["block_positions"].repeat_interleave(repeat, dim=0))
+    return ctx_logits, out.logits.view(rows, repeat, *out.logits.shape[1:])
 
 
 def loss_parts(model, batch: dict, config: "TrainConfig") -> dict[str, torch.Tensor]:
     """The CLLM loss of a batch and its parts (cllm.losses)."""
     ctx_logits, logits = block_logits(model, batch)
-    student, fixed = logits[:, 0], logits[:, 1]  # (B, W, V)
-    target = fixed if config.loss == "global" else logits[:, 2]  # detached inside consistency_loss
-    teach = teachable_mask(batch["state"], batch["target"], batch["block_valid"])
-    consistency = consistency_loss(student, target, teach)
+    rows, k, width = batch["states"].shape
+    fixed, student = logits[:, 0], logits[:, 1: 1 + k]  # (B, W, V), (B, k, W, V)
+    # Targets are detached inside consistency_loss: the fixed point's pass (global) or the next states' (local).
+    target = fixed[:, None].expand_as(student) if config.loss == "global" else logits[:, 1 + k:]
+    valid = batch["block_valid"][:, None].expand(rows, k, width).reshape(rows * k, width)
+    teach = teachable_mask(batch["states"].view(rows * k, width), batch["targets"].view(rows * k, width), valid)
+    consistency = consistency_loss(student.flatten(0, 1), target.flatten(0, 1), teach)
     if ctx_logits is not None:
         ar = ar_loss(torch.cat([ctx_logits, fixed], 1), torch.cat([batch["context_labels"], batch["fixed_labels"]], 1),
                      config.label_smoothing)

@@ -22,7 +22,7 @@ from conftest import VOCAB, tiny_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
            "while True:", "if x > 0:"]
-QUICK = dict(lr=3e-3, ar_weight=0.0, batch_size=8, eval_prompts=3, eval_max_new_tokens=8, device="cpu")
+QUICK = dict(lr=3e-3, ar_weight=0.0, batch_size=8, states_per_block=2, eval_prompts=3, eval_max_new_tokens=8, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -40,65 +40,79 @@ def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     return out
 
 
+def item(context, states, targets, fixed):
+    return {"context": context, "states": states, "targets": targets, "fixed_point": fixed}
+
+
 def test_collator_lays_out_contexts_once_and_blocks_on_top():
-    items = [{"context": [5, 6, 7], "state": [1, 9, 9], "target": [1, 2, 3], "fixed_point": [1, 2, 3]},
-             {"context": [8], "state": [4, 4], "target": [4, 5], "fixed_point": [4, 5]}]
+    items = [item([5, 6, 7], [[1, 9, 9]], [[1, 2, 3]], [1, 2, 3]), item([8], [[4, 4]], [[4, 5]], [4, 5])]
     batch = ConsistencyCollator("global", "sequence")(items)
     assert batch["context_ids"].tolist() == [[5, 6], [0, 0]] and batch["context_mask"].tolist() == [[1, 1], [0, 0]]
     assert batch["context_labels"].tolist() == [[6, 7], [IGNORE, IGNORE]]
-    assert batch["block_ids"].tolist() == [[7, 1, 9], [7, 1, 2], [8, 4, 0], [8, 4, 0]]  # per example: state, fixed
+    assert batch["block_ids"].tolist() == [[7, 1, 2], [7, 1, 9], [8, 4, 0], [8, 4, 0]]  # per example: fixed, state
     assert batch["block_positions"].tolist() == [[2, 3, 4], [0, 1, 2]]
     assert batch["block_valid"].tolist() == [[True] * 3, [True, True, False]]
     assert batch["fixed_labels"].tolist() == [[1, 2, 3], [4, 5, IGNORE]]
-    local = ConsistencyCollator("local", "block")(items)
-    assert local["block_ids"].shape == (6, 3) and local["block_ids"][2].tolist() == [7, 1, 2]  # + the target rows
+    assert batch["states"].tolist() == [[[1, 9, 9]], [[4, 4, 0]]]
+    two = [item([5, 6, 7], [[1, 9, 9], [9, 9, 9]], [[1, 2, 9], [1, 9, 9]], [1, 2, 3])]
+    local = ConsistencyCollator("local", "block")(two)
+    assert local["block_ids"].tolist() == [[7, 1, 2], [7, 1, 9], [7, 9, 9], [7, 1, 2], [7, 1, 9]]  # fixed, 2 states, 2 targets
     assert (local["context_labels"] == IGNORE).all()
+
+
+def test_sampling_global_and_local():
+    entry = Entry([1], [[7, 7, 7], [2, 7, 7], [2, 3, 7], [2, 3, 4]], [[2, 7, 4]])
+
+    def pairs(data):
+        drawn = [data[0] for _ in range(100)]
+        assert all(len(d["states"]) == data.k and len(set(map(tuple, d["states"]))) == data.k for d in drawn)
+        return {(tuple(s), tuple(t)) for d in drawn for s, t in zip(d["states"], d["targets"])}
+
+    assert pairs(ConsistencyData([entry], "global", k=2)) == {
+        ((7, 7, 7), (2, 3, 4)), ((2, 7, 7), (2, 3, 4)), ((2, 3, 7), (2, 3, 4)), ((2, 7, 4), (2, 3, 4))}
+    assert pairs(ConsistencyData([entry], "local", k=1)) == {
+        ((7, 7, 7), (2, 7, 7)), ((2, 7, 7), (2, 3, 7)), ((2, 3, 7), (2, 3, 4))}
+    few = ConsistencyData([Entry([1], [[5, 5], [5, 6]], [])], "global", k=3)[0]  # one state: drawn 3 times
+    assert few["states"] == [[5, 5]] * 3
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_shared_context_logits_equal_whole_sequence_logits(arch):
-    """block_logits runs each context once under k blocks: same logits as feeding each sequence whole."""
+    """block_logits runs each context once under its blocks: same logits as feeding each sequence whole."""
     model = tiny_model(arch)
     rng = random.Random(0)
     items = []
     for length, width in ((5, 4), (1, 4), (9, 2)):
-        ctx = [rng.randrange(VOCAB) for _ in range(length)]
-        fixed, state = [rng.randrange(VOCAB) for _ in range(width)], [rng.randrange(VOCAB) for _ in range(width)]
-        items.append({"context": ctx, "state": state, "target": state[:1] + fixed[1:], "fixed_point": fixed})
+        ctx, fixed = [rng.randrange(VOCAB) for _ in range(length)], [rng.randrange(VOCAB) for _ in range(width)]
+        states = [[rng.randrange(VOCAB) for _ in range(width)] for _ in range(2)]
+        items.append(item(ctx, states, [s[:1] + fixed[1:] for s in states], fixed))
     batch = ConsistencyCollator("local", "sequence")(items)
     ctx_logits, logits = block_logits(model, batch)
     span = batch["context_ids"].shape[1]
     for b, it in enumerate(items):
         c, w = len(it["context"]), len(it["fixed_point"])
-        for k, key in enumerate(["state", "fixed_point", "target"]):
-            whole = model(input_ids=torch.tensor([it["context"] + it[key][:-1]])).logits[0]
-            assert torch.allclose(logits[b, k, :w], whole[c - 1:], atol=1e-9)
-            if key == "fixed_point" and c > 1:
+        for r, block in enumerate([it["fixed_point"]] + it["states"] + it["targets"]):
+            whole = model(input_ids=torch.tensor([it["context"] + block[:-1]])).logits[0]
+            assert torch.allclose(logits[b, r, :w], whole[c - 1:], atol=1e-9)
+            if r == 0 and c > 1:
                 assert torch.allclose(ctx_logits[b, span - (c - 1):], whole[: c - 1], atol=1e-9)
-
-
-def test_sampling_global_and_local():
-    entry = Entry([1], [[7, 7, 7], [2, 7, 7], [2, 3, 7], [2, 3, 4]], [[2, 7, 4]])
-    global_pairs = {(tuple(x["state"]), tuple(x["target"])) for x in map(ConsistencyData([entry], "global").__getitem__, [0] * 200)}
-    assert global_pairs == {((7, 7, 7), (2, 3, 4)), ((2, 7, 7), (2, 3, 4)), ((2, 3, 7), (2, 3, 4)), ((2, 7, 4), (2, 3, 4))}
-    local = ConsistencyData([entry], "local")
-    local_pairs = {(tuple(x["state"]), tuple(x["target"])) for x in (local[0] for _ in range(200))}
-    assert local_pairs == {((7, 7, 7), (2, 7, 7)), ((2, 7, 7), (2, 3, 7)), ((2, 3, 7), (2, 3, 4))}
 
 
 def test_shared_context_gradients_equal_whole_sequence_gradients():
     """Gradients reach the context's weights through the repeated cache, as through whole sequences."""
     model = tiny_model("qwen2")
-    items = [{"context": [3, 1, 4, 1, 5], "state": [9, 2, 6], "target": [5, 3, 5], "fixed_point": [5, 3, 5]},
-             {"context": [2, 7], "state": [1, 8, 2], "target": [8, 1, 8], "fixed_point": [8, 1, 8]}]
+    items = [item([3, 1, 4, 1, 5], [[9, 2, 6], [5, 2, 2]], [[5, 3, 5]] * 2, [5, 3, 5]),
+             item([2, 7], [[1, 8, 2], [8, 8, 8]], [[8, 1, 8]] * 2, [8, 1, 8])]
     batch = ConsistencyCollator("global", "sequence")(items)
     loss_parts(model, batch, TrainConfig(ar_weight=0.5))["loss"].backward()
     shared = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    student = torch.stack([model(input_ids=torch.tensor([it["context"] + it["state"][:-1]])).logits[0, -3:] for it in items])
+    student = torch.stack([model(input_ids=torch.tensor([it["context"] + s[:-1]])).logits[0, -3:]
+                           for it in items for s in it["states"]])  # (4, 3, V)
     whole = [model(input_ids=torch.tensor([it["context"] + it["fixed_point"][:-1]])).logits[0] for it in items]
-    mask = teachable_mask(batch["state"], batch["target"], batch["block_valid"])
-    consistency = consistency_loss(student, torch.stack([w[-3:] for w in whole]), mask)
+    target = torch.stack([w[-3:] for w in whole for _ in range(2)])
+    mask = teachable_mask(batch["states"].flatten(0, 1), batch["targets"].flatten(0, 1), torch.ones(4, 3, dtype=torch.bool))
+    consistency = consistency_loss(student, target, mask)
     labels = [torch.tensor(it["context"][1:] + it["fixed_point"]) for it in items]
     ar = torch.nn.functional.cross_entropy(torch.cat(whole), torch.cat(labels), label_smoothing=0.1)
     (consistency + 0.5 * ar).backward()
@@ -108,8 +122,7 @@ def test_shared_context_gradients_equal_whole_sequence_gradients():
 
 def mean_global_consistency(model, entries) -> float:
     """The global consistency loss over every recorded state of every block (deterministic)."""
-    items = [{"context": e.context, "state": s, "target": e.fixed_point, "fixed_point": e.fixed_point}
-             for e in entries for s in e.states[:-1]]
+    items = [item(e.context, [s], [e.fixed_point], e.fixed_point) for e in entries for s in e.states[:-1]]
     with torch.no_grad():
         return loss_parts(model, ConsistencyCollator()(items), TrainConfig(ar_weight=0.0))["consistency"].item()
 
