@@ -72,7 +72,7 @@ def _train_parser(sub) -> None:
     tr.add_argument("--loss", choices=LOSSES, default="global")
     tr.add_argument("--ar-weight", type=float, default=10.0, help="w in L = consistency + w * AR")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="of the AR loss")
-    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, or block")
+    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, prompt only, or block only")
     tr.add_argument("--lr", type=float, default=2e-5)
     tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
     tr.add_argument("--warmup", type=float, default=0.03, help="fraction of the steps (< 1) or steps")
@@ -216,7 +216,7 @@ def _print_eval(metrics: dict) -> None:
     if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
         print(f"step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
               f"consistency {metrics.get('consistency', 0):.4f}  ar {metrics.get('ar', 0):.4f}  "
-              f"tpf {metrics['tpf']:.3f}", file=sys.stderr)
+              f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}", file=sys.stderr)
 
 
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "collect": cmd_collect,

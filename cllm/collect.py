@@ -1,10 +1,10 @@
 """Collect consistency data: Jacobi-decode a prompt set with the target model (batched) and record every
 block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/dataset.py.
 
-Resumable: meta.json (with the options) is written before the first shard; prompts are decoded in shards of
-`shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards. A rerun with the same options skips the prompts already in a
-shard. Prompt k's initial guesses are seeded with seed + k, so the data does not depend on the batch size
-or on where a run was interrupted.
+Resumable: meta.json (with the options) is written before the first shard; prompts are decoded in shards
+of `shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards.
+A rerun with the same options skips the prompts already in a shard. Prompt k's initial guesses are seeded
+with seed + k, so the data does not depend on the batch size or on where a run was interrupted.
 """
 from __future__ import annotations
 

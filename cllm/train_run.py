@@ -6,6 +6,7 @@ model's own output, so it shows whether training hurt the model as a language mo
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from transformers import PrinterCallback, TrainingArguments
 
 from cllm.checkpoint import save_pretrained_atomic
@@ -38,6 +40,7 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
     out = _check_out(Path(out), Path(data_dir), resolve_source(model_name))
+    _use_local_gpu()
     loaded = load_model(model_name, config.device)
     model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
     if vocab_size_of(model) != meta["vocab_size"]:
@@ -46,8 +49,9 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
     _check_disk(model, out)
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
-    measure = lambda m: {"tpf": jacobi_tpf(m, tpf_ids, jconfig, loaded.eos_token_id)[0]}  # noqa: E731
-    before = measure(model) | {"perplexity": perplexity(model, ppl_ids)}
+    measure = lambda m: {"tpf": jacobi_tpf(m, tpf_ids, jconfig, loaded.eos_token_id)[0],  # noqa: E731
+                         "perplexity": perplexity(m, ppl_ids)}
+    before = measure(model)
     with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
         trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress)
         t0 = time.perf_counter()
@@ -61,6 +65,14 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
             "stopped_by": _stopped_by(monitor, config, seconds), "out": str(out)}
     _save(trainer, model, loaded.tokenizer, out, info)
     return info
+
+
+def _use_local_gpu() -> None:
+    """Under torchrun / accelerate launch each process owns GPU LOCAL_RANK: make it the current device, so
+    load_model's "cuda" lands there (not every rank on GPU 0) before the Trainer takes over."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank))
 
 
 def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int]], list[list[int]]]:
@@ -95,8 +107,9 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     evaluate = measure if args.world_size == 1 else None
     monitor = TrainingMonitor(tracker, on_metrics, stop, evaluate, config.eval_every)
     callbacks = ([TimeBudget(config.max_minutes)] if config.max_minutes else []) + [monitor]  # monitor last
-    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=ConsistencyData(entries, config.loss, config.states_per_block, config.seed),
-                                 data_collator=ConsistencyCollator(config.loss, config.ar_scope), callbacks=callbacks,
+    data = ConsistencyData(entries, config.loss, config.states_per_block, config.seed)
+    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=data, callbacks=callbacks,
+                                 data_collator=ConsistencyCollator(config.loss, config.ar_scope),
                                  train_config=config, tracker=tracker)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # without a progress bar it prints log dicts to stdout

@@ -51,7 +51,7 @@ def test_format_matches_jacobi_and_ar(loaded, prompts_file, tmp_path):
     assert len(entries) == meta["counts"]["blocks"] == sum(len(r["blocks"]) for r in records)
     first = records[0]
     assert entries[1].context == first["prompt_ids"] + first["output"][:4]
-    assert entries[1].fixed_point == first["output"][4:8]
+    assert entries[1].fixed_point == first["output"][4:8] and entries[1].prompt_len == len(first["prompt_ids"])
 
 
 def test_resume_skips_done_prompts_and_keeps_their_shards(loaded, prompts_file, tmp_path):

@@ -40,8 +40,9 @@ def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     return out
 
 
-def item(context, states, targets, fixed):
-    return {"context": context, "states": states, "targets": targets, "fixed_point": fixed}
+def item(context, states, targets, fixed, prompt_len=None):
+    return {"context": context, "states": states, "targets": targets, "fixed_point": fixed,
+            "prompt_len": len(context) if prompt_len is None else prompt_len}
 
 
 def test_collator_lays_out_contexts_once_and_blocks_on_top():
@@ -58,6 +59,9 @@ def test_collator_lays_out_contexts_once_and_blocks_on_top():
     local = ConsistencyCollator("local", "block")(two)
     assert local["block_ids"].tolist() == [[7, 1, 2], [7, 1, 9], [7, 9, 9], [7, 1, 2], [7, 1, 9]]  # fixed, 2 states, 2 targets
     assert (local["context_labels"] == IGNORE).all()
+    prompt_only = ConsistencyCollator("global", "prompt")([item([5, 6, 7, 8], [[1, 9]], [[1, 2]], [1, 2], prompt_len=2)])
+    assert prompt_only["context_labels"].tolist() == [[6, IGNORE, IGNORE]]  # 7 and 8 were generated, like the block
+    assert (prompt_only["fixed_labels"] == IGNORE).all()
 
 
 def test_sampling_global_and_local():
