@@ -56,6 +56,8 @@ def _collect_parser(sub) -> None:
     col.add_argument("--max-new-tokens", type=int, default=256)
     col.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
     col.add_argument("--no-clean", action="store_true", help="keep blocks with 10 equal tokens in a row")
+    col.add_argument("--clean-period", type=int, default=1,
+                     help="also drop 10-token loops of period up to P (1: the authors' rule; 4 catches '#\\n#\\n...')")
     col.add_argument("--no-augment", action="store_true", help="no extra half-corrected states")
     col.add_argument("--seed", type=int, default=0, help="prompt k's initial guesses use seed + k")
     col.add_argument("--limit", type=int, default=None, help="use the first K prompts")
@@ -72,7 +74,7 @@ def _train_parser(sub) -> None:
     tr.add_argument("--loss", choices=LOSSES, default="global")
     tr.add_argument("--ar-weight", type=float, default=10.0, help="w in L = consistency + w * AR")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="of the AR loss")
-    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, prompt only, or block only")
+    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, or block only")
     tr.add_argument("--lr", type=float, default=2e-5)
     tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
     tr.add_argument("--warmup", type=float, default=0.03, help="fraction of the steps (< 1) or steps")
@@ -176,7 +178,8 @@ def cmd_collect(args) -> None:
     from cllm.prompts import read_prompts
 
     config = CollectConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                           init=args.init, clean=not args.no_clean, augment=not args.no_augment, limit=args.limit)
+                           init=args.init, clean=not args.no_clean, augment=not args.no_augment, limit=args.limit,
+                           repeat_period=args.clean_period)
     read_prompts(args.prompts, 1)  # a missing or bad file fails before the model loads
     loaded = load_model(args.model, args.device)
     meta = collect(loaded, args.prompts, args.out, config, progress=sys.stderr.isatty())
@@ -209,14 +212,16 @@ def cmd_train(args) -> None:
     b, a = info["before"], info["after"] or {}
     print(f"saved {info['out']}: {info['steps']} steps in {info['seconds'] / 60:.1f} min ({info['stopped_by']}); "
           f"TPF {b['tpf']:.3f} -> {a.get('tpf', float('nan')):.3f}; held-out perplexity {b['perplexity']:.3f} -> "
-          f"{a.get('perplexity', float('nan')):.3f}; Jacobi == AR on {a.get('matches_ar', float('nan')):.0%} of prompts")
+          f"{a.get('perplexity', float('nan')):.3f}; distinct 4-grams {b['distinct_4grams']:.2f} -> "
+          f"{a.get('distinct_4grams', float('nan')):.2f}; Jacobi == AR on {a.get('matches_ar', float('nan')):.0%} of prompts")
 
 
 def _print_eval(metrics: dict) -> None:
     if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
         print(f"step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
               f"consistency {metrics.get('consistency', 0):.4f}  ar {metrics.get('ar', 0):.4f}  "
-              f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}", file=sys.stderr)
+              f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}  "
+              f"distinct 4-grams {metrics['distinct_4grams']:.2f}", file=sys.stderr)
 
 
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "collect": cmd_collect,

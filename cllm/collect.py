@@ -23,7 +23,8 @@ from cllm.prompts import read_prompts
 from cllm.trajectory import Trajectory, atomic_write_text
 
 # Options that must not change between a run and its resumption (they change what a record means).
-FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "prompts_file")
+FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
+                 "prompts_file")
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,16 @@ class CollectConfig:
     batch_size: int = 8  # prompts Jacobi-decoded together (cllm.jacobi_batch)
     seed: int = 0  # prompt k's guesses are seeded with seed + k
     init: str = "prompt"  # initial guess rule (cllm.jacobi.INITS); the authors draw from the prompt
-    clean: bool = True  # drop blocks whose context + fixed point holds `repeat_run` equal tokens in a row
+    clean: bool = True  # drop blocks whose context + fixed point holds a repetition (see has_repeat)
     augment: bool = True  # add, per state, one state with a random half of its wrong tokens corrected
-    repeat_run: int = 10  # the authors' cleaning threshold
+    repeat_run: int = 10  # the authors' cleaning threshold: 10 tokens
+    repeat_period: int = 1  # longest period looked for: 1 is the authors' rule (one token 10 times); 4 also
+    # drops loops such as "#\n#\n#\n..." or "name, name, name", which a small model's greedy text is full of
     shard_prompts: int = 64  # prompts per shard: the unit of atomic writes and of resuming
     limit: int | None = None  # use the first `limit` prompts of the file
 
     def __post_init__(self):
-        for name in ("n", "max_new_tokens", "batch_size", "repeat_run", "shard_prompts"):
+        for name in ("n", "max_new_tokens", "batch_size", "repeat_run", "repeat_period", "shard_prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
         if self.limit is not None and self.limit < 1:
@@ -49,13 +52,15 @@ class CollectConfig:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
 
 
-def has_repeat(ids: list[int], run: int) -> bool:
-    """True if some token occurs `run` times in a row."""
-    count = 0
-    for k, tok in enumerate(ids):
-        count = count + 1 if k and tok == ids[k - 1] else 1
-        if count >= run:
-            return True
+def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
+    """True if some span of `run` tokens repeats itself with a period p <= max_period (every token equals the
+    one p before it); with max_period 1: some token occurs `run` times in a row."""
+    for period in range(1, max_period + 1):
+        count = 0  # tokens in a row equal to the one `period` before
+        for k in range(period, len(ids)):
+            count = count + 1 if ids[k] == ids[k - period] else 0
+            if count + period >= run:
+                return True
     return False
 
 
@@ -81,7 +86,7 @@ def trajectory_record(index: int, traj: Trajectory, config: CollectConfig) -> di
     output, blocks, start, dropped = traj.tokens, [], 0, 0
     for b, block in enumerate(traj.blocks):
         context = traj.prompt_ids + output[:start]
-        if config.clean and has_repeat(context + block.fixed_point, config.repeat_run):
+        if config.clean and has_repeat(context + block.fixed_point, config.repeat_run, config.repeat_period):
             dropped += 1
         else:
             rng = random.Random(f"{config.seed}:{index}:{b}")  # str seeds hash stably across runs
@@ -146,6 +151,7 @@ def _options(loaded: LoadedModel, prompts_file, config: CollectConfig) -> dict:
     model = loaded.model
     return {"model": loaded.name, "n": config.n, "max_new_tokens": config.max_new_tokens, "init": config.init,
             "seed": config.seed, "clean": config.clean, "augment": config.augment, "repeat_run": config.repeat_run,
+            "repeat_period": config.repeat_period,
             "prompts_file": str(Path(prompts_file).resolve()), "vocab_size": model.get_output_embeddings().weight.shape[0],
             "eos_token_id": loaded.eos_token_id, "device": str(model.device),
             "dtype": str(model.dtype).removeprefix("torch.")}

@@ -2,7 +2,7 @@
 
 A dataset is a folder:
     meta.json            {"schema": "cllm-consistency-data", "version": 1, model, n, max_new_tokens, init,
-                          seed, prompts_file, limit, clean, augment, repeat_run, vocab_size, eos_token_id,
+                          seed, prompts_file, limit, clean, augment, repeat_run, repeat_period, vocab_size, eos_token_id,
                           device, dtype, counts {...}, shards [...], format}
     shard-00000.jsonl    one JSON object per prompt, in prompt-file order within a shard:
                           {"prompt_index": k, "prompt_ids": [...], "output": [...],
@@ -43,7 +43,6 @@ class Entry:
     context: list[int]  # prompt ids + tokens accepted before this block
     states: list[list[int]]  # Jacobi states, initial guess .. fixed point
     augmented: list[list[int]]  # extra states (a random half of the wrong tokens corrected)
-    prompt_len: int = 0  # context[:prompt_len] is the prompt (real text); the rest was generated
 
     @property
     def fixed_point(self) -> list[int]:
@@ -122,7 +121,7 @@ def _record_entries(record: dict, meta: dict, where: str) -> list[Entry]:
         _check(len(states) >= 2 and 1 <= width <= meta["n"], f"{where}: a block needs >= 2 states of width 1..n")
         _check(all(len(s) == width for s in states + augmented), f"{where}: a block's states differ in width")
         _check(0 <= start and output[start:start + width] == states[-1], f"{where}: fixed point is not output[start:]")
-        out.append(Entry(prompt + output[:start], states, augmented, len(prompt)))
+        out.append(Entry(prompt + output[:start], states, augmented))
     return out
 
 

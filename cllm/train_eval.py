@@ -22,6 +22,13 @@ def jacobi_tpf(model, prompts: list[list[int]], config: JacobiConfig, eos_token_
     return tokens_per_forward(tokens, passes), [t.tokens for t in trajs]
 
 
+def distinct_ngrams(outputs: list[list[int]], n: int = 4) -> float:
+    """Mean share of distinct n-grams per output: falls toward 0 as outputs loop. TPF alone cannot tell a
+    CLLM that skips ahead from a model that collapsed into repeating itself (both converge fast)."""
+    shares = [len({tuple(o[i: i + n]) for i in range(len(o) - n + 1)}) / (len(o) - n + 1) for o in outputs if len(o) >= n]
+    return sum(shares) / len(shares) if shares else 1.0
+
+
 def ar_agreement(model, prompts: list[list[int]], outputs: list[list[int]], max_new_tokens: int,
                  eos_token_id: int | None) -> float:
     """Share of prompts whose Jacobi output equals greedy AR of the same model."""
@@ -52,7 +59,7 @@ def model_card(info: dict) -> str:
     """README.md of the trained CLLM; `info` is what train_cllm measured and used."""
     b, data, cfg = info["before"], info["data_meta"], info["config"]
     c = data["counts"]
-    a = info["after"] or {"tpf": math.nan, "perplexity": math.nan, "matches_ar": math.nan}  # None: multi-process run
+    a = info["after"] or dict.fromkeys(("tpf", "perplexity", "distinct_4grams", "matches_ar"), math.nan)  # multi-process
     change = 100 * (a["perplexity"] / b["perplexity"] - 1)
     note = "" if info["after"] else "\n\"after\" was not measured in this multi-process run: use `python -m cllm bench`.\n"
     return f"""---
@@ -72,6 +79,7 @@ measured below.
 | --- | --- | --- |
 | Jacobi tokens per forward pass (n = {data['n']}, {info['eval_prompt_count']} held-out prompts, {info['eval_max_new_tokens']} new tokens) | {b['tpf']:.3f} | {a['tpf']:.3f} |
 | held-out perplexity ({info['perplexity_text']}) | {b['perplexity']:.3f} | {a['perplexity']:.3f} ({change:+.1f} %) |
+| distinct 4-grams per output (falls if the model loops) | {b['distinct_4grams']:.2f} | {a['distinct_4grams']:.2f} |
 | Jacobi output == own greedy AR on those prompts | | {a['matches_ar']:.0%} |
 {note}
 

@@ -23,7 +23,7 @@ from cllm.dataset import load_entries
 from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
 from cllm.models import load_model, resolve_source
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
-from cllm.train_eval import ar_agreement, jacobi_tpf, model_card, perplexity
+from cllm.train_eval import ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity
 from cllm.training import (ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainConfig,
                            TrainingMonitor)
 from cllm.training_utils import TimeBudget
@@ -49,8 +49,7 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
     _check_disk(model, out)
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
-    measure = lambda m: {"tpf": jacobi_tpf(m, tpf_ids, jconfig, loaded.eos_token_id)[0],  # noqa: E731
-                         "perplexity": perplexity(m, ppl_ids)}
+    measure = lambda m: _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)  # noqa: E731
     before = measure(model)
     with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
         trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress)
@@ -116,13 +115,20 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     return trainer, monitor
 
 
+def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> dict:
+    """Held-out TPF, perplexity, distinct 4-grams of the outputs (and whether they equal greedy AR)."""
+    tpf, outputs = jacobi_tpf(model, tpf_ids, jconfig, eos)
+    out = {"tpf": tpf, "perplexity": perplexity(model, ppl_ids), "distinct_4grams": distinct_ngrams(outputs)}
+    if check_ar:
+        out["matches_ar"] = ar_agreement(model, tpf_ids, outputs, jconfig.max_new_tokens, eos)
+    return out
+
+
 def _after(trainer, model, tpf_ids, ppl_ids, jconfig, eos) -> dict | None:
     """Measurements of the trained model; None in a multi-process run (there, use `python -m cllm bench`)."""
     if trainer.args.world_size > 1:
         return None
-    tpf, outputs = jacobi_tpf(model, tpf_ids, jconfig, eos)
-    return {"tpf": tpf, "perplexity": perplexity(model, ppl_ids),
-            "matches_ar": ar_agreement(model, tpf_ids, outputs, jconfig.max_new_tokens, eos)}
+    return _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar=True)
 
 
 def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -> str:

@@ -35,8 +35,9 @@ class TrainConfig:
     loss: str = "global"  # "global": any state -> fixed point; "local": state j -> state j+1 (paper, Sec. 3.2)
     ar_weight: float = 10.0  # w in L = L_consistency + w * L_AR (the paper's w)
     label_smoothing: float = 0.1  # of the AR loss (the paper's)
-    ar_scope: str = "sequence"  # AR labels: "sequence" = context + fixed point; "prompt" = the prompt only
-    # (real text, none of the model's own output); "block" = the fixed point only
+    ar_scope: str = "sequence"  # AR labels: "sequence" = context + fixed point (the prompt is real text and
+    # keeps held-out perplexity); "block" = the fixed point only. AR must cover the fixed point: without it
+    # the consistency loss alone is met by collapsing to output the model can always predict
     lr: float = 2e-5  # the paper's, for 7B models; a ~4M-parameter model wants ~100x more (README recipe)
     scheduler: str = "cosine"  # any transformers lr_scheduler_type
     warmup: float = 0.03  # warm-up as a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %
@@ -91,7 +92,7 @@ class ConsistencyData(torch.utils.data.Dataset):
             pool = list(zip(e.states[:-1], e.states[1:]))
         pairs = self.rng.sample(pool, self.k) if len(pool) >= self.k else self.rng.choices(pool, k=self.k)
         return {"context": e.context, "states": [p[0] for p in pairs], "targets": [p[1] for p in pairs],
-                "fixed_point": e.fixed_point, "prompt_len": e.prompt_len}
+                "fixed_point": e.fixed_point}
 
 
 @dataclass
@@ -118,17 +119,14 @@ class ConsistencyCollator:
         for b, it in enumerate(items):
             ctx, w, pad = it["context"], len(it["fixed_point"]), span - (len(it["context"]) - 1)
             out["context_ids"][b, pad:], out["context_mask"][b, pad:] = torch.tensor(ctx[:-1], dtype=torch.long), 1
-            if self.ar_scope != "block":  # context[t] predicts context[t + 1]
-                labels = ctx[1:] if self.ar_scope == "sequence" else ctx[1: it["prompt_len"]]
-                out["context_labels"][b, pad: pad + len(labels)] = torch.tensor(labels, dtype=torch.long)
+            if self.ar_scope == "sequence":  # context[t] predicts context[t + 1]
+                out["context_labels"][b, pad:] = torch.tensor(ctx[1:], dtype=torch.long)
             blocks = [it["fixed_point"]] + it["states"] + (it["targets"] if self.loss == "local" else [])
             for r, block in enumerate(blocks):
                 out["block_ids"][rows * b + r, :w] = torch.tensor([ctx[-1]] + block[:-1])
             out["block_positions"][b] = torch.arange(len(ctx) - 1, len(ctx) - 1 + width)
             out["states"][b, :, :w], out["targets"][b, :, :w] = torch.tensor(it["states"]), torch.tensor(it["targets"])
-            if self.ar_scope != "prompt":
-                out["fixed_labels"][b, :w] = torch.tensor(it["fixed_point"])
-            out["block_valid"][b, :w] = True
+            out["fixed_labels"][b, :w], out["block_valid"][b, :w] = torch.tensor(it["fixed_point"]), True
         return out
 
     def rows_per_example(self, k: int) -> int:
@@ -211,7 +209,7 @@ class TrainingMonitor(TrainerCallback):
     """After every optimizer step: hands a metrics dict to `on_metrics` (main process only) and stops
     training cleanly once `stop` is set. Every `eval_every` steps it adds `evaluate(model)` (e.g. held-out
     TPF and perplexity). Metrics: step, epoch, seconds (since train begin), lr, loss, consistency, ar,
-    teachable_tokens (+ tpf, perplexity every `eval_every` steps)."""
+    teachable_tokens (+ tpf, perplexity, distinct_4grams every `eval_every` steps with train_cllm)."""
 
     def __init__(self, tracker: LossTracker, on_metrics: Callable[[dict], None] | None = None,
                  stop: threading.Event | None = None, evaluate: Callable[[object], dict] | None = None,

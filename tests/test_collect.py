@@ -51,7 +51,7 @@ def test_format_matches_jacobi_and_ar(loaded, prompts_file, tmp_path):
     assert len(entries) == meta["counts"]["blocks"] == sum(len(r["blocks"]) for r in records)
     first = records[0]
     assert entries[1].context == first["prompt_ids"] + first["output"][:4]
-    assert entries[1].fixed_point == first["output"][4:8] and entries[1].prompt_len == len(first["prompt_ids"])
+    assert entries[1].fixed_point == first["output"][4:8]
 
 
 def test_resume_skips_done_prompts_and_keeps_their_shards(loaded, prompts_file, tmp_path):
@@ -83,6 +83,9 @@ def fake_trajectory(fixed_points: list[list[int]], prompt=(1, 2, 3)) -> Trajecto
 
 def test_cleaning_drops_blocks_with_ten_equal_tokens_in_a_row():
     assert has_repeat([1] * 10, 10) and not has_repeat([1] * 9 + [2] + [1] * 9, 10)
+    loop = [7] + [3, 4] * 5  # "#\n#\n..." : period 2, 10 tokens
+    assert not has_repeat(loop, 10) and has_repeat(loop, 10, max_period=2) and not has_repeat(loop, 11, max_period=2)
+    assert has_repeat([5, 6, 7] * 4, 10, max_period=3) and not has_repeat([5, 6, 7, 8] * 2, 10, max_period=4)
     traj = fake_trajectory([[5, 6, 7, 7], [7, 7, 7, 7], [7, 7, 7, 7], [1, 2, 3, 4]])
     record = trajectory_record(0, traj, CollectConfig(n=4, augment=False))
     # Block 2 completes a run of ten 7s (two of them from block 0); block 3's context holds that run.

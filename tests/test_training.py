@@ -16,6 +16,7 @@ from cllm.collect import CollectConfig, collect
 from cllm.dataset import Entry, load_entries
 from cllm.losses import IGNORE, consistency_loss, teachable_mask
 from cllm.models import load_model
+from cllm.train_eval import distinct_ngrams
 from cllm.train_run import train_cllm
 from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig, block_logits, loss_parts
 from conftest import VOCAB, tiny_model
@@ -40,9 +41,8 @@ def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     return out
 
 
-def item(context, states, targets, fixed, prompt_len=None):
-    return {"context": context, "states": states, "targets": targets, "fixed_point": fixed,
-            "prompt_len": len(context) if prompt_len is None else prompt_len}
+def item(context, states, targets, fixed):
+    return {"context": context, "states": states, "targets": targets, "fixed_point": fixed}
 
 
 def test_collator_lays_out_contexts_once_and_blocks_on_top():
@@ -59,9 +59,6 @@ def test_collator_lays_out_contexts_once_and_blocks_on_top():
     local = ConsistencyCollator("local", "block")(two)
     assert local["block_ids"].tolist() == [[7, 1, 2], [7, 1, 9], [7, 9, 9], [7, 1, 2], [7, 1, 9]]  # fixed, 2 states, 2 targets
     assert (local["context_labels"] == IGNORE).all()
-    prompt_only = ConsistencyCollator("global", "prompt")([item([5, 6, 7, 8], [[1, 9]], [[1, 2]], [1, 2], prompt_len=2)])
-    assert prompt_only["context_labels"].tolist() == [[6, IGNORE, IGNORE]]  # 7 and 8 were generated, like the block
-    assert (prompt_only["fixed_labels"] == IGNORE).all()
 
 
 def test_sampling_global_and_local():
@@ -124,6 +121,11 @@ def test_shared_context_gradients_equal_whole_sequence_gradients():
     assert all(torch.allclose(a, p.grad, rtol=1e-5, atol=1e-6) for a, p in zip(shared, model.parameters()))
 
 
+def test_distinct_ngrams_falls_when_outputs_loop():
+    assert distinct_ngrams([[1, 2, 3, 4, 5, 6]]) == 1.0
+    assert distinct_ngrams([[7] * 6]) == 1 / 3 and distinct_ngrams([[1, 2] * 5, [1, 2]]) == 2 / 7
+
+
 def mean_global_consistency(model, entries) -> float:
     """The global consistency loss over every recorded state of every block (deterministic)."""
     items = [item(e.context, [s], [e.fixed_point], e.fixed_point) for e in entries for s in e.states[:-1]]
@@ -146,6 +148,7 @@ def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model
     assert [m["step"] for m in streamed if "tpf" in m] == [10, 20]
     assert info["after"]["matches_ar"] == 1.0 and info["after"]["tpf"] >= 1.0
     card = (out / "README.md").read_text()
+    assert 0 < info["after"]["distinct_4grams"] <= 1 and "distinct 4-grams" in card
     assert "Jacobi tokens per forward pass" in card and "held-out perplexity" in card and f"{info['before']['tpf']:.3f}" in card
     assert (out / "tokenizer.json").exists() and not list(tmp_path.glob(".*tmp"))
 
