@@ -1,4 +1,5 @@
-"""python -m cllm {decode,bench,record,block-cost}: one clear error line and exit 2 on bad input."""
+"""python -m cllm {decode,bench,stats,record,block-cost,pretrain,collect,train}: one clear error line and exit 2
+on bad input."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cllm.jacobi import INITS, JacobiConfig
+from cllm.losses import AR_SCOPES, LOSSES
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
 from cllm.trajectory import TrajectoryError, save_trajectory
 
@@ -68,7 +70,56 @@ def build_parser() -> Parser:
     pre.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--prompts-dir", default="assets/prompts", help="where held-out/train prompt sets are written")
+    _collect_parser(sub)
+    _train_parser(sub)
     return parser
+
+
+def _collect_parser(sub) -> None:
+    col = sub.add_parser("collect", help="record Jacobi trajectories over a prompt set (CLLM training data)")
+    col.add_argument("--model", default=DEFAULT_BASE, help="the target model: registry name, folder or hub id")
+    col.add_argument("--prompts", required=True, help="JSONL with a \"prompt\" field")
+    col.add_argument("--out", required=True, help="dataset folder; a rerun resumes it")
+    col.add_argument("--n", type=int, default=16, help="block size")
+    col.add_argument("--max-new-tokens", type=int, default=256)
+    col.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
+    col.add_argument("--no-clean", action="store_true", help="keep blocks with 10 equal tokens in a row")
+    col.add_argument("--clean-period", type=int, default=1,
+                     help="also drop 10-token loops of period up to P (1: the authors' rule; 4 catches '#\\n#\\n...')")
+    col.add_argument("--no-augment", action="store_true", help="no extra half-corrected states")
+    col.add_argument("--seed", type=int, default=0, help="prompt k's initial guesses use seed + k")
+    col.add_argument("--limit", type=int, default=None, help="use the first K prompts")
+    col.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
+    col.add_argument("--device", default="auto")
+    col.add_argument("--json", action="store_true", help="print the dataset's meta as JSON")
+
+
+def _train_parser(sub) -> None:
+    tr = sub.add_parser("train", help="fine-tune a model into a CLLM on collected data (transformers.Trainer)")
+    tr.add_argument("--model", default=DEFAULT_BASE, help="model to train (normally the data's target model)")
+    tr.add_argument("--data", required=True, help="dataset folder written by collect")
+    tr.add_argument("--out", required=True, help="where the trained model (HF format + model card) goes")
+    tr.add_argument("--loss", choices=LOSSES, default="global")
+    tr.add_argument("--ar-weight", type=float, default=10.0, help="w in L = consistency + w * AR")
+    tr.add_argument("--label-smoothing", type=float, default=0.1, help="of the AR loss")
+    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, or block only")
+    tr.add_argument("--lr", type=float, default=2e-5)
+    tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
+    tr.add_argument("--warmup", type=float, default=0.03, help="fraction of the steps (< 1) or steps")
+    tr.add_argument("--batch-size", type=int, default=8, help="blocks per device per step")
+    tr.add_argument("--states-per-block", type=int, default=1, help="states sampled per block per step")
+    tr.add_argument("--grad-accum", type=int, default=1)
+    tr.add_argument("--epochs", type=float, default=1.0, help="ignored with --max-steps")
+    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training loop")
+    tr.add_argument("--n", type=int, default=None, help="block size expected (default: the data's)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--eval-prompts", default=None, help="held-out JSONL prompts (default: shipped held-out set)")
+    tr.add_argument("--eval-every", type=int, default=0, help="steps between held-out TPF measurements")
+    tr.add_argument("--eval-count", type=int, default=16, help="held-out prompts decoded for TPF")
+    tr.add_argument("--eval-max-new-tokens", type=int, default=64)
+    tr.add_argument("--json", action="store_true", help="print the result (before/after, history) as JSON")
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
@@ -217,9 +268,60 @@ def cmd_record(args) -> None:
               f"equals greedy AR: {race.base.matches_ar and race.cllm.matches_ar}")
 
 
+def cmd_collect(args) -> None:
+    from cllm.collect import CollectConfig, collect
+    from cllm.prompts import read_prompts
+
+    config = CollectConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                           init=args.init, clean=not args.no_clean, augment=not args.no_augment, limit=args.limit,
+                           repeat_period=args.clean_period)
+    read_prompts(args.prompts, 1)  # a missing or bad file fails before the model loads
+    loaded = load_model(args.model, args.device)
+    meta = collect(loaded, args.prompts, args.out, config, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(meta))
+        return
+    c, run = meta["counts"], meta["this_run"]
+    print(f"{args.out}: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + "
+          f"{c['augmented_states']} augmented, {c['dropped_blocks']} blocks dropped by cleaning, "
+          f"{c['skipped_prompts']} prompts skipped; this run: {run['prompts']} prompts, {run['tokens']} tokens "
+          f"in {run['seconds']:.1f} s ({run['tokens_per_s']:.1f} tokens/s)")
+
+
+def cmd_train(args) -> None:
+    from cllm.train_run import train_cllm
+    from cllm.training import TrainConfig
+
+    config = TrainConfig(
+        loss=args.loss, ar_weight=args.ar_weight, label_smoothing=args.label_smoothing, ar_scope=args.ar_scope,
+        lr=args.lr, scheduler=args.scheduler, warmup=args.warmup, batch_size=args.batch_size,
+        states_per_block=args.states_per_block,
+        grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
+        n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every, eval_prompts=args.eval_count,
+        eval_max_new_tokens=args.eval_max_new_tokens)
+    info = train_cllm(args.model, args.data, args.out, config, args.eval_prompts, on_metrics=_print_eval,
+                      progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps({k: v for k, v in info.items() if k != "data_meta"}))
+        return
+    b, a = info["before"], info["after"] or {}
+    print(f"saved {info['out']}: {info['steps']} steps in {info['seconds'] / 60:.1f} min ({info['stopped_by']}); "
+          f"TPF {b['tpf']:.3f} -> {a.get('tpf', float('nan')):.3f}; held-out perplexity {b['perplexity']:.3f} -> "
+          f"{a.get('perplexity', float('nan')):.3f}; distinct 4-grams {b['distinct_4grams']:.2f} -> "
+          f"{a.get('distinct_4grams', float('nan')):.2f}; Jacobi == AR on {a.get('matches_ar', float('nan')):.0%} of prompts")
+
+
+def _print_eval(metrics: dict) -> None:
+    if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
+        print(f"step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
+              f"consistency {metrics.get('consistency', 0):.4f}  ar {metrics.get('ar', 0):.4f}  "
+              f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}  "
+              f"distinct 4-grams {metrics['distinct_4grams']:.2f}", file=sys.stderr)
+
+
 QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats,
-            "record": cmd_record, "pretrain": cmd_pretrain}
+            "record": cmd_record, "pretrain": cmd_pretrain, "collect": cmd_collect, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

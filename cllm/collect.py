@@ -1,0 +1,195 @@
+"""Collect consistency data: Jacobi-decode a prompt set with the target model (batched) and record every
+block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/dataset.py.
+
+Resumable: meta.json (with the options) is written before the first shard; prompts are decoded in shards
+of `shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards.
+A rerun with the same options skips the prompts already in a shard. Prompt k's initial guesses are seeded
+with seed + k, so the data does not depend on the batch size or on where a run was interrupted.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cllm.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
+                          shard_name, shard_paths)
+from cllm.jacobi import INITS, JacobiConfig, check_inputs
+from cllm.jacobi_batch import jacobi_decode_batch
+from cllm.models import LoadedModel
+from cllm.prompts import read_prompts
+from cllm.trajectory import Trajectory, atomic_write_text
+
+# Options that must not change between a run and its resumption (they change what a record means).
+FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
+                 "prompts_file")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    n: int = 16  # block size of the trajectories: the CLLM is trained for this n
+    max_new_tokens: int = 256  # tokens generated per prompt (64 keeps a CPU collection fast)
+    batch_size: int = 8  # prompts Jacobi-decoded together (cllm.jacobi_batch)
+    seed: int = 0  # prompt k's guesses are seeded with seed + k
+    init: str = "prompt"  # initial guess rule (cllm.jacobi.INITS); the authors draw from the prompt
+    clean: bool = True  # drop blocks whose context + fixed point holds a repetition (see has_repeat)
+    augment: bool = True  # add, per state, one state with a random half of its wrong tokens corrected
+    repeat_run: int = 10  # the authors' cleaning threshold: 10 tokens
+    repeat_period: int = 1  # longest period looked for: 1 is the authors' rule (one token 10 times); 4 also
+    # drops loops such as "#\n#\n#\n..." or "name, name, name", which a small model's greedy text is full of
+    shard_prompts: int = 64  # prompts per shard: the unit of atomic writes and of resuming
+    limit: int | None = None  # use the first `limit` prompts of the file
+
+    def __post_init__(self):
+        for name in ("n", "max_new_tokens", "batch_size", "repeat_run", "repeat_period", "shard_prompts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}")
+
+
+def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
+    """True if some span of `run` tokens repeats itself with a period p <= max_period (every token equals the
+    one p before it); with max_period 1: some token occurs `run` times in a row."""
+    for period in range(1, max_period + 1):
+        count = 0  # tokens in a row equal to the one `period` before
+        for k in range(period, len(ids)):
+            count = count + 1 if ids[k] == ids[k - period] else 0
+            if count + period >= run:
+                return True
+    return False
+
+
+def augment_states(states: list[list[int]], rng: random.Random) -> list[list[int]]:
+    """Per intermediate state with >= 2 wrong tokens: a copy with a random half of them set to the fixed
+    point's. New states only (none equal to a recorded one)."""
+    fixed, seen, out = states[-1], {tuple(s) for s in states}, []
+    for state in states[:-1]:
+        wrong = [i for i, (a, b) in enumerate(zip(state, fixed)) if a != b]
+        if len(wrong) < 2:
+            continue
+        new = list(state)
+        for i in rng.sample(wrong, len(wrong) // 2):
+            new[i] = fixed[i]
+        if tuple(new) not in seen:
+            seen.add(tuple(new))
+            out.append(new)
+    return out
+
+
+def trajectory_record(index: int, traj: Trajectory, config: CollectConfig) -> dict:
+    """One prompt's shard line: its output and its blocks, cleaned and augmented per the config."""
+    output, blocks, start, dropped = traj.tokens, [], 0, 0
+    for b, block in enumerate(traj.blocks):
+        context = traj.prompt_ids + output[:start]
+        if config.clean and has_repeat(context + block.fixed_point, config.repeat_run, config.repeat_period):
+            dropped += 1
+        else:
+            rng = random.Random(f"{config.seed}:{index}:{b}")  # str seeds hash stably across runs
+            extra = augment_states(block.states, rng) if config.augment else []
+            blocks.append({"start": start, "states": block.states, "augmented": extra})
+        start += block.width
+    return {"prompt_index": index, "prompt_ids": traj.prompt_ids, "output": output, "blocks": blocks,
+            "dropped": dropped}
+
+
+def _decode_shard(loaded: LoadedModel, prompts: dict[int, str], config: CollectConfig, bar) -> list[dict]:
+    """Records of the given prompts (index -> text), decoded in batches."""
+    jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed, init=config.init)
+    records, ready = [], []
+    for k, text in prompts.items():
+        ids = loaded.tokenizer(text).input_ids
+        try:
+            check_inputs(loaded.model, ids, config.max_new_tokens)
+            ready.append((k, ids))
+        except ValueError as e:  # too long for the context, or encodes to nothing: recorded, not fatal
+            records.append({"prompt_index": k, "skipped": str(e)})
+            bar.update(1)
+    for i in range(0, len(ready), config.batch_size):
+        batch = ready[i: i + config.batch_size]
+        trajs = jacobi_decode_batch(loaded.model, [ids for _, ids in batch], jconfig, loaded.eos_token_id,
+                                    seeds=[config.seed + k for k, _ in batch])
+        records += [trajectory_record(k, t, config) for (k, _), t in zip(batch, trajs)]
+        bar.update(len(batch))
+    return sorted(records, key=lambda r: r["prompt_index"])
+
+
+def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, config: CollectConfig,
+            progress: bool = True) -> dict:
+    """Collect (or resume collecting) a dataset into `out`; returns its meta (with this run's figures)."""
+    from tqdm.auto import tqdm
+
+    prompts, out = read_prompts(prompts_file, config.limit), Path(out)
+    options = _options(loaded, prompts_file, config)
+    old = _check_resumable(out, options) or _write_meta(out, options | {"limit": config.limit})  # options first
+    done = {r["prompt_index"] for p in shard_paths(out) for r in read_shard_records(p)}
+    todo = [k for k in range(len(prompts)) if k not in done]
+    t0, tokens = time.perf_counter(), 0
+    with tqdm(total=len(prompts), initial=len(prompts) - len(todo), unit="prompt", disable=not progress,
+              desc="collect") as bar:
+        for i in range(0, len(todo), config.shard_prompts):
+            chunk = {k: prompts[k] for k in todo[i: i + config.shard_prompts]}
+            records = _decode_shard(loaded, chunk, config, bar)
+            tokens += sum(len(r.get("output", [])) for r in records)
+            _write_shard(out, records)
+            seconds = old.get("collect_seconds", 0.0) + time.perf_counter() - t0
+            _write_meta(out, options | {"limit": config.limit, "collect_seconds": seconds})
+    meta = read_meta(out)
+    if meta["counts"]["blocks"] == 0:
+        raise DatasetError(f"collected no training blocks into {out}: every prompt was skipped or cleaned out "
+                           f"({meta['counts']['skipped_prompts']} skipped, {meta['counts']['dropped_blocks']} blocks dropped)")
+    run_seconds = time.perf_counter() - t0
+    return meta | {"this_run": {"prompts": len(todo), "tokens": tokens, "seconds": run_seconds,
+                                "tokens_per_s": tokens / run_seconds if run_seconds > 0 else 0.0}}
+
+
+def _options(loaded: LoadedModel, prompts_file, config: CollectConfig) -> dict:
+    model = loaded.model
+    return {"model": loaded.name, "n": config.n, "max_new_tokens": config.max_new_tokens, "init": config.init,
+            "seed": config.seed, "clean": config.clean, "augment": config.augment, "repeat_run": config.repeat_run,
+            "repeat_period": config.repeat_period,
+            "prompts_file": str(Path(prompts_file).resolve()), "vocab_size": model.get_output_embeddings().weight.shape[0],
+            "eos_token_id": loaded.eos_token_id, "device": str(model.device),
+            "dtype": str(model.dtype).removeprefix("torch.")}
+
+
+def _check_resumable(out: Path, options: dict) -> dict:
+    """The old meta when `out` is a dataset collected with the same options; {} for a new folder."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} exists and is not a folder")
+    if not (out / META).exists():
+        if out.exists() and any(out.iterdir()):
+            raise DatasetError(f"{out} is not empty and holds no {META}: choose a new --out folder")
+        return {}
+    old = read_meta(out)
+    changed = [f"{k} {old.get(k)!r} -> {options[k]!r}" for k in FIXED_OPTIONS if old.get(k) != options[k]]
+    if changed:
+        raise DatasetError(f"{out} was collected with other options ({'; '.join(changed)}); use a new --out folder")
+    return old
+
+
+def _write_shard(out: Path, records: list[dict]) -> None:
+    numbers = [int(p.stem.split("-")[1]) for p in shard_paths(out)]
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+    atomic_write_text(out / shard_name(max(numbers, default=-1) + 1), text)
+
+
+def _write_meta(out: Path, options: dict) -> dict:
+    """meta.json from the options and the shards on disk (the shards are the truth)."""
+    records = [r for p in shard_paths(out) for r in read_shard_records(p)]
+    kept = [r for r in records if "skipped" not in r]
+    blocks = [b for r in kept for b in r["blocks"]]
+    counts = {
+        "prompts": len(kept), "skipped_prompts": len(records) - len(kept), "blocks": len(blocks),
+        "dropped_blocks": sum(r.get("dropped", 0) for r in kept), "states": sum(len(b["states"]) for b in blocks),
+        "augmented_states": sum(len(b["augmented"]) for b in blocks),
+        "generated_tokens": sum(len(r["output"]) for r in kept),
+    }
+    meta = {"schema": SCHEMA, "version": SCHEMA_VERSION} | options | {
+        "counts": counts, "shards": [p.name for p in shard_paths(out)], "format": FORMAT_NOTE}
+    atomic_write_text(out / META, json.dumps(meta, indent=1))
+    return meta

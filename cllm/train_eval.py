@@ -1,0 +1,90 @@
+"""What CLLM training is judged by: Jacobi TPF on held-out prompts, held-out perplexity, and whether the
+model's Jacobi output still equals its own greedy AR. Also the trained model's card."""
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from cllm.jacobi import JacobiConfig, _inference, greedy_decode
+from cllm.jacobi_batch import jacobi_decode_batch
+from cllm.stats import tokens_per_forward
+
+
+def jacobi_tpf(model, prompts: list[list[int]], config: JacobiConfig, eos_token_id: int | None,
+               batch_size: int = 8) -> tuple[float, list[list[int]]]:
+    """Mean tokens per forward pass of Jacobi decoding over the prompts (all tokens / all passes), and the
+    outputs. Batched decoding gives each prompt exactly its unbatched passes, so this is the bs = 1 TPF."""
+    trajs = [t for i in range(0, len(prompts), batch_size)
+             for t in jacobi_decode_batch(model, prompts[i: i + batch_size], config, eos_token_id)]
+    tokens, passes = sum(len(t.tokens) for t in trajs), sum(t.forward_passes for t in trajs)
+    return tokens_per_forward(tokens, passes), [t.tokens for t in trajs]
+
+
+def distinct_ngrams(outputs: list[list[int]], n: int = 4) -> float:
+    """Mean share of distinct n-grams per output: falls toward 0 as outputs loop. TPF alone cannot tell a
+    CLLM that skips ahead from a model that collapsed into repeating itself (both converge fast)."""
+    shares = [len({tuple(o[i: i + n]) for i in range(len(o) - n + 1)}) / (len(o) - n + 1) for o in outputs if len(o) >= n]
+    return sum(shares) / len(shares) if shares else 1.0
+
+
+def ar_agreement(model, prompts: list[list[int]], outputs: list[list[int]], max_new_tokens: int,
+                 eos_token_id: int | None) -> float:
+    """Share of prompts whose Jacobi output equals greedy AR of the same model."""
+    same = sum(greedy_decode(model, p, max_new_tokens, eos_token_id).tokens == out for p, out in zip(prompts, outputs))
+    return same / len(prompts) if prompts else 1.0
+
+
+def perplexity(model, texts: list[list[int]], batch_size: int = 8) -> float:
+    """exp(mean next-token NLL) over every token of every text (token-weighted), right-padded batches."""
+    total, count = 0.0, 0
+    with _inference(model):
+        for i in range(0, len(texts), batch_size):
+            rows = [t for t in texts[i: i + batch_size] if len(t) >= 2]
+            if not rows:
+                continue
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=model.device)  # (B, T)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
+            labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                                       reduction="sum").item()
+            count += int((labels != -100).sum())
+    return math.exp(total / count) if count else float("nan")
+
+
+def model_card(info: dict) -> str:
+    """README.md of the trained CLLM; `info` is what train_cllm measured and used."""
+    b, data, cfg = info["before"], info["data_meta"], info["config"]
+    c = data["counts"]
+    a = info["after"] or dict.fromkeys(("tpf", "perplexity", "distinct_4grams", "matches_ar"), math.nan)  # multi-process
+    change = 100 * (a["perplexity"] / b["perplexity"] - 1)
+    note = "" if info["after"] else "\n\"after\" was not measured in this multi-process run: use `python -m cllm bench`.\n"
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+base_model: {info['base_model']}
+tags: [cllm, jacobi-decoding, consistency-llm]
+---
+# Consistency LLM of `{info['base_model']}`
+
+Fine-tuned by `python -m cllm train` (CLLM Explorer) so that Jacobi decoding with blocks of n = {data['n']}
+reaches the fixed point in fewer iterations (Kou et al., "CLLMs: Consistency Large Language Models",
+ICML 2024, arXiv 2403.00835). Greedy output is unchanged by Jacobi decoding itself; what training changes is
+measured below.
+
+| | before | after |
+| --- | --- | --- |
+| Jacobi tokens per forward pass (n = {data['n']}, {info['eval_prompt_count']} held-out prompts, {info['eval_max_new_tokens']} new tokens) | {b['tpf']:.3f} | {a['tpf']:.3f} |
+| held-out perplexity ({info['perplexity_text']}) | {b['perplexity']:.3f} | {a['perplexity']:.3f} ({change:+.1f} %) |
+| distinct 4-grams per output (falls if the model loops) | {b['distinct_4grams']:.2f} | {a['distinct_4grams']:.2f} |
+| Jacobi output == own greedy AR on those prompts | | {a['matches_ar']:.0%} |
+{note}
+
+- Data: `{info['data_dir']}`, collected from `{data['model']}` on `{data['prompts_file']}`: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + {c['augmented_states']} augmented, max_new_tokens {data['max_new_tokens']}, cleaning {'on' if data['clean'] else 'off'}, augmentation {'on' if data['augment'] else 'off'}.
+- Loss: {cfg['loss']} consistency (forward KL to the stop-gradient target) + {cfg['ar_weight']} x AR ({cfg['ar_scope']}, label smoothing {cfg['label_smoothing']}).
+- Training: {info['steps']} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {info['seconds'] / 60:.1f} min on {info['device']}; stopped by: {info['stopped_by']}.
+- Full configuration: `{json.dumps(cfg)}`
+"""

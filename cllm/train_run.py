@@ -1,0 +1,185 @@
+"""`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training), measure again, save atomically.
+
+Evaluation set: the first `eval_prompts` prompts of the held-out file are Jacobi-decoded for TPF; held-out
+perplexity is measured on the text of every prompt in that file (up to 256): real held-out code, not the
+model's own output, so it shows whether training hurt the model as a language model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, TrainingArguments
+
+from cllm.checkpoint import save_pretrained_atomic
+from cllm.dataset import load_entries
+from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
+from cllm.models import load_model, resolve_source
+from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+from cllm.train_eval import ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity
+from cllm.training import (ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainConfig,
+                           TrainingMonitor)
+from cllm.training_utils import TimeBudget
+
+MAX_PERPLEXITY_PROMPTS = 256
+PERPLEXITY_TEXT = "text of the held-out prompts file"
+
+
+def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: TrainConfig,
+               eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
+               stop: threading.Event | None = None, progress: bool = True) -> dict:
+    """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
+    meta, entries = load_entries(data_dir)
+    if config.n is not None and config.n != meta["n"]:
+        raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
+    out = _check_out(Path(out), Path(data_dir), resolve_source(model_name))
+    _use_local_gpu()
+    loaded = load_model(model_name, config.device)
+    model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
+    if vocab_size_of(model) != meta["vocab_size"]:
+        raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
+                         f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
+    _check_disk(model, out)
+    jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
+    tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
+    measure = lambda m: _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)  # noqa: E731
+    before = measure(model)
+    with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
+        trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+    after = _after(trainer, model, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)
+    info = {"base_model": model_name, "data_dir": str(data_dir), "data_meta": meta, "config": asdict(config),
+            "steps": result.global_step, "seconds": seconds, "device": str(model.device), "before": before,
+            "after": after, "history": monitor.history, "eval_prompt_count": len(tpf_ids),
+            "eval_max_new_tokens": config.eval_max_new_tokens, "perplexity_text": PERPLEXITY_TEXT,
+            "stopped_by": _stopped_by(monitor, config, seconds), "out": str(out)}
+    _save(trainer, model, loaded.tokenizer, out, info)
+    return info
+
+
+def _use_local_gpu() -> None:
+    """Under torchrun / accelerate launch each process owns GPU LOCAL_RANK: make it the current device, so
+    load_model's "cuda" lands there (not every rank on GPU 0) before the Trainer takes over."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank))
+
+
+def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompts for TPF, texts for perplexity), as token ids; prompts too long for the context are left out."""
+    texts = [loaded.tokenizer(p).input_ids for p in read_prompts(prompts_file, MAX_PERPLEXITY_PROMPTS)]
+    fits = []
+    for ids in texts:
+        try:
+            check_inputs(loaded.model, ids, config.eval_max_new_tokens)
+            fits.append(ids)
+        except ValueError:
+            continue
+    if not fits:
+        raise ValueError(f"no prompt of {prompts_file} fits the model's context with "
+                         f"{config.eval_max_new_tokens} new tokens")
+    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None) or 10**9
+    return fits[: config.eval_prompts], [t[:context] for t in texts]
+
+
+def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, stop, measure, progress: bool):
+    use_cuda = model.device.type == "cuda"
+    args = TrainingArguments(
+        output_dir=work, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, bf16=use_cuda, use_cpu=not use_cuda,
+        save_strategy="no", logging_steps=10, report_to="none", seed=config.seed, remove_unused_columns=False,
+        disable_tqdm=not progress, dataloader_pin_memory=use_cuda,
+    )
+    tracker = LossTracker()
+    # Held-out TPF during training decodes with the local model; under FSDP/DeepSpeed it is measured after.
+    evaluate = measure if args.world_size == 1 else None
+    monitor = TrainingMonitor(tracker, on_metrics, stop, evaluate, config.eval_every)
+    callbacks = ([TimeBudget(config.max_minutes)] if config.max_minutes else []) + [monitor]  # monitor last
+    data = ConsistencyData(entries, config.loss, config.states_per_block, config.seed)
+    trainer = ConsistencyTrainer(model=model, args=args, train_dataset=data, callbacks=callbacks,
+                                 data_collator=ConsistencyCollator(config.loss, config.ar_scope),
+                                 train_config=config, tracker=tracker)
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # without a progress bar it prints log dicts to stdout
+    return trainer, monitor
+
+
+def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> dict:
+    """Held-out TPF, perplexity, distinct 4-grams of the outputs (and whether they equal greedy AR)."""
+    tpf, outputs = jacobi_tpf(model, tpf_ids, jconfig, eos)
+    out = {"tpf": tpf, "perplexity": perplexity(model, ppl_ids), "distinct_4grams": distinct_ngrams(outputs)}
+    if check_ar:
+        out["matches_ar"] = ar_agreement(model, tpf_ids, outputs, jconfig.max_new_tokens, eos)
+    return out
+
+
+def _after(trainer, model, tpf_ids, ppl_ids, jconfig, eos) -> dict | None:
+    """Measurements of the trained model; None in a multi-process run (there, use `python -m cllm bench`)."""
+    if trainer.args.world_size > 1:
+        return None
+    return _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar=True)
+
+
+def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -> str:
+    if monitor.stopped_by_request:
+        return "stop request"
+    if config.max_minutes and seconds >= config.max_minutes * 60:
+        return f"time budget ({config.max_minutes} min)"
+    return f"max steps ({config.max_steps})" if config.max_steps else f"{config.epochs} epoch(s)"
+
+
+def _check_out(out: Path, data_dir: Path, model_source: str) -> Path:
+    """Refuse an `out` whose replacement would destroy something that is not a model we wrote."""
+    resolved = out.resolve()
+    if resolved in (data_dir.resolve(), Path(model_source).resolve()):
+        raise ValueError(f"--out {out} is the data or the base model folder; choose a new folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
+        raise ValueError(f"--out {out} is a non-empty folder that holds no model; refusing to replace it")
+    return out
+
+
+def _check_disk(model, out: Path) -> None:
+    """Fail before training, not after, when the checkpoint cannot fit (weights in float32, plus slack)."""
+    need = sum(p.numel() for p in model.parameters()) * 4 * 1.1 + 16 * 2**20
+    parent = next(p for p in [out.resolve(), *out.resolve().parents] if p.exists())
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise OSError(f"not enough disk space for the checkpoint at {parent}: ~{need / 2**20:.0f} MiB needed, "
+                      f"{free / 2**20:.0f} MiB free")
+
+
+class _GatheredWeights:
+    """`save_pretrained` with a full state dict gathered from FSDP/DeepSpeed shards (all ranks gather)."""
+
+    def __init__(self, model, state_dict):
+        self.model, self.state_dict = model, state_dict
+
+    def save_pretrained(self, folder):
+        self.model.save_pretrained(folder, state_dict=self.state_dict)
+
+
+def _save(trainer, model, tokenizer, out: Path, info: dict) -> None:
+    to_save = model
+    if trainer.args.world_size > 1:
+        to_save = _GatheredWeights(trainer.accelerator.unwrap_model(trainer.model),
+                                   trainer.accelerator.get_state_dict(trainer.model))
+        if not trainer.accelerator.is_main_process:
+            return
+    try:
+        save_pretrained_atomic(to_save, tokenizer, out, model_card(info))
+    except OSError as e:
+        raise OSError(f"could not save the model to {out} ({e.strerror or e}); nothing was written there, "
+                      "an older folder at that path is intact") from None
