@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cllm.stats import tokens_per_forward
-from cllm.trajectory import (MAX_FILE_BYTES, Trajectory, TrajectoryError, atomic_write_text, trajectory_from_dict,
-                             trajectory_to_dict)
+from cllm.trajectory import (MAX_FILE_BYTES, Trajectory, TrajectoryError, atomic_write_text, parse_json,
+                             trajectory_from_dict, trajectory_to_dict)
 
 RACE_SCHEMA = "cllm-race"
 RACE_VERSION = 1
@@ -78,18 +78,7 @@ def race_from_dict(data: object) -> Race:
 
 
 def race_from_json(raw: str | bytes, name: str = "race file") -> Race:
-    if len(raw) > MAX_RACE_BYTES:
-        raise RaceError(f"{name} is larger than {MAX_RACE_BYTES // 2**20} MiB")
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        data = json.loads(text)
-    except UnicodeDecodeError:
-        raise RaceError(f"{name} is not UTF-8 text") from None
-    except RecursionError:
-        raise RaceError(f"{name} is nested too deeply to be a race file") from None
-    except json.JSONDecodeError as e:
-        raise RaceError(f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    return race_from_dict(data)
+    return race_from_dict(parse_json(raw, name, MAX_RACE_BYTES, RaceError))
 
 
 def race_json(race: Race) -> str:

@@ -153,15 +153,21 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
 
 
 def trajectory_from_json(raw: str, name: str = "trajectory") -> Trajectory:
-    if len(raw) > MAX_FILE_BYTES:
-        raise TrajectoryError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return trajectory_from_dict(parse_json(raw, name, MAX_FILE_BYTES, TrajectoryError))
+
+
+def parse_json(raw: str | bytes, name: str, max_bytes: int, error: type[ValueError]) -> object:
+    """Parse untrusted JSON text: size-capped, UTF-8, bounded nesting; every failure is `error(one line)`."""
+    if len(raw) > max_bytes:
+        raise error(f"{name} is larger than {max_bytes // 2**20} MiB")
     try:
-        data = json.loads(raw)
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError:
+        raise error(f"{name} is not UTF-8 text") from None
     except RecursionError:
-        raise TrajectoryError(f"{name} is nested too deeply to be a trajectory") from None
+        raise error(f"{name} is nested too deeply to be read") from None
     except json.JSONDecodeError as e:
-        raise TrajectoryError(f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    return trajectory_from_dict(data)
+        raise error(f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
 def trajectory_from_dict(data: object) -> Trajectory:
