@@ -125,7 +125,9 @@ def function_prompts(paths: list[Path], root: Path, lines: int = 3, limit: int |
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 4:
                 start = node.lineno - 1 - len(node.decorator_list)
-                text = "\n".join(src_lines[start: node.lineno - 1 + lines]) + "\n"
+                # No trailing newline: the BPE merges "\n" with the next line's indent, so a prompt ending
+                # in a bare "\n" tells the model the next line starts at column 0 (a tokenization artifact).
+                text = "\n".join(src_lines[start: node.lineno - 1 + lines]).rstrip()
                 rel = path.relative_to(root).as_posix()
                 out.append({"prompt": text, "source": f"{rel}:{node.lineno}:{node.name}"})
     out.sort(key=lambda p: hashlib.sha256(p["source"].encode()).hexdigest())  # seeded-free stable mix
