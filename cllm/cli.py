@@ -102,7 +102,11 @@ def _train_parser(sub) -> None:
     tr.add_argument("--loss", choices=LOSSES, default="global")
     tr.add_argument("--ar-weight", type=float, default=10.0, help="w in L = consistency + w * AR")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="of the AR loss")
-    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, or block only")
+    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence",
+                    help="AR labels: context + block, block only, or real text (--ar-text)")
+    tr.add_argument("--ar-text", default=None, help="real text for --ar-scope text: stdlib (the bundled base's "
+                    "training split) or a UTF-8 text file")
+    tr.add_argument("--ar-text-tokens", type=int, default=256, help="tokens per real-text row")
     tr.add_argument("--lr", type=float, default=2e-5)
     tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
     tr.add_argument("--warmup", type=float, default=0.03, help="fraction of the steps (< 1) or steps")
@@ -294,6 +298,7 @@ def cmd_train(args) -> None:
 
     config = TrainConfig(
         loss=args.loss, ar_weight=args.ar_weight, label_smoothing=args.label_smoothing, ar_scope=args.ar_scope,
+        ar_text=args.ar_text, ar_text_tokens=args.ar_text_tokens,
         lr=args.lr, scheduler=args.scheduler, warmup=args.warmup, batch_size=args.batch_size,
         states_per_block=args.states_per_block,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,

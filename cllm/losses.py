@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 IGNORE = -100  # label of positions the AR loss skips (PyTorch's cross_entropy convention)
 LOSSES = ("global", "local")  # consistency target: the fixed point, or the next state of the trajectory
-AR_SCOPES = ("sequence", "block")  # AR labels: context + fixed point, or the fixed point only
+AR_SCOPES = ("sequence", "block", "text")  # AR labels: context + fixed point, the fixed point only, or rows of
+# real text (the paper's "ground truth" option): keeps the model a good language model of real code
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:

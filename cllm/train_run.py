@@ -30,6 +30,7 @@ from cllm.training_utils import TimeBudget
 
 MAX_PERPLEXITY_PROMPTS = 256
 PERPLEXITY_TEXT = "text of the held-out prompts file"
+MAX_AR_TEXT_BYTES = 200 * 2**20
 
 
 def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: TrainConfig,
@@ -47,12 +48,13 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
     _check_disk(model, out)
+    text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
     measure = lambda m: _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)  # noqa: E731
     before = measure(model)
     with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
-        trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress)
+        trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress, text_ids)
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
@@ -91,7 +93,30 @@ def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int
     return fits[: config.eval_prompts], [t[:context] for t in texts]
 
 
-def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, stop, measure, progress: bool):
+def read_ar_text(spec: str, tokenizer) -> torch.Tensor:
+    """Real text for the "text" AR scope as 1-D token ids, documents joined by EOS: "stdlib" is the train
+    split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file."""
+    if spec == "stdlib":
+        from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
+
+        texts = corpus_texts(split_corpus(PretrainConfig())[0])
+    else:
+        path = Path(spec)
+        if not path.is_file() or path.stat().st_size > MAX_AR_TEXT_BYTES:
+            raise ValueError(f"--ar-text {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
+        try:
+            texts = [path.read_bytes().decode("utf-8")]
+        except UnicodeDecodeError:
+            raise ValueError(f"--ar-text {spec} is not UTF-8 text") from None
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids = [i for doc in tokenizer(texts).input_ids for i in doc + eos]
+    if len(ids) < 2:
+        raise ValueError(f"--ar-text {spec} holds no text")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, stop, measure, progress: bool,
+                   text_ids: torch.Tensor | None = None):
     use_cuda = model.device.type == "cuda"
     args = TrainingArguments(
         output_dir=work, per_device_train_batch_size=config.batch_size,
@@ -106,7 +131,7 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     evaluate = measure if args.world_size == 1 else None
     monitor = TrainingMonitor(tracker, on_metrics, stop, evaluate, config.eval_every)
     callbacks = ([TimeBudget(config.max_minutes)] if config.max_minutes else []) + [monitor]  # monitor last
-    data = ConsistencyData(entries, config.loss, config.states_per_block, config.seed)
+    data = ConsistencyData(entries, config.loss, config.states_per_block, config.seed, text_ids, config.ar_text_tokens)
     trainer = ConsistencyTrainer(model=model, args=args, train_dataset=data, callbacks=callbacks,
                                  data_collator=ConsistencyCollator(config.loss, config.ar_scope),
                                  train_config=config, tracker=tracker)

@@ -56,12 +56,19 @@ class TrainConfig:
     eval_prompts: int = 16  # held-out prompts Jacobi-decoded for TPF (before, during, after)
     eval_max_new_tokens: int = 64  # new tokens per held-out prompt in those measurements
     max_grad_norm: float = 1.0
+    ar_text: str | None = None  # real text of the "text" AR scope: "stdlib" (the bundled base's training split,
+    # cllm.pretrain) or a UTF-8 text file
+    ar_text_tokens: int = 256  # length of each real-text row of the "text" AR scope (one row per block)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.ar_scope not in AR_SCOPES:
             raise ValueError(f"ar_scope must be one of {', '.join(AR_SCOPES)}; got {self.ar_scope!r}")
+        if (self.ar_scope == "text") != (self.ar_text is not None):
+            raise ValueError("the text AR scope needs --ar-text (stdlib or a text file), and --ar-text needs it")
+        if self.ar_text_tokens < 2:
+            raise ValueError("ar-text-tokens must be at least 2")
         if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
         for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens"):
@@ -77,8 +84,10 @@ class ConsistencyData(torch.utils.data.Dataset):
     """Collected blocks; each access samples `k` (state, target) pairs of the block (see module doc),
     distinct while the block has enough of them."""
 
-    def __init__(self, entries: list[Entry], loss: str, k: int = 1, seed: int = 0):
+    def __init__(self, entries: list[Entry], loss: str, k: int = 1, seed: int = 0,
+                 text_ids: torch.Tensor | None = None, text_tokens: int = 256):
         self.entries, self.loss, self.k, self.rng = entries, loss, k, random.Random(seed)
+        self.text_ids, self.text_tokens = text_ids, text_tokens  # real text (1-D ids) for the "text" AR scope
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -91,8 +100,12 @@ class ConsistencyData(torch.utils.data.Dataset):
         else:
             pool = list(zip(e.states[:-1], e.states[1:]))
         pairs = self.rng.sample(pool, self.k) if len(pool) >= self.k else self.rng.choices(pool, k=self.k)
-        return {"context": e.context, "states": [p[0] for p in pairs], "targets": [p[1] for p in pairs],
+        item = {"context": e.context, "states": [p[0] for p in pairs], "targets": [p[1] for p in pairs],
                 "fixed_point": e.fixed_point}
+        if self.text_ids is not None:  # a random window of real text per block
+            start = self.rng.randrange(max(1, len(self.text_ids) - self.text_tokens + 1))
+            item["text_row"] = self.text_ids[start: start + self.text_tokens]
+        return item
 
 
 @dataclass
@@ -127,6 +140,8 @@ class ConsistencyCollator:
             out["block_positions"][b] = torch.arange(len(ctx) - 1, len(ctx) - 1 + width)
             out["states"][b, :, :w], out["targets"][b, :, :w] = torch.tensor(it["states"]), torch.tensor(it["targets"])
             out["fixed_labels"][b, :w], out["block_valid"][b, :w] = torch.tensor(it["fixed_point"]), True
+        if self.ar_scope == "text":
+            out["text_ids"] = torch.stack([it["text_row"] for it in items])  # (B, L)
         return out
 
     def rows_per_example(self, k: int) -> int:
@@ -163,7 +178,10 @@ def loss_parts(model, batch: dict, config: "TrainConfig") -> dict[str, torch.Ten
     valid = batch["block_valid"][:, None].expand(rows, k, width).reshape(rows * k, width)
     teach = teachable_mask(batch["states"].view(rows * k, width), batch["targets"].view(rows * k, width), valid)
     consistency = consistency_loss(student.flatten(0, 1), target.flatten(0, 1), teach)
-    if ctx_logits is not None:
+    if "text_ids" in batch:  # real text: row[t] predicts row[t + 1]
+        text = batch["text_ids"]
+        ar = ar_loss(model(input_ids=text[:, :-1]).logits, text[:, 1:], config.label_smoothing)
+    elif ctx_logits is not None:
         ar = ar_loss(torch.cat([ctx_logits, fixed], 1), torch.cat([batch["context_labels"], batch["fixed_labels"]], 1),
                      config.label_smoothing)
     else:
