@@ -102,10 +102,10 @@ def _train_parser(sub) -> None:
     tr.add_argument("--loss", choices=LOSSES, default="global")
     tr.add_argument("--ar-weight", type=float, default=10.0, help="w in L = consistency + w * AR")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="of the AR loss")
-    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence",
-                    help="AR labels: context + block, block only, or real text (--ar-text)")
-    tr.add_argument("--ar-text", default=None, help="real text for --ar-scope text: stdlib (the bundled base's "
+    tr.add_argument("--ar-scope", choices=AR_SCOPES, default="sequence", help="AR labels: context + block, or block only")
+    tr.add_argument("--ar-text", default=None, help="add an AR term on real text: stdlib (the bundled base's "
                     "training split) or a UTF-8 text file")
+    tr.add_argument("--text-weight", type=float, default=1.0, help="weight of the real-text AR term")
     tr.add_argument("--ar-text-tokens", type=int, default=256, help="tokens per real-text row")
     tr.add_argument("--lr", type=float, default=2e-5)
     tr.add_argument("--scheduler", default="cosine", help="a transformers lr_scheduler_type")
@@ -298,7 +298,7 @@ def cmd_train(args) -> None:
 
     config = TrainConfig(
         loss=args.loss, ar_weight=args.ar_weight, label_smoothing=args.label_smoothing, ar_scope=args.ar_scope,
-        ar_text=args.ar_text, ar_text_tokens=args.ar_text_tokens,
+        ar_text=args.ar_text, text_weight=args.text_weight, ar_text_tokens=args.ar_text_tokens,
         lr=args.lr, scheduler=args.scheduler, warmup=args.warmup, batch_size=args.batch_size,
         states_per_block=args.states_per_block,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
@@ -320,6 +320,7 @@ def _print_eval(metrics: dict) -> None:
     if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
         print(f"step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
               f"consistency {metrics.get('consistency', 0):.4f}  ar {metrics.get('ar', 0):.4f}  "
+              + (f"text ar {metrics['text_ar']:.4f}  " if "text_ar" in metrics else "") +
               f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}  "
               f"distinct 4-grams {metrics['distinct_4grams']:.2f}", file=sys.stderr)
 

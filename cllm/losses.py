@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 IGNORE = -100  # label of positions the AR loss skips (PyTorch's cross_entropy convention)
 LOSSES = ("global", "local")  # consistency target: the fixed point, or the next state of the trajectory
-AR_SCOPES = ("sequence", "block", "text")  # AR labels: context + fixed point, the fixed point only, or rows of
-# real text (the paper's "ground truth" option): keeps the model a good language model of real code
+AR_SCOPES = ("sequence", "block")  # AR labels: context + fixed point, or the fixed point only
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -63,6 +62,8 @@ def ar_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float =
                            label_smoothing=label_smoothing)
 
 
-def total_loss(consistency: torch.Tensor, ar: torch.Tensor, ar_weight: float) -> torch.Tensor:
-    """L = L_consistency + w * L_AR (the paper's weighting; w = 10 there)."""
-    return consistency + ar_weight * ar
+def total_loss(consistency: torch.Tensor, ar: torch.Tensor, ar_weight: float,
+               text_ar: torch.Tensor | None = None, text_weight: float = 0.0) -> torch.Tensor:
+    """L = L_consistency + w * L_AR (the paper's weighting; w = 10 there) [+ w_text * L_AR on real text]."""
+    total = consistency + ar_weight * ar
+    return total if text_ar is None else total + text_weight * text_ar

@@ -59,6 +59,8 @@ def model_card(info: dict) -> str:
     """README.md of the trained CLLM; `info` is what train_cllm measured and used."""
     b, data, cfg = info["before"], info["data_meta"], info["config"]
     c = data["counts"]
+    text_term = (f" + {cfg['text_weight']} x AR on real text ({cfg['ar_text']}, rows of {cfg['ar_text_tokens']} tokens)"
+                 if cfg.get("ar_text") else "")
     a = info["after"] or dict.fromkeys(("tpf", "perplexity", "distinct_4grams", "matches_ar"), math.nan)  # multi-process
     change = 100 * (a["perplexity"] / b["perplexity"] - 1)
     note = "" if info["after"] else "\n\"after\" was not measured in this multi-process run: use `python -m cllm bench`.\n"
@@ -84,7 +86,7 @@ measured below.
 {note}
 
 - Data: `{info['data_dir']}`, collected from `{data['model']}` on `{data['prompts_file']}`: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + {c['augmented_states']} augmented, max_new_tokens {data['max_new_tokens']}, cleaning {'on' if data['clean'] else 'off'}, augmentation {'on' if data['augment'] else 'off'}.
-- Loss: {cfg['loss']} consistency (forward KL to the stop-gradient target) + {cfg['ar_weight']} x AR ({cfg['ar_scope']}, label smoothing {cfg['label_smoothing']}).
+- Loss: {cfg['loss']} consistency (forward KL to the stop-gradient target) + {cfg['ar_weight']} x AR ({cfg['ar_scope']}, label smoothing {cfg['label_smoothing']}){text_term}.
 - Training: {info['steps']} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {info['seconds'] / 60:.1f} min on {info['device']}; stopped by: {info['stopped_by']}.
 - Full configuration: `{json.dumps(cfg)}`
 """

@@ -225,8 +225,8 @@ def test_cli_train(tiny_model_dir, data_dir, prompts_file, tmp_path, capsys):
     assert code == 2 and "does not match the data's n = 4" in capsys.readouterr().err
 
 
-def test_text_scope_draws_real_text_rows_and_trains_on_them(tiny_model_dir, data_dir, prompts_file, tmp_path):
-    """--ar-scope text: the AR loss reads windows of real text (one per block), not the model's own output."""
+def test_real_text_ar_draws_text_rows_and_trains_on_them(tiny_model_dir, data_dir, prompts_file, tmp_path):
+    """--ar-text: a second AR term on windows of real text (one per block), beside the fixed point's."""
     entry = Entry([1], [[7, 7], [2, 3]], [])
     text = torch.arange(100, 140)
     data = ConsistencyData([entry] * 3, "global", text_ids=text, text_tokens=8, seed=1)
@@ -234,21 +234,19 @@ def test_text_scope_draws_real_text_rows_and_trains_on_them(tiny_model_dir, data
     for it in items:
         row = it["text_row"].tolist()
         assert len(row) == 8 and row == list(range(row[0], row[0] + 8))  # a contiguous window of the text
-    batch = ConsistencyCollator("global", "text")(items)
+    batch = ConsistencyCollator("global", "block")(items)
     assert batch["text_ids"].shape == (3, 8) and (batch["context_labels"] == IGNORE).all()
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("def add(a, b):\n    return a + b\n" * 40)
-    config = TrainConfig(max_steps=3, ar_scope="text", ar_text=str(corpus), ar_text_tokens=16, **QUICK | {"ar_weight": 1.0})
+    config = TrainConfig(max_steps=3, ar_text=str(corpus), ar_text_tokens=16, **QUICK | {"ar_weight": 1.0})
     info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", config, prompts_file, progress=False)
-    assert info["steps"] == 3 and all(m["ar"] > 0 for m in info["history"])
+    assert info["steps"] == 3 and all(m["text_ar"] > 0 and m["ar"] > 0 for m in info["history"])
     assert info["config"]["ar_text"] == str(corpus)
 
 
-def test_text_scope_needs_its_text(tmp_path):
-    with pytest.raises(ValueError, match="needs --ar-text"):
-        TrainConfig(ar_scope="text")
-    with pytest.raises(ValueError, match="needs --ar-text"):
-        TrainConfig(ar_text="stdlib")
+def test_ar_text_errors(tmp_path):
+    with pytest.raises(ValueError, match="text-weight non-negative"):
+        TrainConfig(ar_text="stdlib", text_weight=-1)
     from cllm.train_run import read_ar_text
 
     bad = tmp_path / "bad.txt"
