@@ -11,12 +11,13 @@ from contextlib import contextmanager
 import torch
 
 from cllm.decode import encode_prompt
-from cllm.evaluate import aggregate, evaluate, prompt_frame
+from cllm.evaluate import aggregate, evaluate, prompt_frame, repeated_line
 from cllm.jacobi import CachedLM, JacobiConfig, jacobi_decode
 from cllm.models import LoadedModel, device_label
+from cllm.train_eval import perplexity
 
 COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
-           "matches_ar", "fast_forwarded", "stationary", "overhead")
+           "matches_ar", "fast_forwarded", "stationary", "overhead", "repeats", "perplexity")
 
 
 @contextmanager
@@ -41,7 +42,7 @@ def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, p
     return [
         common | {"decoder": "ar", "tokens": ar_tokens, "forward_passes": ar_tokens, "tpf": 1.0,
                   "tokens_per_s": ar_tokens / agg["ar_seconds"], "speedup": 1.0, "matches_ar": 1.0,
-                  "fast_forwarded": 0, "stationary": 0, "overhead": None},
+                  "fast_forwarded": 0, "stationary": 0, "overhead": None} | quality(loaded, prompts, trajs),
         common | {"decoder": "jacobi", "tokens": int(agg["tokens"]), "forward_passes": int(agg["forward_passes"]),
                   "tpf": float(agg["tpf"]), "tokens_per_s": float(agg["tokens_per_s"]), "speedup": float(agg["speedup"]),
                   "matches_ar": float(agg["matches_ar"]), "fast_forwarded": int(agg["fast_forwarded"]),
@@ -49,11 +50,22 @@ def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, p
     ]
 
 
+def quality(loaded: LoadedModel, prompts: list[str], trajs) -> dict:
+    """The model as a writer: share of greedy continuations that repeat one line 3+ times (degenerate
+    loops), and perplexity on the prompts' own text (real held-out code for the shipped set)."""
+    texts = [loaded.tokenizer.decode(t.ar_tokens) for t in trajs]
+    return {"repeats": sum(map(repeated_line, texts)) / len(texts),
+            "perplexity": perplexity(loaded.model, [encode_prompt(loaded, p) for p in prompts])}
+
+
 def jacobi_overhead(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> float:
     """Share of Jacobi decode time spent outside model.forward (Python, cache bookkeeping, records)."""
     ids = [encode_prompt(loaded, p) for p in prompts]
     with forward_timer(loaded.model) as forward_seconds:
-        total = sum(jacobi_decode(loaded.model, i, config, loaded.eos_token_id).decode_seconds for i in ids)
+        t0 = time.perf_counter()  # the whole call, prefill included, as the forward timer counts the prefill too
+        for i in ids:
+            jacobi_decode(loaded.model, i, config, loaded.eos_token_id)
+        total = time.perf_counter() - t0
     return 1.0 - forward_seconds[0] / total
 
 

@@ -18,6 +18,12 @@ PROMPT_COLUMNS = ["model", "prompt", "tokens", "forward_passes", "tpf", "fast_fo
                   "decode_seconds", "ar_seconds", "speedup", "matches_ar"]
 
 
+def repeated_line(text: str, times: int = 3) -> bool:
+    """Degenerate repetition: one non-blank line occurring `times` or more times in a continuation."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return any(lines.count(ln) >= times for ln in set(lines))
+
+
 def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress: Progress | None = None,
              label: str | None = None) -> list[Trajectory]:
     """Jacobi + greedy AR on every prompt; each trajectory carries its AR tokens and time."""

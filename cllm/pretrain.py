@@ -218,12 +218,6 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
     }
 
 
-def repeated_line(text: str, times: int = 3) -> bool:
-    """Degenerate repetition: one non-blank line occurring `times` or more times in a continuation."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return any(lines.count(ln) >= times for ln in set(lines))
-
-
 def model_card(config: PretrainConfig, result: dict, ppl: float, samples: list[tuple[str, str]], params: int) -> str:
     train_files, heldout_files = result["files"]
     shown = "\n\n".join(f"Prompt:\n```python\n{p}```\nGreedy continuation (64 tokens):\n```python\n{c}\n```" for p, c in samples)

@@ -50,6 +50,7 @@ def test_bench_table_and_json(tiny_model_dir, tmp_path, capsys):
     rows = json.loads(out)["rows"]
     assert [r["decoder"] for r in rows] == ["ar", "jacobi"]
     assert rows[0]["tpf"] == 1.0 and rows[1]["matches_ar"] == 1.0 and rows[1]["prompts"] == 2
+    assert 0 <= rows[0]["repeats"] <= 1 and 1 < rows[0]["perplexity"] < 1e6  # the AR row: the model as a writer
     code, out, _ = run(capsys, "bench", "--base", str(tiny_model_dir), "--prompts", str(prompts), "--n", "4",
                        "--max-new-tokens", "8")
     assert "decoder" in out and "jacobi" in out and "device: CPU" in out

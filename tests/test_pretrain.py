@@ -1,7 +1,8 @@
 """The bundled base's recipe: corpus selection, the split, prompt sets and the degeneracy check."""
 from pathlib import Path
 
-from cllm.pretrain import PretrainConfig, corpus_files, function_prompts, repeated_line, split_corpus, train_tokenizer
+from cllm.evaluate import repeated_line
+from cllm.pretrain import PretrainConfig, corpus_files, function_prompts, split_corpus, train_tokenizer
 
 
 def write(root: Path, rel: str, text: str) -> None:
