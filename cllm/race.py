@@ -130,6 +130,7 @@ def add_to_gallery(race: Race, folder: Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(race_json(race))
             f.flush()

@@ -106,3 +106,15 @@ def test_gallery_dir_from_environment(tmp_path, monkeypatch):
     assert R.gallery_dir() == tmp_path
     monkeypatch.delenv("CLLM_GALLERY_DIR")
     assert R.gallery_dir() == R.GALLERY_DIR
+
+
+def test_saved_files_are_readable_by_others(race, tmp_path):
+    """mkstemp creates 0600 files; saved runs and trajectories are meant to be shared and served."""
+    import stat
+
+    from cllm.trajectory import atomic_write_text
+
+    atomic_write_text(tmp_path / "t.json", "{}")
+    saved = R.add_to_gallery(race, tmp_path, "shared")
+    for path in (tmp_path / "t.json", saved):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
