@@ -50,6 +50,7 @@ def test_collect_train_save(slot, tiny_model_dir, tmp_path):
     assert [m["step"] for m in view.history if "tpf" in m] == [2, 4, 6]
     assert all(m["consistency"] >= 0 and m["ar"] > 0 for m in view.history)
     assert view.before.meta.n == 4 and view.before.prompt == HELDOUT[0] and view.before.matches_ar
+    assert view.before_tpf == view.result["before"]["tpf"] >= 1.0
     assert view.probe_step == 6 and view.probe.matches_ar and view.probe is not view.before
     assert view.result["after"]["matches_ar"] == 1.0 and view.result["stopped_by"] == "max steps (6)"
 
