@@ -97,9 +97,12 @@ def app_server(tiny_pair, tmp_path_factory):
 
 @pytest.fixture()
 def train_slot():
-    """The app's training slot, empty before and after the test (tests share one server process)."""
+    """The app's training slot, empty before and after the test, its timeouts restored (tests share one
+    server process)."""
     from cllm.ui.train_tab import SLOT
 
+    timeouts = SLOT.orphan_seconds, SLOT.hold_seconds
     SLOT.reset()
     yield SLOT
     SLOT.reset()
+    SLOT.orphan_seconds, SLOT.hold_seconds = timeouts

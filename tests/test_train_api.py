@@ -91,3 +91,25 @@ def test_bad_budget_and_save_name(app_server, train_slot):
     with pytest.raises(AppError, match="collect training data first"):
         train(client)
     assert client.predict(api_name="/train_status") == "The training slot is free: nobody is training."
+
+
+def test_a_visitor_who_leaves_does_not_hold_the_slot(app_server, train_slot, tiny_pair, prompts_file):
+    """Ada starts training, then her page goes away (the event is cancelled): nobody polls any more, so the
+    training stops itself and, once it is saved or its hold expires, Bob can start."""
+    train_slot.orphan_seconds = 2.0
+    ada, bob = visitor(app_server), visitor(app_server)
+    collect(ada, tiny_pair[0], prompts_file)
+    job = ada.submit("global", 1.0, 3e-3, "minutes", 10, 1, 8, api_name="/train")
+    deadline = time.monotonic() + 300
+    while not train_slot.view("").history:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    job.cancel()
+    while train_slot.view("").phase == "training":
+        assert time.monotonic() < deadline, "a training nobody follows must stop"
+        time.sleep(0.5)
+    view = train_slot.view("")
+    assert view.phase == "trained" and view.result["stopped_by"] == "stop request"
+    assert "Busy: Ada is holding an unsaved model" in bob.predict(api_name="/train_status")
+    train_slot.hold_seconds = 0  # her unsaved model waits for her only so long
+    assert "Collected" in collect(bob, tiny_pair[0], prompts_file, who="Bob")

@@ -9,7 +9,7 @@ import gradio as gr
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
-from cllm.models import (BY_NAME, DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
+from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import Race, default_title
