@@ -61,10 +61,10 @@ def cli_commands(recipe: Recipe = DEFAULT_RECIPE, model: str = "tiny-python") ->
     collect = ["collect", "--model", model, "--prompts", "assets/prompts/train.jsonl", "--limit", str(recipe.prompts),
                "--n", str(recipe.n), "--max-new-tokens", str(recipe.max_new_tokens), "--out", "data/"]
     train = ["train", "--model", model, "--data", "data/", "--out", "my-cllm", "--loss", recipe.loss,
-             "--ar-weight", str(recipe.ar_weight), "--lr", str(recipe.lr), "--eval-every", str(recipe.eval_every),
+             "--ar-weight", f"{recipe.ar_weight:g}", "--lr", f"{recipe.lr:g}", "--eval-every", str(recipe.eval_every),
              "--eval-count", str(recipe.eval_prompts), "--eval-max-new-tokens", str(recipe.max_new_tokens)]
     if recipe.budget == "minutes":
-        train += ["--max-minutes", str(recipe.minutes), "--epochs", str(MINUTES_EPOCHS),
+        train += ["--max-minutes", f"{recipe.minutes:g}", "--epochs", f"{MINUTES_EPOCHS:g}",
                   "--scheduler", "constant_with_warmup", "--warmup", str(recipe.warmup_steps)]
     else:
         train += ["--max-steps", str(recipe.steps)]

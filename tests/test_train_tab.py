@@ -133,3 +133,13 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
 
 def test_slot_status_words(train_slot):
     assert train_tab.slot_status() == "The training slot is free: nobody is training."
+
+
+def test_readme_shows_the_tabs_run():
+    """README's "Making a CLLM" prints the tab's defaults as commands: they must be cli_commands()'s."""
+    from cllm.models import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text().replace("\\\n", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    for command in cli_commands():
+        assert "python -m cllm " + " ".join(command) in lines
