@@ -184,7 +184,8 @@ class TrainSlot:
     def _claim(self, owner: str) -> None:
         if self._phase in RUNNING:
             if owner == self._owner:
-                raise SlotBusy(f"Your {self._phase} is still running: wait for it or press Stop.")
+                job = "collection" if self._phase == "collecting" else "training"
+                raise SlotBusy(f"Your {job} is still running: wait for it or press Stop.")
             raise SlotBusy(self._busy_message())
         if self._phase in HOLDING and owner != self._owner and not self._expired():
             raise SlotBusy(self._busy_message())
