@@ -3,7 +3,7 @@ import threading
 
 import gradio as gr
 
-from cllm.ui import explore_tab, gallery_tab, stats_tab
+from cllm.ui import explore_tab, gallery_tab, stats_tab, train_tab
 from cllm.ui.common import limit_cpu_threads
 
 TITLE = "CLLM Explorer"
@@ -21,6 +21,7 @@ def build_app() -> gr.Blocks:
             race = explore_tab.build()  # each build() adds one gr.Tab; a new tab is one more line here
             gallery_tab.build()
             stats_tab.build(race)
+            train_tab.build()
     return demo
 
 

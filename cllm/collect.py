@@ -5,12 +5,18 @@ Resumable: meta.json (with the options) is written before the first shard; promp
 of `shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards.
 A rerun with the same options skips the prompts already in a shard. Prompt k's initial guesses are seeded
 with seed + k, so the data does not depend on the batch size or on where a run was interrupted.
+
+A caller that shows progress (the app's Train tab) passes `on_progress`, called after every batch with the
+running counts, and `stop`, a threading.Event checked before every batch: a stopped collection writes the
+prompts decoded so far as a shard and returns, so it can be trained on (or resumed) like any other.
 """
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +103,10 @@ def trajectory_record(index: int, traj: Trajectory, config: CollectConfig) -> di
             "dropped": dropped}
 
 
-def _decode_shard(loaded: LoadedModel, prompts: dict[int, str], config: CollectConfig, bar) -> list[dict]:
-    """Records of the given prompts (index -> text), decoded in batches."""
+def _decode_shard(loaded: LoadedModel, prompts: dict[int, str], config: CollectConfig,
+                  report: Callable[[list[dict]], None], stop: threading.Event | None = None) -> list[dict]:
+    """Records of the given prompts (index -> text), decoded in batches; `report` gets each batch's records.
+    A set `stop` ends it before the next batch (the records so far are returned)."""
     jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed, init=config.init)
     records, ready = [], []
     for k, text in prompts.items():
@@ -108,19 +116,43 @@ def _decode_shard(loaded: LoadedModel, prompts: dict[int, str], config: CollectC
             ready.append((k, ids))
         except ValueError as e:  # too long for the context, or encodes to nothing: recorded, not fatal
             records.append({"prompt_index": k, "skipped": str(e)})
-            bar.update(1)
+            report(records[-1:])
     for i in range(0, len(ready), config.batch_size):
+        if stop is not None and stop.is_set():
+            break
         batch = ready[i: i + config.batch_size]
         trajs = jacobi_decode_batch(loaded.model, [ids for _, ids in batch], jconfig, loaded.eos_token_id,
                                     seeds=[config.seed + k for k, _ in batch])
-        records += [trajectory_record(k, t, config) for (k, _), t in zip(batch, trajs)]
-        bar.update(len(batch))
+        done = [trajectory_record(k, t, config) for (k, _), t in zip(batch, trajs)]
+        records += done
+        report(done)
     return sorted(records, key=lambda r: r["prompt_index"])
 
 
+class _Counter:
+    """The tqdm bar and the running counts handed to `on_progress` after every batch."""
+
+    def __init__(self, bar, total: int, done: int, on_progress: Callable[[dict], None] | None):
+        self.bar, self.on_progress = bar, on_progress
+        self.counts = {"prompts_done": done, "prompts_total": total, "blocks": 0, "states": 0, "augmented_states": 0}
+
+    def __call__(self, records: list[dict]) -> None:
+        self.bar.update(len(records))
+        c = self.counts
+        c["prompts_done"] += len(records)
+        for block in (b for r in records for b in r.get("blocks", [])):
+            c["blocks"], c["states"] = c["blocks"] + 1, c["states"] + len(block["states"])
+            c["augmented_states"] += len(block["augmented"])
+        if self.on_progress is not None:
+            self.on_progress(dict(c))
+
+
 def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, config: CollectConfig,
-            progress: bool = True) -> dict:
-    """Collect (or resume collecting) a dataset into `out`; returns its meta (with this run's figures)."""
+            progress: bool = True, on_progress: Callable[[dict], None] | None = None,
+            stop: threading.Event | None = None) -> dict:
+    """Collect (or resume collecting) a dataset into `out`; returns its meta (with this run's figures).
+    `on_progress` gets {prompts_done, prompts_total, blocks, states, augmented_states} (this run's blocks and
+    states) after every batch; a set `stop` ends the collection after the current batch ("stopped": True)."""
     from tqdm.auto import tqdm
 
     prompts, out = read_prompts(prompts_file, config.limit), Path(out)
@@ -131,20 +163,25 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
     t0, tokens = time.perf_counter(), 0
     with tqdm(total=len(prompts), initial=len(prompts) - len(todo), unit="prompt", disable=not progress,
               desc="collect") as bar:
+        report = _Counter(bar, len(prompts), len(prompts) - len(todo), on_progress)
         for i in range(0, len(todo), config.shard_prompts):
+            if stop is not None and stop.is_set():
+                break
             chunk = {k: prompts[k] for k in todo[i: i + config.shard_prompts]}
-            records = _decode_shard(loaded, chunk, config, bar)
+            records = _decode_shard(loaded, chunk, config, report, stop)
             tokens += sum(len(r.get("output", [])) for r in records)
-            _write_shard(out, records)
+            if records:
+                _write_shard(out, records)
             seconds = old.get("collect_seconds", 0.0) + time.perf_counter() - t0
             _write_meta(out, options | {"limit": config.limit, "collect_seconds": seconds})
     meta = read_meta(out)
     if meta["counts"]["blocks"] == 0:
         raise DatasetError(f"collected no training blocks into {out}: every prompt was skipped or cleaned out "
                            f"({meta['counts']['skipped_prompts']} skipped, {meta['counts']['dropped_blocks']} blocks dropped)")
-    run_seconds = time.perf_counter() - t0
-    return meta | {"this_run": {"prompts": len(todo), "tokens": tokens, "seconds": run_seconds,
-                                "tokens_per_s": tokens / run_seconds if run_seconds > 0 else 0.0}}
+    run_seconds, run_prompts = time.perf_counter() - t0, report.counts["prompts_done"] - (len(prompts) - len(todo))
+    return meta | {"stopped": run_prompts < len(todo), "this_run": {
+        "prompts": run_prompts, "tokens": tokens, "seconds": run_seconds,
+        "tokens_per_s": tokens / run_seconds if run_seconds > 0 else 0.0}}
 
 
 def _options(loaded: LoadedModel, prompts_file, config: CollectConfig) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 from cllm.models import REPO_ROOT
 
 HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "heldout.jsonl"
+TRAIN_PROMPTS = REPO_ROOT / "assets" / "prompts" / "train.jsonl"  # the bundled CLLM's training prompts
 MAX_PROMPT_FILE_BYTES = 5 * 1024 * 1024
 
 

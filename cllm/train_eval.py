@@ -1,5 +1,6 @@
 """What CLLM training is judged by: Jacobi TPF on held-out prompts, held-out perplexity, and whether the
-model's Jacobi output still equals its own greedy AR. Also the trained model's card."""
+model's Jacobi output still equals its own greedy AR. Also the trained model's card and its training record
+(a small JSON file saved beside the weights: what the app's pair picker and a script read back)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,9 @@ import torch
 from cllm.jacobi import JacobiConfig, _inference, greedy_decode
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.stats import tokens_per_forward
+
+TRAINING_RECORD = "cllm_training.json"  # beside config.json in every CLLM folder this project writes
+RECORD_SCHEMA = "cllm-training"
 
 
 def jacobi_tpf(model, prompts: list[list[int]], config: JacobiConfig, eos_token_id: int | None,
@@ -72,7 +76,7 @@ tags: [cllm, jacobi-decoding, consistency-llm]
 ---
 # Consistency LLM of `{info['base_model']}`
 
-Fine-tuned by `python -m cllm train` (CLLM Explorer) so that Jacobi decoding with blocks of n = {data['n']}
+Fine-tuned by {info.get('made_by', '`python -m cllm train`')} (CLLM Explorer) so that Jacobi decoding with blocks of n = {data['n']}
 reaches the fixed point in fewer iterations (Kou et al., "CLLMs: Consistency Large Language Models",
 ICML 2024, arXiv 2403.00835). Greedy output is unchanged by Jacobi decoding itself; what training changes is
 measured below.
@@ -90,3 +94,23 @@ measured below.
 - Training: {info['steps']} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {info['seconds'] / 60:.1f} min on {info['device']}; stopped by: {info['stopped_by']}.
 - Full configuration: `{json.dumps(cfg)}`
 """
+
+
+def training_record(info: dict) -> str:
+    """JSON of what a trained CLLM is: its base model and block size n (a model pair to race), and the
+    figures of its card. No history, no paths of temporary data."""
+    data, cfg = info["data_meta"], info["config"]
+    record = {"schema": RECORD_SCHEMA, "version": 1, "base_model": info["base_model"], "n": data["n"],
+              "steps": info["steps"], "seconds": info["seconds"], "stopped_by": info["stopped_by"],
+              "before": info["before"], "after": info["after"], "loss": cfg["loss"], "ar_weight": cfg["ar_weight"],
+              "lr": cfg["lr"], "prompts": data["counts"]["prompts"], "max_new_tokens": data["max_new_tokens"]}
+    return json.dumps(_finite(record), indent=1, allow_nan=False)
+
+
+def _finite(value):
+    """NaN/inf (e.g. a perplexity with no text to measure) become null: strict JSON for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value

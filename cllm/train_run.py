@@ -1,4 +1,5 @@
 """`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training), measure again, save atomically.
+`fit_cllm` is the same without the save: the app's Train tab keeps the model in memory until its Save.
 
 Evaluation set: the first `eval_prompts` prompts of the held-out file are Jacobi-decoded for TPF; held-out
 perplexity is measured on the text of every prompt in that file (up to 256): real held-out code, not the
@@ -12,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,9 +22,10 @@ from transformers import PrinterCallback, TrainingArguments
 from cllm.checkpoint import save_pretrained_atomic
 from cllm.dataset import load_entries
 from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
-from cllm.models import load_model, resolve_source
+from cllm.models import LoadedModel, load_model, resolve_source
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
-from cllm.train_eval import ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity
+from cllm.train_eval import (TRAINING_RECORD, ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity,
+                             training_record)
 from cllm.training import (ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainConfig,
                            TrainingMonitor)
 from cllm.training_utils import TimeBudget
@@ -33,39 +35,69 @@ PERPLEXITY_TEXT = "text of the held-out prompts file"
 MAX_AR_TEXT_BYTES = 200 * 2**20
 
 
+@dataclass
+class Fit:
+    """A fine-tuned model still in memory, with what was measured (`info`: see train_cllm)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    info: dict
+    trainer: object  # the transformers Trainer (its accelerator gathers sharded weights for the save)
+
+
 def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: TrainConfig,
                eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
                stop: threading.Event | None = None, progress: bool = True) -> dict:
     """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
+    out = _check_out(Path(out), Path(data_dir), resolve_source(model_name))
+    fit = fit_cllm(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
+    fit.info["out"] = str(out)
+    _save(fit.trainer, fit.model, fit.tokenizer, out, fit.info)
+    return fit.info
+
+
+def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_prompts_file: str | Path | None = None,
+             on_metrics: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
+             progress: bool = True, probe: Callable[[LoadedModel, dict], None] | None = None,
+             save_to: Path | None = None) -> Fit:
+    """Fine-tune without saving. `probe(loaded, measured)` runs after every held-out measurement (before,
+    every eval_every steps, after) with the model as it is then and what was measured (tpf, perplexity, ...),
+    e.g. to re-decode a prompt for a live view.
+    `save_to`: where the model will be saved, so a full disk fails before training, not after."""
     meta, entries = load_entries(data_dir)
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
-    out = _check_out(Path(out), Path(data_dir), resolve_source(model_name))
     _use_local_gpu()
     loaded = load_model(model_name, config.device)
-    model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
+    model = loaded.model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
     if vocab_size_of(model) != meta["vocab_size"]:
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
-    _check_disk(model, out)
+    if save_to is not None:
+        _check_disk(model, save_to)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
-    measure = lambda m: _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)  # noqa: E731
+
+    def measure(m, check_ar: bool = False) -> dict:
+        out = _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id, check_ar)
+        if probe is not None:
+            probe(loaded, out)
+        return out
+
     before = measure(model)
     with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
         trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress, text_ids)
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0
-    after = _after(trainer, model, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id)
+    after = measure(model, check_ar=True) if trainer.args.world_size == 1 else None  # multi-process: use bench
     info = {"base_model": model_name, "data_dir": str(data_dir), "data_meta": meta, "config": asdict(config),
             "steps": result.global_step, "seconds": seconds, "device": str(model.device), "before": before,
             "after": after, "history": monitor.history, "eval_prompt_count": len(tpf_ids),
             "eval_max_new_tokens": config.eval_max_new_tokens, "perplexity_text": PERPLEXITY_TEXT,
-            "stopped_by": _stopped_by(monitor, config, seconds), "out": str(out)}
-    _save(trainer, model, loaded.tokenizer, out, info)
-    return info
+            "stopped_by": _stopped_by(monitor, config, seconds), "out": None}
+    return Fit(model, loaded.tokenizer, info, trainer)
 
 
 def _use_local_gpu() -> None:
@@ -149,13 +181,6 @@ def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> d
     return out
 
 
-def _after(trainer, model, tpf_ids, ppl_ids, jconfig, eos) -> dict | None:
-    """Measurements of the trained model; None in a multi-process run (there, use `python -m cllm bench`)."""
-    if trainer.args.world_size > 1:
-        return None
-    return _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar=True)
-
-
 def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -> str:
     if monitor.stopped_by_request:
         return "stop request"
@@ -204,7 +229,7 @@ def _save(trainer, model, tokenizer, out: Path, info: dict) -> None:
         if not trainer.accelerator.is_main_process:
             return
     try:
-        save_pretrained_atomic(to_save, tokenizer, out, model_card(info))
+        save_pretrained_atomic(to_save, tokenizer, out, model_card(info), {TRAINING_RECORD: training_record(info)})
     except OSError as e:
         raise OSError(f"could not save the model to {out} ({e.strerror or e}); nothing was written there, "
                       "an older folder at that path is intact") from None

@@ -75,18 +75,34 @@ def tiny_pair(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app_server(tiny_pair, tmp_path_factory):
-    """The app served on 127.0.0.1 (a free port) with an empty gallery folder: (url, gallery folder)."""
+    """The app served on 127.0.0.1 (a free port) with empty gallery and trained-model folders:
+    (url, gallery folder, trained-models folder)."""
     import os
 
     import app
 
-    gallery = tmp_path_factory.mktemp("gallery")
-    old = os.environ.get("CLLM_GALLERY_DIR")
-    os.environ["CLLM_GALLERY_DIR"] = str(gallery)
+    folders = {"CLLM_GALLERY_DIR": tmp_path_factory.mktemp("gallery"),
+               "CLLM_TRAINED_DIR": tmp_path_factory.mktemp("trained")}
+    old = {name: os.environ.get(name) for name in folders}
+    os.environ.update({name: str(path) for name, path in folders.items()})
     demo = app.serve(warm_up=False, server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url, gallery
+    yield demo.local_url, folders["CLLM_GALLERY_DIR"], folders["CLLM_TRAINED_DIR"]
     demo.close()
-    if old is None:
-        os.environ.pop("CLLM_GALLERY_DIR", None)
-    else:
-        os.environ["CLLM_GALLERY_DIR"] = old
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture()
+def train_slot():
+    """The app's training slot, empty before and after the test, its timeouts restored (tests share one
+    server process)."""
+    from cllm.ui.train_tab import SLOT
+
+    timeouts = SLOT.orphan_seconds, SLOT.hold_seconds
+    SLOT.reset()
+    yield SLOT
+    SLOT.reset()
+    SLOT.orphan_seconds, SLOT.hold_seconds = timeouts

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_format_matches_jacobi_and_ar(loaded, prompts_file, tmp_path):
     assert (meta["n"], meta["max_new_tokens"], meta["clean"], meta["augment"]) == (4, 10, True, True)
     assert meta["prompts_file"] == str(prompts_file.resolve()) and meta["counts"]["prompts"] == len(PROMPTS)
     assert meta["shards"] == ["shard-00000.jsonl", "shard-00001.jsonl", "shard-00002.jsonl"]  # 2 prompts each
-    assert read_meta(out) == {k: v for k, v in meta.items() if k != "this_run"}
+    assert read_meta(out) == {k: v for k, v in meta.items() if k not in ("this_run", "stopped")} and not meta["stopped"]
     records = [json.loads(line) for p in shard_paths(out) for line in p.read_text().splitlines()]
     assert [r["prompt_index"] for r in records] == list(range(len(PROMPTS)))
     for r in records:
@@ -67,6 +68,26 @@ def test_resume_skips_done_prompts_and_keeps_their_shards(loaded, prompts_file, 
     assert collect(loaded, prompts_file, out, SMALL, progress=False)["this_run"]["prompts"] == 0
     with pytest.raises(DatasetError, match=r"other options \(n 4 -> 8\)"):
         collect(loaded, prompts_file, out, CollectConfig(n=8, max_new_tokens=10), progress=False)
+
+
+def test_progress_and_stop_leave_a_resumable_dataset(loaded, prompts_file, tmp_path):
+    """on_progress sees every batch; a stop after the first batch keeps it as a shard, and a rerun finishes
+    the set into exactly the data of an uninterrupted run."""
+    out, seen, stop = tmp_path / "data", [], threading.Event()
+    config = CollectConfig(n=4, max_new_tokens=10, batch_size=3)  # one shard, two batches
+
+    def on_progress(counts):
+        seen.append(counts)
+        stop.set()  # e.g. the app's Stop button
+
+    meta = collect(loaded, prompts_file, out, config, progress=False, on_progress=on_progress, stop=stop)
+    assert meta["stopped"] and meta["counts"]["prompts"] == meta["this_run"]["prompts"] == 3  # one batch of 3
+    assert seen == [{"prompts_done": 3, "prompts_total": 6, "blocks": meta["counts"]["blocks"],
+                     "states": meta["counts"]["states"], "augmented_states": meta["counts"]["augmented_states"]}]
+    rest = collect(loaded, prompts_file, out, config, progress=False, on_progress=seen.append)
+    assert not rest["stopped"] and rest["this_run"]["prompts"] == 3 and seen[-1]["prompts_done"] == 6
+    whole = collect(loaded, prompts_file, tmp_path / "whole", config, progress=False)
+    assert load_entries(out)[1] == load_entries(tmp_path / "whole")[1] and rest["counts"] == whole["counts"]
 
 
 def test_batch_size_does_not_change_the_data(loaded, prompts_file, tmp_path):

@@ -31,3 +31,12 @@ def test_frame_figures():
     sweep = pd.DataFrame({"model": ["base", "base", "cllm", "cllm"], "n": [4, 8, 4, 8], "tpf": [1, 1.1, 2, 3]})
     fig = F.make_sweep_figure(sweep)
     assert [list(d.y) for d in fig.data] == [[1, 1.1], [2, 3]]
+
+
+def test_training_figures():
+    history = [{"step": 1, "consistency": 2.0, "ar": 3.0}, {"step": 2, "consistency": 1.0, "ar": 2.5, "tpf": 1.4}]
+    loss = F.make_loss_figure(history)
+    assert [list(d.y) for d in loss.data] == [[2.0, 1.0], [3.0, 2.5]] and loss.layout.yaxis.type == "log"
+    tpf = F.make_tpf_curve_figure(history, before=1.05)
+    assert list(tpf.data[0].x) == [0, 2] and list(tpf.data[0].y) == [1.05, 1.4] and tpf.layout.height == F.HEIGHT
+    assert list(F.make_tpf_curve_figure([], None).data[0].x) == []  # nothing measured yet: an empty chart

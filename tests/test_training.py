@@ -151,6 +151,9 @@ def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model
     assert 0 < info["after"]["distinct_4grams"] <= 1 and "distinct 4-grams" in card
     assert "Jacobi tokens per forward pass" in card and "held-out perplexity" in card and f"{info['before']['tpf']:.3f}" in card
     assert (out / "tokenizer.json").exists() and not list(tmp_path.glob(".*tmp"))
+    record = json.loads((out / "cllm_training.json").read_text())  # what Explore's pair picker reads
+    assert (record["base_model"], record["n"], record["steps"]) == (str(tiny_model_dir), 4, 20)
+    assert record["after"]["tpf"] == info["after"]["tpf"] and "history" not in record
 
 
 def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file, tmp_path):
@@ -255,3 +258,16 @@ def test_ar_text_errors(tmp_path):
         read_ar_text(str(bad), None)
     with pytest.raises(ValueError, match="not a file"):
         read_ar_text(str(tmp_path / "missing.txt"), None)
+
+
+def test_atomic_save_can_refuse_to_replace(tiny_model_dir, tmp_path):
+    from cllm.checkpoint import save_pretrained_atomic
+
+    loaded = load_model(str(tiny_model_dir), "cpu")
+    out = save_pretrained_atomic(loaded.model, loaded.tokenizer, tmp_path / "m", "card", {"extra.json": "{}"})
+    assert (out / "README.md").read_text() == "card" and (out / "extra.json").read_text() == "{}"
+    with pytest.raises(FileExistsError):
+        save_pretrained_atomic(loaded.model, loaded.tokenizer, out, "other", replace=False)
+    assert (out / "README.md").read_text() == "card" and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    save_pretrained_atomic(loaded.model, loaded.tokenizer, out, "new")  # the default replaces, atomically
+    assert (out / "README.md").read_text() == "new"

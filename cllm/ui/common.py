@@ -15,12 +15,14 @@ from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import BY_NAME, ModelLoadError, model_pairs
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import run_summary
+from cllm.trained import list_trained, read_trained, trained_path
 
 N_RANGE = (1, 64)  # block sizes the grid can show side by side
 MAX_NEW_TOKENS_RANGE = (1, 512)  # beyond this a CPU visitor waits minutes and the page grows heavy
 SEED_RANGE = (0, 2**31 - 1)
 MAX_MODEL_NAME_CHARS = 500
 CHECK_WORDS = {None: "comparing with greedy…", True: "same text as greedy ✓", False: "differs from greedy ✗"}
+TRAINED_PREFIX = "trained:"  # pair-picker values of models saved from the Train tab: "trained:<name>"
 
 
 @contextmanager
@@ -62,13 +64,30 @@ def model_name(value, role: str) -> str:
 
 
 def pair_choices() -> list[tuple[str, str]]:
-    """(label, "base|cllm") per registry pair, bundled first."""
+    """(label, value) per registry pair ("base|cllm"), bundled first, then every model saved from the Train
+    tab ("trained:<name>"), read fresh from its folder so a new one shows at once."""
     out = []
     for base, cllm in model_pairs():
         entry = BY_NAME[cllm]
         where = "bundled" if entry.bundled else "hub"
         out.append((f"{base} vs {cllm} ({where}, n = {entry.n})", f"{base}|{cllm}"))
+    for t in list_trained():
+        tpf = f", TPF {t.tpf_before:.2f} → {t.tpf_after:.2f}" if t.tpf_before and t.tpf_after else ""
+        out.append((f"{_short_name(t.base_model)} vs {t.name} (trained here, n = {t.n}{tpf})", TRAINED_PREFIX + t.name))
     return out
+
+
+def pair_of(value: str) -> tuple[str, str, int]:
+    """(base, CLLM, n) of a pair-picker value; a trained model is loaded by its folder's path."""
+    if value.startswith(TRAINED_PREFIX):
+        t = read_trained(trained_path(value.removeprefix(TRAINED_PREFIX)))
+        return t.base_model, str(t.path), t.n
+    base, cllm = value.split("|")
+    return base, cllm, BY_NAME[cllm].n
+
+
+def _short_name(name: str, limit: int = 40) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
 def race_summary(race: Race) -> str:

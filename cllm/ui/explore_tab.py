@@ -9,12 +9,12 @@ import gradio as gr
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
-from cllm.models import (BY_NAME, DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
+from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import Race, default_title
-from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, pair_choices, race_file, race_summary,
-                            read_config, save_run, user_errors)
+from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, pair_choices, pair_of, race_file,
+                            race_summary, read_config, save_run, user_errors)
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
 
@@ -68,11 +68,22 @@ def decode_both(models, prompt: str, config) -> Race:
 
 
 def pick_pair(value: str):
-    """Fill the model boxes and n from a registry pair; 'custom' leaves them for the user to type."""
+    """Fill the model boxes and n from a registry pair or a model trained in the Train tab; 'custom' leaves
+    them for the user to type."""
     if not value or value == CUSTOM_PAIR:
         return gr.update(), gr.update(), gr.update()
-    base, cllm = value.split("|")
-    return base, cllm, BY_NAME[cllm].n
+    with user_errors():
+        return pair_of(value)
+
+
+def pair_dropdown_choices() -> list[tuple[str, str]]:
+    return pair_choices() + [("custom: type folders or hub ids below", CUSTOM_PAIR)]
+
+
+def refresh_pairs(value: str):
+    """Re-read the pairs when the tab is shown: a model just saved from the Train tab appears at once."""
+    choices = pair_dropdown_choices()
+    return gr.Dropdown(choices=choices, value=value if value in {v for _, v in choices} else CUSTOM_PAIR)
 
 
 def warm_up() -> None:
@@ -93,7 +104,7 @@ def _notice() -> str:
 
 def build() -> gr.State:
     """Adds the tab; returns the State holding the visitor's last run (the Stats tab charts it)."""
-    with gr.Tab("Explore", id="explore"):
+    with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
@@ -102,8 +113,8 @@ def build() -> gr.State:
                 gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Held-out prompts (click one)",
                             examples_per_page=4)
             with gr.Column(scale=2):
-                pair = gr.Dropdown(pair_choices() + [("custom: type folders or hub ids below", CUSTOM_PAIR)],
-                                   value=f"{DEFAULT_BASE}|{DEFAULT_CLLM}", label="Model pair")
+                pair = gr.Dropdown(pair_dropdown_choices(), value=f"{DEFAULT_BASE}|{DEFAULT_CLLM}", label="Model pair",
+                                   elem_id="pair")
                 with gr.Row():
                     base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
                     cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
@@ -126,6 +137,7 @@ def build() -> gr.State:
                 saved = gr.Markdown(label="saved")
             download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
         race = gr.State(None)
+        tab.select(refresh_pairs, pair, pair, api_visibility="private", queue=False)
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair
             box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)

@@ -80,3 +80,25 @@ def make_sweep_figure(sweep: pd.DataFrame, column: str = "tpf") -> go.Figure:
                                  line=dict(color=COLORS.get(role))))
     fig.update_xaxes(type="log", tickvals=sorted(sweep["n"].unique()))
     return _layout(fig, f"{column} vs block size n", "n (block size)", column)
+
+
+def make_loss_figure(history: list[dict]) -> go.Figure:
+    """Training losses per optimizer step (log scale: they fall over orders of magnitude)."""
+    fig = go.Figure()
+    steps = [m["step"] for m in history]
+    for key, label, color in (("consistency", "consistency loss", COLORS["cllm"]), ("ar", "AR loss", COLORS["base"])):
+        fig.add_trace(go.Scatter(x=steps, y=[m.get(key) for m in history], mode="lines", name=label,
+                                 line=dict(color=color, width=1.5)))
+    fig.update_yaxes(type="log")
+    return _layout(fig, "Training losses", "step", "loss (log scale)")
+
+
+def make_tpf_curve_figure(history: list[dict], before: float | None) -> go.Figure:
+    """Held-out tokens per forward pass at step 0 (the base model) and every K steps; greedy AR is 1.0."""
+    points = ([(0, before)] if before is not None else []) + [(m["step"], m["tpf"]) for m in history if "tpf" in m]
+    fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                               name="Jacobi TPF", line=dict(color=COLORS["cllm"], width=2)))
+    fig.add_hline(y=1.0, line=dict(color=COLORS["base"], dash="dot"), annotation_text="greedy AR: 1 token per pass",
+                  annotation_position="bottom right")
+    fig.update_yaxes(rangemode="tozero")
+    return _layout(fig, "Tokens per forward pass on held-out prompts", "step", "tokens per pass")

@@ -113,17 +113,18 @@ def controls_html(ticks: int) -> str:
     )
 
 
-def race_html(race: Race, run_id: str, partial: bool = False) -> str:
+def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES) -> str:
     """The whole player: controls, legend, prompt and settings, and the two panels side by side.
     `run_id` tells the player a new race from an update of the same one (e.g. the AR check arriving);
-    `partial` marks runs still being decoded: the player waits at their end instead of finishing."""
+    `partial` marks runs still being decoded: the player waits at their end instead of finishing;
+    `roles` names the two panels ((role, label, caption) for base and cllm, as in ROLES)."""
     ticks = max(race.base.forward_passes, race.cllm.forward_passes)  # the shared clock's last pass
     meta = race.cllm.meta
     settings = (f"n = {meta.n} · up to {meta.max_new_tokens} new tokens · seed {meta.seed} · init {meta.init} · "
                 f"{meta.device}")
     prompt = (f'<details class="cr-prompt"><summary>{escape(race.title)} <small>({escape(settings)})</small></summary>'
               f'<pre>{escape(race.prompt)}</pre></details>')
-    panels = "".join(panel_html(getattr(race, role), role, label, caption) for role, label, caption in ROLES)
+    panels = "".join(panel_html(getattr(race, role), role, label, caption) for role, label, caption in roles)
     return (f'<div class="cr" tabindex="0" data-run="{escape(run_id)}" data-ticks="{ticks}" '
             f'data-partial="{int(partial)}">{prompt}'
             f'{controls_html(ticks)}{LEGEND_HTML}<div class="cr-panels">{panels}</div></div>')

@@ -1,0 +1,275 @@
+"""Train: turn a base model into a CLLM live. Collect Jacobi trajectories, fine-tune while the loss and
+held-out TPF curves and a live grid update, Stop, Save; the saved model joins Explore's pair picker.
+
+The work runs in the server's one training slot (cllm.train_session); the Collect and Train events are
+generators that follow it and redraw about once a second, so they hold no model lock and the other tabs
+keep decoding. A second visitor gets a "busy" message that names who is training, not an error.
+"""
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+import gradio as gr
+
+from cllm.models import DEFAULT_BASE
+from cllm.prompts import HELDOUT_PROMPTS, MAX_PROMPT_FILE_BYTES, TRAIN_PROMPTS, read_prompt_file, read_prompts
+from cllm.race import Race
+from cllm.train_recipe import BUDGETS, DEFAULT_RECIPE as R, collect_config, train_config
+from cllm.train_session import CollectJob, SlotBusy, SlotView, TrainSlot
+from cllm.trained import read_trained, trained_dir
+from cllm.training import LOSSES
+from cllm.ui import figures
+from cllm.ui.common import N_RANGE, model_name, user_errors, whole_number
+from cllm.ui.grid import race_html
+from cllm.ui.player import make_player
+
+SLOT = TrainSlot()  # one per server process: one training at a time
+SHIPPED, UPLOAD = "shipped training prompts", "uploaded file"
+MAX_PROMPTS = 2000  # the shipped set's size; ~7 minutes of collection on 2 CPU cores at 64 tokens
+MAX_TOKENS = 256
+MAX_MINUTES, MAX_STEPS = 30, 20_000
+POLL_SECONDS = 1.0  # how often a following event looks for news (it redraws only when there is some)
+HELD_OUT_SHARE, MAX_HELD_OUT = 5, 8  # an uploaded file's last fifth (at most 8 prompts) is held out
+EMPTY_GRID = ('<div class="cr-empty">While training runs, a held-out prompt is decoded with the current weights '
+              'every few steps and races the base model here: watch red turn blue in fewer passes.</div>')
+HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every intermediate state is recorded. "
+        "**2. Train**: the model learns to jump from any state straight to the final one (consistency loss) "
+        "while still predicting text (AR loss); every few steps its tokens per forward pass (TPF) on held-out "
+        "prompts is measured: 1.0 is ordinary decoding. **3. Save** it, then race it in **Explore**. "
+        "One training at a time per server; the other tabs keep working meanwhile.")
+
+
+def _owner(request: gr.Request | None) -> str:
+    return (request.session_hash if request is not None else None) or "local"
+
+
+def collect_job(base, source, upload, limit, n, max_new) -> CollectJob:
+    """The Collect inputs checked (ValueError says what is wrong) and the prompts read."""
+    base = model_name(base, "base")
+    limit = whole_number(limit, "number of prompts", 1, MAX_PROMPTS)
+    config = collect_config(whole_number(n, "block size n", *N_RANGE),
+                            whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS))
+    if source == UPLOAD:
+        if not upload:
+            raise ValueError("choose a prompt file to upload (JSONL with a \"prompt\" field, or text, one per line)")
+        prompts = read_prompt_file(upload)  # size-capped, UTF-8, not empty
+        if len(prompts) < 2:
+            raise ValueError(f"{Path(upload).name} holds one prompt: give at least 2 (the last are held out for TPF)")
+        held = min(MAX_HELD_OUT, max(1, len(prompts) // HELD_OUT_SHARE))
+        return CollectJob(base, tuple(prompts[:-held][:limit]), tuple(prompts[-held:]), config,
+                          f"the uploaded file {Path(upload).name}")
+    if source != SHIPPED:
+        raise ValueError(f"prompt source must be {SHIPPED!r} or {UPLOAD!r}")
+    return CollectJob(base, tuple(read_prompts(TRAIN_PROMPTS, limit)), tuple(read_prompts(HELDOUT_PROMPTS)), config,
+                      f"{TRAIN_PROMPTS.name} (shipped)")
+
+
+def read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
+    limit = MAX_MINUTES if budget == "minutes" else MAX_STEPS
+    amount = _number(amount, f"the budget in {budget}", 0, limit)
+    if budget == "steps":
+        amount = whole_number(amount, "the budget in steps", 1, MAX_STEPS)
+    return train_config(loss, _number(ar_weight, "AR weight", 0, 1000, low_ok=True), _number(lr, "learning rate", 0, 1),
+                        budget, amount, whole_number(eval_every, "TPF every K steps", 1, MAX_STEPS),
+                        whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS))
+
+
+def _number(value, name: str, low: float, high: float, low_ok: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {str(value)[:20]!r}") from None
+    if not (low <= number if low_ok else low < number) or number > high:
+        raise ValueError(f"{name} must be {'at least' if low_ok else 'more than'} {low} and at most {high}, got {value}")
+    return number
+
+
+def collect_data(who, base, source, upload, limit, n, max_new, request: gr.Request = None):
+    """Start collecting (or say who is busy), then follow it: a progress bar and the states collected."""
+    owner = _owner(request)
+    with user_errors():
+        job = collect_job(base, source, upload, limit, n, max_new)
+    try:
+        SLOT.start_collect(owner, who or "", job)
+    except SlotBusy as e:
+        yield _busy_html(str(e))
+        return
+    for view in _follow(owner, "collecting"):
+        yield collect_html(view)
+
+
+def train_model(loss, ar_weight, lr, budget, amount, eval_every, max_new, request: gr.Request = None):
+    """Start training on this visitor's collected data, then stream status, loss and TPF curves, live grid."""
+    owner = _owner(request)
+    with user_errors():
+        config = read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new)
+        try:
+            SLOT.start_train(owner, config)
+        except SlotBusy as e:
+            yield _busy_html(str(e)), gr.skip(), gr.skip(), gr.skip()
+            return
+    shown = None
+    for view in _follow(owner, "training"):
+        ended = view.phase != "training"  # the last view: every output in full (what an API caller gets)
+        grid = probe_html(view) if ended or view.probe_id != shown else gr.skip()  # a new grid replays
+        shown = view.probe_id
+        yield train_html(view), figures.make_loss_figure(view.history), _tpf_figure(view), grid
+
+
+def stop_training(request: gr.Request = None) -> str:
+    try:
+        return SLOT.stop(_owner(request))
+    except SlotBusy as e:
+        return str(e)
+
+
+def save_model(name, request: gr.Request = None) -> str:
+    with user_errors():
+        try:
+            path = SLOT.save(_owner(request), name if isinstance(name, str) else "")
+        except SlotBusy as e:
+            return str(e)
+    base = read_trained(path).base_model
+    return (f"Saved **{path.name}** (HF format with its model card) in `{path.parent}`. On the **Explore** tab "
+            f"pick **{escape(base)} vs {path.name}** in the model pair list to race it against its base.")
+
+
+def slot_status(request: gr.Request = None) -> str:
+    view = SLOT.view(_owner(request))
+    if view.busy:
+        return view.busy
+    if view.mine:
+        return f"The training slot is yours ({view.phase})."
+    return "The training slot is free: nobody is training."
+
+
+def _follow(owner: str, phase: str):
+    """Views of the slot while `phase` runs (one per change, at most one per POLL_SECONDS), then the last one;
+    a job that failed ends as gr.Error with its reason."""
+    view = SLOT.view(owner)
+    while view.phase == phase:
+        yield view
+        view = SLOT.wait(owner, view.version, POLL_SECONDS)
+    if view.phase == "failed":
+        raise gr.Error(view.error, print_exception=False)
+    yield view
+
+
+def collect_html(view: SlotView) -> str:
+    c = view.counts
+    if not c:
+        return f'<div class="tr-status">{escape(view.note or view.phase)}…</div>'
+    done, total = c["prompts_done"], c["prompts_total"]
+    head = ("Collected" if view.phase != "collecting" else "Collecting") + (" (stopped early)" if c.get("stopped") else "")
+    tail = " Now press <b>Train</b>." if view.phase == "collected" else ""
+    return (f'<div class="tr-status"><progress value="{done}" max="{total}"></progress> '
+            f'<b>{head}</b>: {done} / {total} prompts · <b data-k="states">{c["states"]:,}</b> states in '
+            f'{c["blocks"]:,} blocks (+ {c["augmented_states"]:,} augmented).{tail}</div>')
+
+
+def train_html(view: SlotView) -> str:
+    if view.result is not None:
+        return _result_html(view.result)
+    if not view.history:
+        return f'<div class="tr-status">{escape(view.note)}…</div>'
+    m, tpf = view.history[-1], next((h for h in reversed(view.history) if "tpf" in h), None)
+    seen = f" · held-out TPF <b>{tpf['tpf']:.2f}</b> at step {tpf['step']}" if tpf else ""
+    return (f'<div class="tr-status"><b>Training</b> ({escape(view.note)}): step <b data-k="step">{m["step"]}</b> · '
+            f'{m["seconds"] / 60:.1f} min · consistency loss {m["consistency"]:.3f} · AR loss {m["ar"]:.3f}{seen}</div>')
+
+
+def _result_html(info: dict) -> str:
+    b, a = info["before"], info["after"]
+    return (f'<div class="tr-status"><b>Trained</b>: {info["steps"]} steps in {info["seconds"] / 60:.1f} min '
+            f'(stopped by {escape(info["stopped_by"])}). Held-out tokens per pass <b>{b["tpf"]:.2f} → {a["tpf"]:.2f}</b> '
+            f'({info["eval_prompt_count"]} prompts, n = {info["data_meta"]["n"]}); perplexity {b["perplexity"]:.1f} → '
+            f'{a["perplexity"]:.1f}; Jacobi output = its own greedy output on {a["matches_ar"]:.0%} of them. '
+            'Name it and press <b>Save</b>.</div>')
+
+
+def probe_html(view: SlotView) -> str:
+    if view.probe is None:
+        return EMPTY_GRID
+    roles = (("base", "Before training", "the base model"),
+             ("cllm", f"After step {view.probe_step}", "the weights being trained"))
+    race = Race(view.before, view.probe, title=f"held-out prompt, step {view.probe_step}")
+    return race_html(race, f"probe-{view.probe_id}", roles=roles)  # the same probe again keeps its place
+
+
+def _tpf_figure(view: SlotView):
+    return figures.make_tpf_curve_figure(view.history, view.before_tpf)
+
+
+def _busy_html(message: str) -> str:
+    return f'<div class="tr-status tr-busy">{escape(message)}</div>'
+
+
+def _notice() -> str:
+    return (f"Trained models are saved under `{trained_dir()}`. Held-out prompts: the shipped held-out set, or "
+            f"the last fifth (at most {MAX_HELD_OUT}) of an uploaded file; upload at most "
+            f"{MAX_PROMPT_FILE_BYTES // 2**20} MiB.")
+
+
+def build() -> None:
+    with gr.Tab("Train", id="train") as tab:
+        gr.Markdown(HELP)
+        status = gr.Markdown(elem_id="train-slot")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### 1. Collect")
+                with gr.Row():
+                    who = gr.Textbox(label="Your name (others see it while you train)", max_length=40)
+                    base = gr.Textbox(DEFAULT_BASE, label="Base model (registry name, folder or hub id)",
+                                      elem_id="train-base")
+                with gr.Row():
+                    source = gr.Radio([SHIPPED, UPLOAD], value=SHIPPED, label="Prompts", elem_id="train-source")
+                    upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
+                                     type="filepath", height=110, elem_id="train-upload")
+                with gr.Row():
+                    limit = gr.Number(R.prompts, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=0,
+                                      elem_id="train-prompts")
+                    n = gr.Number(R.n, label="Block size n", precision=0, elem_id="train-n")
+                    max_new = gr.Number(R.max_new_tokens, label=f"Tokens per prompt (1 to {MAX_TOKENS})", precision=0,
+                                        elem_id="train-tokens")
+                collect = gr.Button("Collect", variant="primary", elem_id="train-collect")
+                collected = gr.HTML(label="collection", elem_id="train-collected")
+            with gr.Column():
+                gr.Markdown("### 2. Train")
+                with gr.Row():
+                    loss = gr.Radio(list(LOSSES), value=R.loss, label="Consistency loss")
+                    ar_weight = gr.Number(R.ar_weight, label="AR weight w", elem_id="train-ar-weight")
+                    lr = gr.Number(R.lr, label="Learning rate", elem_id="train-lr")
+                with gr.Row():
+                    budget = gr.Radio(list(BUDGETS), value=R.budget, label="Budget in")
+                    amount = gr.Number(R.minutes, label=f"Budget (≤ {MAX_MINUTES} min or {MAX_STEPS} steps)",
+                                       elem_id="train-budget")
+                    every = gr.Number(R.eval_every, label="TPF every K steps", precision=0, elem_id="train-every")
+                with gr.Row():
+                    train = gr.Button("Train", variant="primary", elem_id="train-train")
+                    stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                trained = gr.HTML(label="training", elem_id="train-status")
+        with gr.Row():
+            loss_plot, tpf_plot = gr.Plot(elem_id="train-loss"), gr.Plot(elem_id="train-tpf")
+        player = make_player("train-player", EMPTY_GRID)
+        gr.Markdown("### 3. Save\n" + _notice())
+        with gr.Row():
+            name = gr.Textbox(label="Name (letters, digits, - or _)", placeholder="e.g. my-first-cllm", scale=3,
+                              elem_id="train-name")
+            save = gr.Button("Save", scale=1, elem_id="train-save")
+        saved = gr.Markdown(elem_id="train-saved")
+        tab.select(slot_status, None, status, api_name="train_status")
+        budget.input(lambda kind: R.minutes if kind == "minutes" else R.steps, budget, amount, api_visibility="private",
+                     queue=False)
+        events = [
+            collect.click(collect_data, [who, base, source, upload, limit, n, max_new], collected, api_name="collect",
+                          concurrency_id="train_follow", concurrency_limit=None, show_progress="hidden"),
+            train.click(train_model, [loss, ar_weight, lr, budget, amount, every, max_new],
+                        [trained, loss_plot, tpf_plot, player], api_name="train", concurrency_id="train_follow",
+                        concurrency_limit=None, show_progress="hidden"),
+            stop.click(stop_training, None, trained, api_name="stop"),
+            save.click(save_model, name, saved, api_name="save_model")]
+        for event in events:  # the slot line follows what this visitor did
+            event.then(slot_status, None, status, api_visibility="private")

@@ -1,0 +1,145 @@
+"""The Train tab's callbacks called directly: input checks as gr.Error, the recipe equals the CLI's run,
+the live grid, and a saved model in Explore's pair picker."""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import pytest
+
+from cllm.cli import build_parser
+from cllm.collect import CollectConfig
+from cllm.train_recipe import DEFAULT_RECIPE as R, MINUTES_EPOCHS, cli_commands, train_config
+from cllm.training import TrainConfig
+from cllm.ui import common, explore_tab, train_tab
+from test_train_session import job, wait_for
+
+
+def write(tmp_path, name: str, data: bytes | str):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return str(path)
+
+
+def check_collect(*args):
+    with common.user_errors():
+        return train_tab.collect_job(*args)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("empty.txt", "", "holds no prompts"),
+    ("blank.jsonl", "\n\n", "holds no prompts"),
+    ("latin1.txt", "caf\xe9\n".encode("latin-1"), "not UTF-8"),
+    ("one.txt", "def f():\n", "holds one prompt"),
+    ("bad.jsonl", "{\"text\": 1}\n", "needs a non-empty string field"),
+])
+def test_bad_prompt_files(tmp_path, name, data, message):
+    with pytest.raises(gr.Error, match=message):
+        check_collect("m", train_tab.UPLOAD, write(tmp_path, name, data), 10, 16, 64)
+
+
+def test_prompt_file_size_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr("cllm.prompts.MAX_PROMPT_FILE_BYTES", 100)
+    with pytest.raises(gr.Error, match="larger than"):
+        check_collect("m", train_tab.UPLOAD, write(tmp_path, "big.txt", "x\n" * 100), 10, 16, 64)
+
+
+def test_uploaded_prompts_hold_out_their_last_fifth(tmp_path):
+    lines = [f"def f{i}():" for i in range(20)]
+    job_ = check_collect(" m ", train_tab.UPLOAD, write(tmp_path, "p.txt", "\n".join(lines)), 10, 8, 32)
+    assert job_.prompts == tuple(lines[:10]) and job_.heldout == tuple(lines[16:])  # 20 // 5 = 4 held out
+    assert job_.model == "m" and (job_.config.n, job_.config.max_new_tokens) == (8, 32) and "p.txt" in job_.source
+    jsonl = write(tmp_path, "p.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in lines[:3]))
+    assert check_collect("m", train_tab.UPLOAD, jsonl, 10, 8, 32).heldout == (lines[2],)  # at least one
+    shipped = check_collect("m", train_tab.SHIPPED, None, 5, 16, 64)
+    assert len(shipped.prompts) == 5 and len(shipped.heldout) > 5 and not set(shipped.prompts) & set(shipped.heldout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("m", train_tab.UPLOAD, None, 10, 16, 64), "choose a prompt file"),
+    (("", train_tab.SHIPPED, None, 10, 16, 64), "no base model given"),
+    (("m", train_tab.SHIPPED, None, 0, 16, 64), "number of prompts must be"),
+    (("m", train_tab.SHIPPED, None, 10, 0, 64), "block size n must be"),
+    (("m", train_tab.SHIPPED, None, 10, 16, 10**6), "tokens per prompt must be"),
+    (("m", "elsewhere", None, 10, 16, 64), "prompt source must be"),
+])
+def test_bad_collect_inputs(args, message):
+    with pytest.raises(gr.Error, match=message):
+        check_collect(*args)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("global", 10, 1e-3, "minutes", 0, 25, 64), "budget in minutes must be more than 0"),
+    (("global", 10, 1e-3, "steps", 0, 25, 64), "budget in steps must be more than 0"),
+    (("global", 10, 1e-3, "steps", 2.5, 25, 64), "budget in steps must be a whole number"),
+    (("global", 10, 1e-3, "minutes", 31, 25, 64), "at most 30"),
+    (("global", 10, 0, "minutes", 3, 25, 64), "learning rate must be more than 0"),
+    (("global", -1, 1e-3, "minutes", 3, 25, 64), "AR weight must be at least 0"),
+    (("both", 10, 1e-3, "minutes", 3, 25, 64), "loss must be one of"),
+    (("global", 10, 1e-3, "hours", 3, 25, 64), "budget must be counted in"),
+    (("global", 10, 1e-3, "minutes", 3, 0, 64), "TPF every K steps must be"),
+    (("global", 10, "fast", "minutes", 3, 25, 64), "learning rate must be a number"),
+])
+def test_bad_train_inputs_fail_before_anything_starts(args, message):
+    version = train_tab.SLOT.view("local").version
+    with pytest.raises(gr.Error, match=message):
+        list(train_tab.train_model(*args))
+    assert train_tab.SLOT.view("local").version == version
+
+
+def test_the_tabs_default_run_is_the_clis():
+    """The tab's defaults, given to the CLI parser as `cli_commands` writes them, give the same configs."""
+    collect_args, train_args = (build_parser().parse_args(c) for c in cli_commands())
+    tab = train_config(R.loss, R.ar_weight, R.lr, R.budget, R.minutes, R.eval_every, R.max_new_tokens)
+    assert (collect_args.n, collect_args.max_new_tokens, collect_args.limit) == (R.n, R.max_new_tokens, R.prompts)
+    assert collect_args.batch_size == CollectConfig().batch_size and not collect_args.no_clean
+    assert not collect_args.no_augment and collect_args.clean_period == CollectConfig().repeat_period
+    cli = {"loss": train_args.loss, "ar_weight": train_args.ar_weight, "lr": train_args.lr,
+           "max_minutes": train_args.max_minutes, "max_steps": train_args.max_steps, "epochs": train_args.epochs,
+           "scheduler": train_args.scheduler, "warmup": train_args.warmup, "eval_every": train_args.eval_every,
+           "eval_prompts": train_args.eval_count, "eval_max_new_tokens": train_args.eval_max_new_tokens,
+           "batch_size": train_args.batch_size, "states_per_block": train_args.states_per_block,
+           "label_smoothing": train_args.label_smoothing, "ar_scope": train_args.ar_scope, "seed": train_args.seed}
+    assert cli == {k: getattr(tab, k) for k in cli}
+    assert tab.max_minutes == R.minutes and tab.epochs == MINUTES_EPOCHS and tab.scheduler == "constant_with_warmup"
+    steps = train_config("local", 1.0, 1e-4, "steps", 40, 5, 32)
+    assert (steps.max_steps, steps.max_minutes, steps.scheduler) == (40, None, TrainConfig().scheduler)
+
+
+def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_path, monkeypatch):
+    """A short training in the slot: the grid races 'before' against the latest weights; after Save the
+    model is offered by Explore's pair picker and fills base, CLLM and n."""
+    monkeypatch.setenv("CLLM_TRAINED_DIR", str(tmp_path / "trained"))
+    slot = train_slot
+    slot.start_collect("local", "Ada", job(tiny_model_dir))
+    wait_for(slot, "local", ("collected",))
+    assert "Now press <b>Train</b>" in train_tab.collect_html(slot.view("local"))
+    outputs = list(train_tab.train_model("global", 1.0, 3e-3, "steps", 4, 2, 8))
+    status, loss_fig, tpf_fig, grid = outputs[-1]
+    assert len(outputs) >= 2 and "Trained" not in outputs[0][0]  # streamed: the first view is of a running job
+    assert "Trained" in status and "4 steps" in status and "= its own greedy output on 100%" in status
+    assert len(loss_fig.data[0].x) == 4 and list(tpf_fig.data[0].x) == [0, 2, 4]
+    assert "Before training" in grid and "After step 4" in grid and grid.count("✓ identical to greedy") == 2
+    assert "Saved **tab-cllm**" in train_tab.save_model("tab-cllm")
+    with pytest.raises(gr.Error, match="not a valid name"):
+        train_tab.save_model("../x")
+    labels = dict((v, label) for label, v in explore_tab.refresh_pairs("tiny-python|tiny-python-cllm").choices)
+    assert " vs tab-cllm (trained here, n = 4, TPF " in labels["trained:tab-cllm"]
+    base, cllm, n = explore_tab.pick_pair("trained:tab-cllm")
+    assert (base, cllm, n) == (str(tiny_model_dir), str(tmp_path / "trained" / "tab-cllm"), 4)
+    with pytest.raises(gr.Error, match="not a valid name"):
+        explore_tab.pick_pair("trained:../../etc")
+
+
+def test_slot_status_words(train_slot):
+    assert train_tab.slot_status() == "The training slot is free: nobody is training."
+
+
+def test_readme_shows_the_tabs_run():
+    """README's "Making a CLLM" prints the tab's defaults as commands: they must be cli_commands()'s."""
+    from cllm.models import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text().replace("\\\n", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    for command in cli_commands():
+        assert "python -m cllm " + " ".join(command) in lines
