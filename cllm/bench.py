@@ -18,6 +18,7 @@ from cllm.train_eval import perplexity
 
 COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
            "matches_ar", "fast_forwarded", "stationary", "overhead", "repeats", "perplexity")
+MAX_BLOCK_COST_WIDTH = 1024  # widest block timed (the widest a trajectory file holds)
 
 
 @contextmanager
@@ -80,6 +81,11 @@ def block_cost(loaded: LoadedModel, widths: list[int], context: int = 64, repeat
     """Median time of one forward pass feeding `w` tokens after `context` cached ones, relative to w = 1."""
     model = loaded.model
     vocab = model.get_output_embeddings().weight.shape[0]
+    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None) or MAX_BLOCK_COST_WIDTH + context
+    widest = min(limit - context, MAX_BLOCK_COST_WIDTH)  # past the context a pass is meaningless (and memory-hungry)
+    if any(not 1 <= w <= widest for w in widths):
+        raise ValueError(f"widths must be 1 to {widest} for this model ({context} cached tokens + the block fit "
+                         f"its context of {limit})")
     gen = torch.Generator().manual_seed(0)
     prefix = torch.randint(vocab, (context,), generator=gen).tolist()
     times = {}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
-from cllm.trajectory import TrajectoryError, save_trajectory
+from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
 
 class Parser(argparse.ArgumentParser):
@@ -145,9 +146,11 @@ def cmd_decode(args) -> None:
 
     config = _config(args)
     check_prompt(args.prompt)
+    if args.save is not None:  # a bad path fails now, not after the decode
+        check_output_path(args.save, "--save file")
     loaded = load_model(args.model, args.device, args.trust_remote_code)
     traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar)
-    if args.save:
+    if args.save is not None:
         save_trajectory(traj, args.save)
     if args.json:
         print(json.dumps(decode_json(traj, run_summary(traj)), ensure_ascii=False))
@@ -212,11 +215,15 @@ def cmd_stats(args) -> None:
     from cllm.trajectory import atomic_write_text
 
     config, prompts = _config(args), _read_prompt_args(args)
-    ns = _int_list(args.sweep, "--sweep") if args.sweep else None
+    ns = _int_list(args.sweep, "--sweep") if args.sweep is not None else None
+    if args.csv is not None:
+        check_output_path(args.csv, "--csv file")
+    if args.top < 1:
+        raise ValueError("--top must be at least 1")
     base, cllm = load_model(args.base, args.device), load_model(args.cllm, args.device)
     trajs, frame = compare_pair(base, cllm, prompts, config, _stderr_progress)
     agg = aggregate(frame)
-    if args.csv:
+    if args.csv is not None:
         atomic_write_text(Path(args.csv), frame.to_csv(index=False))
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(agg.to_string(index=False), "\n")
@@ -245,8 +252,8 @@ def cmd_block_cost(args) -> None:
 def cmd_pretrain(args) -> None:
     from cllm.pretrain_run import pretrain_and_save
 
-    if args.max_steps < 1 or (args.max_minutes is not None and args.max_minutes <= 0):
-        raise ValueError("--max-steps and --max-minutes must be positive")
+    if args.max_steps < 1 or (args.max_minutes is not None and not 0 < args.max_minutes < math.inf):
+        raise ValueError("--max-steps and --max-minutes must be positive (and finite)")
     print(pretrain_and_save(args))
 
 
@@ -262,8 +269,8 @@ def cmd_record(args) -> None:
         raise ValueError("--limit must be at least 1")
     source = Path(args.prompts or HELDOUT_PROMPTS)
     prefix = args.prefix or source.stem
-    names = [check_name(f"{prefix}-{i:02d}") for i in range(1, args.limit + 1)]  # bad prefix: fail before work
     prompts = read_prompts(source, args.limit)
+    names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
     base, cllm = (load_model(name, args.device) for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):
         race = decode_race(base, cllm, prompt, config)

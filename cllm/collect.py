@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cllm.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
                           shard_name, shard_paths)
-from cllm.jacobi import INITS, JacobiConfig, check_inputs
+from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.models import LoadedModel
 from cllm.prompts import read_prompts
@@ -56,6 +56,7 @@ class CollectConfig:
             raise ValueError("limit must be at least 1")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
+        check_seed(self.seed)
 
 
 def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
@@ -156,6 +157,10 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
     from tqdm.auto import tqdm
 
     prompts, out = read_prompts(prompts_file, config.limit), Path(out)
+    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
+    if context is not None and config.max_new_tokens >= context:  # every prompt would be skipped: write nothing
+        raise ValueError(f"max-new-tokens {config.max_new_tokens} leaves no room for a prompt in the model's "
+                         f"context of {context} tokens")
     options = _options(loaded, prompts_file, config)
     old = _check_resumable(out, options) or _write_meta(out, options | {"limit": config.limit})  # options first
     done = {r["prompt_index"] for p in shard_paths(out) for r in read_shard_records(p)}

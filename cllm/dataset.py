@@ -23,10 +23,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cllm.trajectory import parse_json
+
 SCHEMA = "cllm-consistency-data"
 SCHEMA_VERSION = 1
 META = "meta.json"
 SHARD_GLOB = "shard-*.jsonl"
+MAX_META_BYTES = 16 * 2**20  # meta.json lists options, counts and shard names: kilobytes
 FORMAT_NOTE = ("one JSON line per prompt: prompt_index, prompt_ids, output (generated ids), blocks [{start, states, "
                "augmented}]; block context = prompt_ids + output[:start]; states[0] = initial guess, states[-1] = "
                "fixed point; cleaned-out blocks are absent; skipped prompts are {prompt_index, skipped}")
@@ -64,32 +67,39 @@ def read_meta(folder: str | Path) -> dict:
     path = folder / META
     if not path.is_file():
         raise DatasetError(f"{folder} holds no {META}: not a dataset made by `python -m cllm collect`")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise DatasetError(f"{path} is not valid JSON") from None
+    if path.stat().st_size > MAX_META_BYTES:
+        raise DatasetError(f"{path} is larger than {MAX_META_BYTES // 2**20} MiB: not a meta.json written by collect")
+    meta = parse_json(path.read_bytes(), str(path), MAX_META_BYTES, DatasetError)
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise DatasetError(f"{path} is not a consistency dataset (schema should be {SCHEMA!r})")
     if meta.get("version") != SCHEMA_VERSION:
         raise DatasetError(f"unsupported dataset version {meta.get('version')!r} (this code reads {SCHEMA_VERSION})")
     for key, kind in (("n", int), ("vocab_size", int), ("model", str), ("max_new_tokens", int)):
-        if not isinstance(meta.get(key), kind):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise DatasetError(f"{path}: field {key!r} is missing or not {kind.__name__}")
+    for key in ("n", "vocab_size", "max_new_tokens"):
+        if meta[key] < 1:
+            raise DatasetError(f"{path}: field {key!r} must be positive, got {meta[key]}")
     return meta
 
 
 def read_shard_records(path: Path) -> list[dict]:
     """Parsed lines of one shard (structure checked later, per record)."""
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path.name} is not UTF-8 text") from None
+    for lineno, line in enumerate(text.split("\n"), 1):  # JSON lines: \n only (splitlines also splits at U+2028)
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long to convert
             raise DatasetError(f"{path.name} line {lineno} is not valid JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt_index"), int):
-            raise DatasetError(f"{path.name} line {lineno} has no integer prompt_index")
+        index = record.get("prompt_index") if isinstance(record, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise DatasetError(f"{path.name} line {lineno} has no prompt_index (a whole number >= 0)")
         records.append(record)
     return records
 

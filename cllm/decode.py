@@ -3,18 +3,9 @@ from __future__ import annotations
 
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import LoadedModel, token_text
+from cllm.prompts import MAX_PROMPT_CHARS, check_prompt  # noqa: F401 (the checks live with the prompt files)
 from cllm.race import Race, default_title
 from cllm.trajectory import Trajectory
-
-MAX_PROMPT_CHARS = 20_000
-
-
-def check_prompt(prompt: str) -> None:
-    """Cheap checks, worth doing before a model is loaded."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("the prompt is empty: type some text to continue")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:

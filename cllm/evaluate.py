@@ -7,8 +7,8 @@ from dataclasses import replace
 import pandas as pd
 
 from cllm import stats
-from cllm.decode import decode_prompt
-from cllm.jacobi import JacobiConfig
+from cllm.decode import decode_prompt, encode_prompt
+from cllm.jacobi import JacobiConfig, check_inputs
 from cllm.models import LoadedModel
 from cllm.trajectory import Trajectory
 
@@ -28,6 +28,7 @@ def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, prog
              label: str | None = None) -> list[Trajectory]:
     """Jacobi + greedy AR on every prompt; each trajectory carries its AR tokens and time."""
     label = label or loaded.name
+    check_all_fit(loaded, prompts, config.max_new_tokens)
     decode_prompt(loaded, prompts[0], replace(config, max_new_tokens=min(8, config.max_new_tokens)))  # warm-up
     out = []
     for i, prompt in enumerate(prompts):
@@ -35,6 +36,16 @@ def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, prog
         if progress:
             progress(i + 1, len(prompts), label)
     return out
+
+
+def check_all_fit(loaded: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:
+    """Every prompt must fit the model's context with the token budget: say which one does not, before
+    minutes of decoding end in an error."""
+    for i, prompt in enumerate(prompts, 1):
+        try:
+            check_inputs(loaded.model, encode_prompt(loaded, prompt), max_new_tokens)
+        except ValueError as e:
+            raise ValueError(f"prompt {i} of {len(prompts)}: {e}") from None
 
 
 def prompt_frame(trajs: list[Trajectory], model: str) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from transformers import DynamicCache
 from cllm.trajectory import Block, RunMeta, Trajectory
 
 INITS = ("prompt", "vocab", "last")  # initial-guess rules; "prompt" is the authors' default
+MAX_SEED = 2**32 - 1  # seeds are 0..2**32-1 everywhere: what numpy (the Trainer's set_seed) accepts
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class JacobiConfig:
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}")
+        check_seed(self.seed)
+
+
+def check_seed(seed: int) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {str(seed)[:24]}")
 
 
 @dataclass

@@ -18,6 +18,9 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
+# Any one of these makes a folder worth handing to AutoTokenizer (fast, sentencepiece or BPE vocab files).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model")
 
 
 class ModelLoadError(RuntimeError):
@@ -117,31 +120,53 @@ def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as e:  # transformers raises OSError, ValueError or KeyError depending on what is missing
-        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load a tokenizer from {shown(name_or_path)}: {_first_line(e)}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(dev).eval()
     except Exception as e:
-        raise ModelLoadError(f"cannot load a causal LM from {name_or_path!r}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load a causal LM from {shown(name_or_path)}: {_first_line(e)}") from None
     return LoadedModel(name_or_path, model, tokenizer, eos_id_of(tokenizer, model))
 
 
 def _source_kwargs(name: str, source: str) -> dict:
-    """Local folders load as they are; a hub id loads from the local cache, or online if the hub answers."""
+    """Local folders load from disk only (never a hub call); a hub id loads from the local cache, or online
+    if the hub answers."""
     if os.path.isdir(source):
-        return {}
+        check_model_folder(Path(source))
+        return {"local_files_only": True}
     entry = BY_NAME.get(name)
     if entry is not None and entry.bundled:
         raise ModelLoadError(f"bundled model {name!r} is missing from {source}; see README (python -m cllm pretrain)")
+    interrupted = Path(source).with_name(f".{Path(source).name}.old") if Path(source).name else None
+    if interrupted is not None and os.path.isdir(interrupted):  # cllm.checkpoint's swap was killed halfway
+        raise ModelLoadError(f"no model folder at {shown(source)}: a save there was interrupted; the previous "
+                             f"model is in {interrupted} (the next save to {source} puts it back first)")
     if _in_local_cache(source):
         return {"local_files_only": True}
     if looks_like_path(source):
-        raise ModelLoadError(f"no model folder at {source!r}")
+        raise ModelLoadError(f"no model folder at {shown(source)}")
     if not hub_reachable():
         raise ModelLoadError(
-            f"{name!r} is not a local folder and the Hugging Face hub is unreachable (offline); "
+            f"{shown(name)} is not a local folder and the Hugging Face hub is unreachable (offline); "
             "use a bundled model such as tiny-python or a local folder"
         )
     return {}
+
+
+def check_model_folder(folder: Path) -> None:
+    """A folder must hold a config.json and tokenizer files: say which is missing before transformers
+    does (its messages name neither, and a folder without config.json makes it look for one on the hub)."""
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{shown(str(folder))} holds no config.json: not a Hugging Face model folder")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(f"{shown(str(folder))} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                             "save the tokenizer into the model folder (tokenizer.save_pretrained)")
+
+
+def shown(name: str, limit: int = 80) -> str:
+    """A user-given name inside a one-line message: quoted, escaped, and cut to a readable length."""
+    text = repr(name)
+    return text if len(text) <= limit else text[: limit - 2] + "…'"
 
 
 def looks_like_path(source: str) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from cllm.trajectory import atomic_write_text
+
 EOS = "<|endoftext|>"
 EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "pydoc_data"}
 
@@ -140,7 +142,7 @@ def write_prompt_sets(config: PretrainConfig, prompts_dir: Path, heldout_count: 
     prompts_dir.mkdir(parents=True, exist_ok=True)
     for name, paths, count in (("heldout", heldout, heldout_count), ("train", train, train_count)):
         rows = function_prompts(paths, root, limit=count)
-        (prompts_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        atomic_write_text(prompts_dir / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def corpus_texts(paths: list[Path]) -> list[str]:
@@ -182,9 +184,9 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
     import time
 
     from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
-    from cllm.training_utils import TimeBudget
+    from cllm.checkpoint import write_folder_atomic
+    from cllm.training_utils import TimeBudget, resume_checkpoint
 
     work = Path(config.work_dir)
     train_paths, heldout_paths = split_corpus(config)
@@ -193,7 +195,7 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
     else:
         tokenizer = train_tokenizer(corpus_texts(train_paths), config.vocab_size)
-        tokenizer.save_pretrained(tok_dir)
+        write_folder_atomic(tok_dir, tokenizer.save_pretrained)  # a kill mid-save must not leave half a tokenizer
     train_rows = token_chunks(tokenizer, corpus_texts(train_paths), config.context)
     heldout_rows = token_chunks(tokenizer, corpus_texts(heldout_paths), config.context)
     model = build_model(config, tokenizer)
@@ -208,7 +210,7 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
     callbacks = [TimeBudget(max_minutes)] if max_minutes else []
     trainer = Trainer(model=model, args=args, train_dataset=RowDataset(train_rows), callbacks=callbacks)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=get_last_checkpoint(str(work)) if work.exists() else None)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(work))
     return {
         "model": trainer.model, "tokenizer": tokenizer, "steps": result.global_step,
         "train_loss": result.training_loss, "seconds_this_run": time.perf_counter() - t0,

@@ -9,6 +9,19 @@ from cllm.models import REPO_ROOT
 HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "heldout.jsonl"
 TRAIN_PROMPTS = REPO_ROOT / "assets" / "prompts" / "train.jsonl"  # the bundled CLLM's training prompts
 MAX_PROMPT_FILE_BYTES = 5 * 1024 * 1024
+MAX_PROMPT_CHARS = 20_000  # a typed prompt or one line of a prompt file; far beyond any bundled model's context
+
+
+def check_prompt(prompt: str, where: str = "the prompt") -> None:
+    """Cheap checks, worth doing before a model is loaded (a typed prompt and every prompt of a file)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"{where} is empty: type some text to continue")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{where} is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: undecodable bytes in argv, or "\ud800" in JSON
+        raise ValueError(f"{where} is not valid text (it holds bytes that are not UTF-8 characters)") from None
 
 
 def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
@@ -21,10 +34,12 @@ def read_prompt_file(path: str | Path, limit: int | None = None) -> list[str]:
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".json"):
         return read_prompts(path, limit)
-    prompts = [line for line in read_text(path).splitlines() if line.strip()]
-    if not prompts:
+    lines = [(lineno, line) for lineno, line in enumerate(text_lines(read_text(path)), 1) if line.strip()][:limit]
+    if not lines:
         raise ValueError(f"{path.name} holds no prompts")
-    return prompts[:limit] if limit else prompts
+    for lineno, line in lines:
+        check_prompt(line, f"{path.name} line {lineno}")
+    return [line for _, line in lines]
 
 
 def read_text(path: Path) -> str:
@@ -38,17 +53,24 @@ def read_text(path: Path) -> str:
         raise ValueError(f"{path.name} is not UTF-8 text") from None
 
 
+def text_lines(text: str) -> list[str]:
+    """Lines split at \\n only (dropping a \\r before it): str.splitlines also splits at form feeds, U+2028 and
+    other characters that JSON strings and Python source may hold."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def parse_prompts(text: str, name: str = "prompts", limit: int | None = None) -> list[str]:
     prompts = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long to convert
             raise ValueError(f"{name} line {lineno} is not JSON (expected {{\"prompt\": \"...\"}})") from None
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
             raise ValueError(f"{name} line {lineno} needs a non-empty string field \"prompt\"")
+        check_prompt(item["prompt"], f"{name} line {lineno}'s prompt")
         prompts.append(item["prompt"])
         if limit is not None and len(prompts) >= limit:
             break

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cllm.stats import tokens_per_forward
-from cllm.trajectory import (MAX_FILE_BYTES, Trajectory, TrajectoryError, atomic_write_text, parse_json,
-                             trajectory_from_dict, trajectory_to_dict)
+from cllm.trajectory import (MAX_FILE_BYTES, Trajectory, TrajectoryError, atomic_write_text, drop_stale_temps,
+                             parse_json, trajectory_from_dict, trajectory_to_dict)
 
 RACE_SCHEMA = "cllm-race"
 RACE_VERSION = 1
@@ -115,7 +115,8 @@ def gallery_dir() -> Path:
 def check_name(name: object) -> str:
     """A gallery name, or RaceError: the name becomes a file name, so nothing but a plain word passes."""
     if not isinstance(name, str) or not _NAME.fullmatch(name.strip()):
-        shown = repr(name)[:40] if isinstance(name, str) and name.strip() else "an empty name"
+        empty = name is None or (isinstance(name, str) and not name.strip())
+        shown = "an empty name" if empty else repr(name)[:40]
         raise RaceError(f"{shown} is not a valid name: use {NAME_RULE}")
     return name.strip()
 
@@ -128,6 +129,7 @@ def add_to_gallery(race: Race, folder: Path, name: str) -> Path:
     """Write `<name>.json` atomically and only if no such file exists (a hard link never replaces)."""
     path = gallery_path(folder, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    drop_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share

@@ -14,6 +14,7 @@ on short-block data the context is most of the tokens, so this roughly halves th
 """
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -25,8 +26,11 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from cllm.dataset import Entry
+from cllm.jacobi import check_seed
 from cllm.losses import AR_SCOPES, IGNORE, LOSSES, ar_loss, consistency_loss, teachable_mask, total_loss
 
+# transformers lr_scheduler_type names that need no extra scheduler arguments (the others fail mid-setup)
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 PAD_ID = 0  # id in right-padded slots; the attention mask hides them and no label points at them
 
 
@@ -63,6 +67,16 @@ class TrainConfig:
     ar_text_tokens: int = 256  # length of each real-text row (one row per block)
 
     def __post_init__(self):
+        numbers = {"lr": self.lr, "ar-weight": self.ar_weight, "label-smoothing": self.label_smoothing,
+                   "warmup": self.warmup, "epochs": self.epochs, "max-minutes": self.max_minutes or 0.0}
+        for name, value in numbers.items():  # argparse's float() takes "nan" and "inf", and nan passes every < test
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if self.warmup < 0:
+            raise ValueError("warmup must be non-negative (a fraction of the steps below 1, or a step count)")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {str(self.scheduler)[:40]!r}: use one of {', '.join(SCHEDULERS)}")
+        check_seed(self.seed)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.ar_scope not in AR_SCOPES:

@@ -7,10 +7,13 @@ crash and never code execution (plain JSON, no pickle).
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,7 @@ MAX_BLOCKS = 4096
 MAX_BLOCK_WIDTH = 1024
 MAX_TEXT_CHARS = 200_000
 MAX_TOKEN_TEXT_CHARS = 256
+STALE_TEMP_SECONDS = 3600  # a temp file of an atomic write untouched this long was left by a killed writer
 
 
 class TrajectoryError(ValueError):
@@ -123,8 +127,24 @@ def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Fail before any work when `path` cannot become a file: empty, a folder, or under a file."""
+    if not str(path).strip():
+        raise ValueError(f"the {what} name is empty")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"the {what} {path} is a folder; give a file name")
+    parent = next((p for p in path.parents if p.exists()), Path("."))  # the nearest folder that exists
+    if not parent.is_dir():
+        raise ValueError(f"the {what} {path} cannot be created: {parent} is a file, not a folder")
+    return path
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a hidden temp file beside `path`, fsync, then rename over it: readers see the old file or the
+    new one, never part of one. A killed writer leaves only its hidden `.name.*.tmp` (dropped once stale)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    drop_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share, like any other
@@ -136,6 +156,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> None:
+    """Remove temp files (or folders) that a killed writer of `path` left behind; a live save takes
+    seconds, so one untouched for an hour is a leftover, never work in progress."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > age_seconds:
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        except OSError:
+            continue  # another process removed it first, or it is not ours to remove
 
 
 def load_trajectory(path: str | os.PathLike) -> Trajectory:
@@ -169,6 +200,8 @@ def parse_json(raw: str | bytes, name: str, max_bytes: int, error: type[ValueErr
         raise error(f"{name} is nested too deeply to be read") from None
     except json.JSONDecodeError as e:
         raise error(f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except ValueError:  # an integer literal of thousands of digits (Python's int-conversion limit)
+        raise error(f"{name} holds a number too long to be read") from None
 
 
 def trajectory_from_dict(data: object) -> Trajectory:

@@ -42,8 +42,17 @@ def test_folder_errors(tiny_model_dir, tmp_path):
     no_tok = tmp_path / "no-tokenizer"
     no_tok.mkdir()
     shutil.copy(tiny_model_dir / "config.json", no_tok)
-    with pytest.raises(ModelLoadError, match="cannot load a tokenizer"):
+    with pytest.raises(ModelLoadError, match="holds no tokenizer"):
         load_model(str(no_tok))
+    no_config = tmp_path / "tokenizer-only"
+    no_config.mkdir()
+    shutil.copy(tiny_model_dir / "tokenizer.json", no_config)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="holds no config.json"):  # at once, not after hub retries
+        load_model(str(no_config))
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ModelLoadError, match=r"no model folder at '/x+…'$"):  # a huge name is cut short
+        load_model("/" + "x" * 5000)
 
 
 def test_loads_a_folder_on_cpu(tiny_model_dir):

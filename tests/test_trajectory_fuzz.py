@@ -40,6 +40,8 @@ def paths(obj, prefix=()):
 def mutate(data, rng: random.Random):
     for _ in range(rng.randint(1, 4)):
         locs = list(paths(data))
+        if not locs:  # every key deleted: nothing left to mutate
+            break
         loc = rng.choice(locs)
         parent = data
         for k in loc[:-1]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from cllm.jacobi import INITS, JacobiConfig
+from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
 from cllm.models import BY_NAME, ModelLoadError, model_pairs
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import run_summary
@@ -19,7 +19,7 @@ from cllm.trained import list_trained, read_trained, trained_path
 
 N_RANGE = (1, 64)  # block sizes the grid can show side by side
 MAX_NEW_TOKENS_RANGE = (1, 512)  # beyond this a CPU visitor waits minutes and the page grows heavy
-SEED_RANGE = (0, 2**31 - 1)
+SEED_RANGE = (0, MAX_SEED)
 MAX_MODEL_NAME_CHARS = 500
 CHECK_WORDS = {None: "comparing with greedy…", True: "same text as greedy ✓", False: "differs from greedy ✗"}
 TRAINED_PREFIX = "trained:"  # pair-picker values of models saved from the Train tab: "trained:<name>"
@@ -35,14 +35,16 @@ def user_errors():
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:
-    if value is None or value == "":
+    """The one check of every numeric box (their gr.Number has precision=None, so Gradio passes what it got,
+    typed or sent by an API client, here: 1.5, "abc", inf and nan all end as this clear message)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{name} is empty: give a whole number from {low} to {high}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a whole number, got {str(value)[:20]!r}") from None
-    if not number.is_integer() or not low <= number <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value}")
+    if isinstance(value, bool) or not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {str(value)[:20]}")
     return int(number)
 
 

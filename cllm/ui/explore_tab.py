@@ -119,12 +119,12 @@ def build() -> gr.State:
                     base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
                     cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
                 with gr.Row():
-                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=0,
+                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
                                   elem_id="block-size")
-                    max_new = gr.Number(64, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=0,
+                    max_new = gr.Number(64, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=None,
                                         elem_id="max-new")
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed (initial guesses)", precision=0)
+                    seed = gr.Number(0, label="Seed (initial guesses)", precision=None)
                     init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")

@@ -102,9 +102,9 @@ def build(race: gr.State) -> None:
                 source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts")
                 upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"], type="filepath")
             with gr.Row():
-                limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=0)
-                n = gr.Number(16, label="Block size n", precision=0)
-                max_new = gr.Number(64, label="Max new tokens", precision=0)
+                limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=None)
+                n = gr.Number(16, label="Block size n", precision=None)
+                max_new = gr.Number(64, label="Max new tokens", precision=None)
                 go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
             ratios = gr.Dataframe(label="Fast-forwarded and stationary totals, base vs CLLM", interactive=False)
             agg = gr.Dataframe(label="Per model", interactive=False)

@@ -1,0 +1,176 @@
+"""Load: the app on loopback, N concurrent gradio_client visitors calling /run in a loop for a bounded time.
+Prints requests served, errors (must be 0), median / p95 / max latency and the server's RSS before and after.
+
+    OMP_NUM_THREADS=1 python tests/test_load.py --seconds 300                      # the bundled pair
+    OMP_NUM_THREADS=1 python tests/test_load.py --base runs/x --cllm runs/y --seconds 60
+
+Latency is what a visitor waits: model work is queued one request at a time (explore_tab), so with 8
+visitors most of it is the queue. `pytest -m slow tests/test_load.py` runs it briefly on the tiny fixtures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_SECONDS = 300  # the issue's bound: at most 5 minutes of load
+# Gradio's launch() probes its own URL with a 3 s timeout and refuses to start when that fails, which a
+# busy CPU can cause; the probe only guards against unreachable localhost (notebooks), so the runner skips it.
+SERVE = ("import sys, app; app.serve(warm_up=False, server_name='127.0.0.1', server_port=int(sys.argv[1]), "
+         "_frontend=False)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc; psutil elsewhere)."""
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        line = next(l for l in status.read_text().splitlines() if l.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def start_server(port: int, gallery: str, timeout: float = 900) -> subprocess.Popen:
+    env = os.environ | {"CLLM_GALLERY_DIR": gallery, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import httpx
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/config", timeout=30).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    server.kill()
+    raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
+
+
+def held_out_prompts(limit: int = 16) -> list[str]:
+    from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+    try:
+        return read_prompts(HELDOUT_PROMPTS, limit)
+    except ValueError:
+        return ["def fibonacci(n):\n", "class Stack:\n", "import os\n\n\ndef list_files(path):\n"]
+
+
+def visitor(url: str, args, prompts: list[str], deadline: float, k: int, results: list, errors: list) -> None:
+    """One visitor: its own session, /run in a loop until the deadline; each answer must be a whole race."""
+    from gradio_client import Client
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 900})
+    i = 0
+    while time.time() < deadline:
+        prompt = prompts[(k + i) % len(prompts)]
+        t0 = time.perf_counter()
+        try:
+            html, status, path = client.predict(prompt, args.base, args.cllm, args.n, args.max_new_tokens, i, "prompt",
+                                                api_name="/run")
+            if html.count('class="cr-panel"') != 2 or not path or not Path(path).is_file():
+                raise AssertionError(f"incomplete answer: {status[:200]!r}")
+            results.append(time.perf_counter() - t0)
+        except Exception as e:  # counted and reported; the run goes on
+            errors.append(f"{type(e).__name__}: {str(e)[:200]}")
+        i += 1
+
+
+def run_load(args, prompts: list[str] | None = None) -> dict:
+    """Start the server, warm it up (both models loaded), run the visitors, stop it; the figures as a dict."""
+    from gradio_client import Client
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory(prefix="cllm-load-") as gallery:
+        server = start_server(port, gallery)
+        try:
+            rss_start = rss_mib(server.pid)
+            warm = Client(url, verbose=False, httpx_kwargs={"timeout": 900})  # loads both models, not measured
+            warm.predict("def f(x):", args.base, args.cllm, args.n, args.max_new_tokens, 0, "prompt", api_name="/run")
+            rss_before = rss_mib(server.pid)
+            prompts, results, errors = prompts or held_out_prompts(), [], []
+            t0 = time.time()
+            deadline = t0 + min(args.seconds, MAX_SECONDS)
+            threads = [threading.Thread(target=visitor, args=(url, args, prompts, deadline, k, results, errors))
+                       for k in range(args.visitors)]
+            for t in threads:
+                t.start()
+            time.sleep(max(0.0, (deadline - time.time()) / 2))
+            rss_half = rss_mib(server.pid)  # growth from here to the end would be a leak, not warm-up
+            for t in threads:
+                t.join()
+            wall = time.time() - t0
+            rss_after = rss_mib(server.pid)
+            alive = server.poll() is None
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    latencies = sorted(results)
+    return {
+        "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "n": args.n,
+        "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1), "requests": len(results),
+        "errors": len(errors), "error_samples": errors[:5], "server_alive": alive,
+        "median_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p95_s": round(latencies[math.ceil(0.95 * len(latencies)) - 1], 3) if latencies else None,  # nearest rank
+        "max_s": round(latencies[-1], 3) if latencies else None,
+        "rss_start_mib": round(rss_start, 1), "rss_before_mib": round(rss_before, 1), "rss_half_mib": round(rss_half, 1),
+        "rss_after_mib": round(rss_after, 1),
+    }
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", default="tiny-python")
+    p.add_argument("--cllm", default="tiny-python-cllm")
+    p.add_argument("--visitors", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=MAX_SECONDS, help=f"load duration (at most {MAX_SECONDS})")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    return p.parse_args(argv)
+
+
+def summary_lines(r: dict) -> list[str]:
+    return [f"{r['visitors']} visitors for {r['seconds']} s, {r['base']} vs {r['cllm']}, n = {r['n']}, "
+            f"{r['max_new_tokens']} new tokens",
+            f"requests served: {r['requests']}, errors: {r['errors']}, server alive: {r['server_alive']}",
+            f"latency: median {r['median_s']} s, p95 {r['p95_s']} s, max {r['max_s']} s",
+            f"server RSS: {r['rss_start_mib']} MiB at start, {r['rss_before_mib']} MiB with the models loaded, "
+            f"{r['rss_half_mib']} MiB half-way, {r['rss_after_mib']} MiB after the load"]
+
+
+@pytest.mark.slow
+def test_eight_visitors_no_errors_flat_memory(tiny_pair):
+    seconds = float(os.environ.get("CLLM_LOAD_SECONDS", "60"))
+    args = parse_args(["--base", tiny_pair[0], "--cllm", tiny_pair[1], "--seconds", str(seconds), "--n", "4",
+                       "--max-new-tokens", "16"])
+    r = run_load(args, ["def f(x):", "class A:", "import os", "for i in range(10):"])  # fit the fixtures' context
+    print("\n".join(summary_lines(r)))
+    assert r["errors"] == 0 and r["server_alive"] and r["requests"] >= r["visitors"], r["error_samples"]
+    assert r["rss_after_mib"] < r["rss_before_mib"] * 1.2 + 50  # flat: no growth with the number of requests
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    result = run_load(parse_args())
+    print("\n".join(summary_lines(result)))
+    print(json.dumps(result))
+    sys.exit(1 if result["errors"] or not result["server_alive"] else 0)
