@@ -118,8 +118,13 @@ def test_clear_errors(loaded, prompts_file, tmp_path):
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="not empty and holds no meta.json"):
         collect(loaded, prompts_file, busy, SMALL, progress=False)
-    with pytest.raises(DatasetError, match="collected no training blocks"):  # every prompt too long for 128 positions
+    with pytest.raises(ValueError, match="leaves no room for a prompt in the model's context of 128"):
         collect(loaded, prompts_file, tmp_path / "e", CollectConfig(n=4, max_new_tokens=128), progress=False)
+    assert not (tmp_path / "e").exists()  # refused before anything was written
+    long = tmp_path / "long.jsonl"
+    long.write_text(json.dumps({"prompt": "def f(x):\n" * 60}) + "\n")
+    with pytest.raises(DatasetError, match="collected no training blocks"):  # every prompt too long for 128 positions
+        collect(loaded, long, tmp_path / "f", CollectConfig(n=4, max_new_tokens=8), progress=False)
     with pytest.raises(ValueError, match="batch-size must be at least 1"):
         CollectConfig(batch_size=0)
     with pytest.raises(DatasetError, match="no dataset folder"):
