@@ -3,7 +3,7 @@ import threading
 
 import gradio as gr
 
-from cllm.ui import explore_tab, gallery_tab, stats_tab, train_tab
+from cllm.ui import explore_tab, gallery_tab, learn_tab, stats_tab, train_tab
 from cllm.ui.common import limit_cpu_threads
 
 TITLE = "CLLM Explorer"
@@ -17,10 +17,11 @@ def build_app() -> gr.Blocks:
     # fill_width: two 16-column grids side by side need the room; delete_cache: hourly, drop old race downloads
     with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
-            race = explore_tab.build()  # each build() adds one gr.Tab; a new tab is one more line here
+        with gr.Tabs() as tabs:
+            explore = explore_tab.build()  # each build() adds one gr.Tab; a new tab is one more line here
+            learn_tab.build()
             gallery_tab.build()
-            stats_tab.build(race)
+            stats_tab.build(explore, tabs)  # charts Explore's run; a collocation row opens in Explore
             train_tab.build()
     return demo
 

@@ -95,6 +95,10 @@
       }, 1000 / st.speed);
       render();
     }
+    function focusCell() {
+      const cell = q(".cr-focus");
+      if (cell) cell.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
     function go(t) { stop(); st.t = Math.max(0, Math.min(st.ticks, t)); render(); }
 
     // (Re)read the markup: a new run restarts from pass 0 and plays; an update of the same run keeps its place.
@@ -107,7 +111,10 @@
       st.partial = st.root.dataset.partial === "1";
       st.panels = Array.from(st.root.querySelectorAll(".cr-panel")).map(readPanel);
       q(".cr-speed select").value = String(st.speed);
-      if (!same) { st.t = 0; play(); } else if (playing) { play(); } else { render(); }
+      // a race opened at a moment (data-open: a lesson, a collocation row) waits there, paused
+      const open = st.root.dataset.open;
+      if (!same && open !== undefined) { stop(); st.t = Math.min(Number(open), st.ticks); render(); focusCell(); }
+      else if (!same) { st.t = 0; play(); } else if (playing) { play(); } else { render(); }
     }
 
     element.addEventListener("click", (e) => {

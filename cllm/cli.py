@@ -230,7 +230,7 @@ def cmd_stats(args) -> None:
         print(ratio_table(agg).to_string(index=False), "\n")
         for kind in KINDS:
             print(f"most {kind} spans (CLLM):")
-            print(collocation_table(trajs["cllm"], trajs["base"], kind, args.top).drop(columns=["run", "block", "iteration"]).to_string(), "\n")
+            print(collocation_table(trajs["cllm"], trajs["base"], kind, args.top).drop(columns=["run", "block", "iteration", "position"]).to_string(), "\n")
         if ns:
             print(n_sweep({"base": base, "cllm": cllm}, prompts, config, ns, _stderr_progress).to_string(index=False))
 

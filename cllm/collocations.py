@@ -17,6 +17,8 @@ from cllm import stats
 from cllm.trajectory import Block, Trajectory
 
 KINDS = ("fast_forwarded", "stationary")
+COLUMNS = ["text", "tokens", "cllm_count", "cllm_share", "base_count", "base_share", "run", "block", "iteration",
+           "position"]  # run/block/iteration/position: where the CLLM's first example of the span is
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,9 @@ def collocation_table(cllm: list[Trajectory], base: list[Trajectory], kind: str,
         "text": text_of(toks), "tokens": len(toks), "cllm_count": n, "cllm_share": n / totals["cllm"],
         "base_count": counts["base"].get(toks, 0), "base_share": counts["base"].get(toks, 0) / totals["base"],
         "run": example[toks].run, "block": example[toks].block, "iteration": example[toks].iteration,
+        "position": example[toks].start,
     } for toks, n in counts["cllm"].items()]
-    columns = ["text", "tokens", "cllm_count", "cllm_share", "base_count", "base_share", "run", "block", "iteration"]
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["cllm_count", "tokens"], ascending=False).head(top).reset_index(drop=True)
 
 

@@ -18,6 +18,7 @@ paper's confirming pass without changing the fixed point (tested against the lit
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -61,6 +62,18 @@ class ARResult:
     prefill_seconds: float
 
 
+def cache_arg(model) -> str:
+    """Name of forward()'s KV-cache argument: transformers 5.2x renamed `past_key_values` to `cache` (the old
+    name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers (DDP) are looked through."""
+    forward = getattr(model, "module", model).forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache a forward pass returned, under either name (see cache_arg)."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
 class CachedLM:
     """A causal LM fed by position along one sequence, with a cache that can roll back."""
 
@@ -68,6 +81,7 @@ class CachedLM:
         self.model = model
         self.device = model.device
         self.cache = DynamicCache(config=model.config)
+        self.cache_arg = cache_arg(model)
 
     @property
     def length(self) -> int:
@@ -79,10 +93,10 @@ class CachedLM:
         positions = torch.arange(start, start + len(ids), device=self.device)
         out = self.model(
             input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=self.cache,
-            cache_position=positions,
+            cache_position=positions,  # what 5.x releases before the cache_arg rename read; later ones ignore it
             position_ids=positions[None],
             use_cache=True,
+            **{self.cache_arg: self.cache},
         )
         return out.logits[0]
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import DynamicCache
 
-from cllm.jacobi import JacobiConfig, _inference, _meta, check_inputs, initial_guess, vocab_size_of
+from cllm.jacobi import (JacobiConfig, _inference, _meta, cache_arg, check_inputs, initial_guess,
+                         vocab_size_of)
 from cllm.stats import committed_prefix
 from cllm.trajectory import Block, Trajectory
 
@@ -44,6 +45,7 @@ class BatchedLM:
         self.model = model
         self.device = model.device
         self.cache = DynamicCache(config=model.config)
+        self.cache_arg = cache_arg(model)
         self.pads = torch.tensor(pads, device=self.device)  # (B,) left pads per row
 
     @property
@@ -58,7 +60,7 @@ class BatchedLM:
         seen = torch.arange(start + width, device=self.device)
         mask = (seen[None] >= self.pads[:, None]).long()  # (B, start + T): 0 on each row's pads
         out = self.model(input_ids=torch.tensor(ids, device=self.device), attention_mask=mask,
-                         past_key_values=self.cache, cache_position=columns, position_ids=positions, use_cache=True)
+                         cache_position=columns, position_ids=positions, use_cache=True, **{self.cache_arg: self.cache})
         return out.logits
 
     def rollback(self, length: int) -> None:

@@ -26,7 +26,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from cllm.dataset import Entry
-from cllm.jacobi import check_seed
+from cllm.jacobi import cache_arg, check_seed, returned_cache
 from cllm.losses import AR_SCOPES, IGNORE, LOSSES, ar_loss, consistency_loss, teachable_mask, total_loss
 
 # transformers lr_scheduler_type names that need no extra scheduler arguments (the others fail mid-setup)
@@ -174,11 +174,11 @@ def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]
         want_logits = bool((batch["context_labels"] != IGNORE).any())
         out = model(input_ids=batch["context_ids"], attention_mask=ctx_mask, use_cache=True,
                     position_ids=(ctx_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=0 if want_logits else 1)
-        cache, ctx_logits = out.past_key_values, out.logits if want_logits else None
+        cache, ctx_logits = returned_cache(out), out.logits if want_logits else None
         cache.batch_repeat_interleave(repeat)  # example b's context serves block rows R*b .. R*b + R-1
     mask = torch.cat([ctx_mask, batch["block_valid"].long()], dim=1).repeat_interleave(repeat, dim=0)  # (BR, P+W)
-    out = model(input_ids=batch["block_ids"], attention_mask=mask, past_key_values=cache, use_cache=cache is not None,
-                position_ids=batch["block_positions"].repeat_interleave(repeat, dim=0))
+    out = model(input_ids=batch["block_ids"], attention_mask=mask, use_cache=cache is not None,
+                position_ids=batch["block_positions"].repeat_interleave(repeat, dim=0), **{cache_arg(model): cache})
     return ctx_logits, out.logits.view(rows, repeat, *out.logits.shape[1:])
 
 

@@ -66,3 +66,14 @@ def test_race_html_has_both_panels_clock_and_texts():
 
 def test_pending_verdict_before_the_ar_check():
     assert "comparing with greedy" in grid.verdict_html(make_traj(JUMP))
+
+
+def test_a_focus_opens_the_player_there_and_rings_its_cells():
+    from cllm.moments import Moment
+
+    race = Race(make_traj(JUMP, SECOND), make_traj(SECOND, JUMP), title="t")
+    html = grid.race_html(race, "r", focus=Moment("cllm", 1, 2, 1, 5))
+    assert 'data-open="3"' in html  # SECOND's 1 pass + JUMP's 2
+    cllm_panel = html.split('data-role="cllm"')[1]
+    assert rows_of(cllm_panel, 1)[2] == ["s-c", "s-c cr-focus", "s-f cr-focus", "s-f cr-focus", "s-f cr-focus"]
+    assert html.count("cr-focus") == 4 and "data-open" not in grid.race_html(race, "r")

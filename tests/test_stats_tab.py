@@ -33,10 +33,30 @@ def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\n\nclass A:\nimport os\n")
     out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
-    per_prompt, agg, ratios, dist, csv, ff, st = out
+    per_prompt, agg, ratios, dist, csv, ff, st, trajs = out
     assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"} and per_prompt["matches_ar"].all()
     assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
     assert list(ff.columns)[:3] == ["text", "tokens", "cllm_count"]
+    assert [len(trajs[role]) for role in ("base", "cllm")] == [2, 2]
+
+
+def test_a_collocation_row_opens_its_example_in_explore():
+    """A clicked row becomes a race paused at the row's pass, its span ringed, and the tabs switch."""
+    from types import SimpleNamespace
+
+    from cllm.collocations import COLUMNS, collocation_table
+    from test_moments import JUMP, STAIRS, TWO, traj
+
+    trajs = {"base": [traj(STAIRS), traj(STAIRS, STAIRS)], "cllm": [traj(TWO), traj(TWO, JUMP)]}
+    table = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
+    row = table[table["tokens"] == 4].iloc[0]  # JUMP's pass 2: positions 1..4 of run 1, block 1
+    assert (row["run"], row["block"], row["iteration"], row["position"]) == (1, 1, 2, 1)
+    html, summary, race, tabs = stats_tab.open_collocation(trajs, SimpleNamespace(row_value=list(row[COLUMNS])))
+    assert race.cllm is trajs["cllm"][1] and race.base is trajs["base"][1]
+    assert 'data-open="3"' in html and html.count("cr-focus") == 4  # pass 1 of block 0 + pass 2 of block 1
+    assert tabs.selected == "explore" and "CLLM" in summary
+    with pytest.raises(gr.Error, match="run both models over a prompt set first"):
+        stats_tab.open_collocation(None, SimpleNamespace(row_value=list(row[COLUMNS])))
 
 
 @pytest.mark.parametrize("content, name, message", [

@@ -71,7 +71,7 @@ def pair_choices() -> list[tuple[str, str]]:
     out = []
     for base, cllm in model_pairs():
         entry = BY_NAME[cllm]
-        where = "bundled" if entry.bundled else "hub"
+        where = "bundled" if entry.bundled else "needs the Hugging Face hub"
         out.append((f"{base} vs {cllm} ({where}, n = {entry.n})", f"{base}|{cllm}"))
     for t in list_trained():
         tpf = f", TPF {t.tpf_before:.2f} → {t.tpf_after:.2f}" if t.tpf_before and t.tpf_after else ""
@@ -126,6 +126,16 @@ def save_run(race: Race | None, name: str) -> str:
             raise ValueError("nothing to save yet: run a prompt (or upload a race file) and let it finish")
         path = add_to_gallery(race, gallery_dir(), name)
     return f"Saved as **{path.stem}**: the Gallery tab lists it."
+
+
+def on_gpu(duration: int):
+    """`spaces.GPU(duration=...)` on a Hugging Face ZeroGPU Space (where the `spaces` package is importable):
+    the call holds a GPU for up to `duration` seconds. Anywhere else the function is left as it is."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
 
 
 def limit_cpu_threads() -> None:

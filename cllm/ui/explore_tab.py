@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import replace
+from typing import NamedTuple
 
 import gradio as gr
 
@@ -13,7 +14,7 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_mode
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import Race, default_title
-from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, pair_choices, pair_of, race_file,
+from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, on_gpu, pair_choices, pair_of, race_file,
                             race_summary, read_config, save_run, user_errors)
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
@@ -38,6 +39,7 @@ def example_prompts(limit: int = 8) -> list[str]:
         return FALLBACK_PROMPTS
 
 
+@on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
 def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Progress()):
     """Yields (player, status, download, state) up to three times, so the replay starts early:
     1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
@@ -102,8 +104,16 @@ def _notice() -> str:
     return device
 
 
-def build() -> gr.State:
-    """Adds the tab; returns the State holding the visitor's last run (the Stats tab charts it)."""
+class ExploreView(NamedTuple):
+    """What other tabs reach into: the visitor's last run (Stats charts it) and the player showing it
+    (a collocation row opens its example here)."""
+    race: gr.State
+    player: gr.HTML
+    status: gr.Markdown
+
+
+def build() -> ExploreView:
+    """Adds the tab; returns the components other tabs read or fill."""
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -144,4 +154,4 @@ def build() -> gr.State:
         run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
-    return race
+    return ExploreView(race, player, status)

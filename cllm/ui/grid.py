@@ -9,6 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from cllm import stats
+from cllm.moments import Moment, clock
 from cllm.race import Race
 from cllm.render import visible
 from cllm.trajectory import Trajectory
@@ -36,17 +37,20 @@ LEGEND_HTML = (
 )
 
 
-def cell_html(text: str, token: int, position: int, iteration: int, status: str) -> str:
-    """One token of one state; the tooltip names token id, position, iteration and status."""
+def cell_html(text: str, token: int, position: int, iteration: int, status: str, focus: bool = False) -> str:
+    """One token of one state; the tooltip names token id, position, iteration and status; `focus` rings
+    the cell (a moment a lesson or a collocation row points at)."""
     shown = visible(text)
     cut = shown if len(shown) <= MAX_CELL_CHARS else shown[: MAX_CELL_CHARS - 1] + "…"
     when = "guess" if iteration == 0 else f"pass {iteration}"
     title = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
-    return f'<td class="{STATUS_CLASS[status]}" title="{escape(title)}">{escape(cut)}</td>'
+    classes = STATUS_CLASS[status] + " cr-focus" * focus
+    return f'<td class="{classes}" title="{escape(title)}">{escape(cut)}</td>'
 
 
-def block_grid_html(traj: Trajectory, k: int) -> str:
-    """Block k's grid: a header of positions, then one row per state from the guess to the fixed point."""
+def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> str:
+    """Block k's grid: a header of positions, then one row per state from the guess to the fixed point;
+    the cells of `focus` (a moment in this block) are ringed."""
     block = traj.blocks[k]
     curve = ",".join(map(str, stats.committed_curve(block)))
     secs = ",".join(f"{s:.6f}" for s in block.iteration_seconds)
@@ -54,7 +58,8 @@ def block_grid_html(traj: Trajectory, k: int) -> str:
     rows = []
     for j, (state, statuses) in enumerate(zip(block.states, stats.cell_statuses(block))):
         label = "guess" if j == 0 else f"{j} ✓" if j == block.iterations else f"{j}"  # ✓: the fixed point
-        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s)
+        ringed = range(focus.start, focus.end) if focus and focus.iteration == j else range(0)
+        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s, i in ringed)
                         for i, (t, s) in enumerate(zip(state, statuses)))
         rows.append(f'<tr data-it="{j}"><th>{label}</th>{cells}</tr>')
     corner = '<th title="rows: forward passes; columns: positions in the block">pass</th>'
@@ -81,7 +86,7 @@ def verdict_html(traj: Trajectory) -> str:
             '(a floating-point near-tie)</span>')
 
 
-def panel_html(traj: Trajectory, role: str, label: str, caption: str) -> str:
+def panel_html(traj: Trajectory, role: str, label: str, caption: str, focus: Moment | None = None) -> str:
     """One model's side: name, live counters, the blocks' grids, its text and the AR check."""
     s = stats.run_summary(traj)
     counters = (f'<span>passes <b data-k="it">{s["forward_passes"]}</b></span>'
@@ -89,7 +94,8 @@ def panel_html(traj: Trajectory, role: str, label: str, caption: str) -> str:
                 f'<span>tokens/pass <b data-k="tpf">{s["tpf"]:.2f}</b></span>'
                 f'<span>time <b data-k="time">{_ms(s["decode_seconds"])}</b></span>'
                 f'<span class="cr-where" data-k="where">done</span>')
-    grids = "".join(block_grid_html(traj, k) for k in range(len(traj.blocks)))
+    grids = "".join(block_grid_html(traj, k, focus if focus and focus.role == role and focus.block == k else None)
+                    for k in range(len(traj.blocks)))
     foot = (f'{len(traj.blocks)} blocks · {s["fast_forwarded"]} fast-forwarded · {s["stationary"]} stationary · '
             f'{verdict_html(traj)}')
     return (f'<section class="cr-panel" data-role="{role}"><header><span class="cr-role">{label}</span> '
@@ -113,20 +119,22 @@ def controls_html(ticks: int) -> str:
     )
 
 
-def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES) -> str:
+def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES, focus: Moment | None = None) -> str:
     """The whole player: controls, legend, prompt and settings, and the two panels side by side.
     `run_id` tells the player a new race from an update of the same one (e.g. the AR check arriving);
     `partial` marks runs still being decoded: the player waits at their end instead of finishing;
-    `roles` names the two panels ((role, label, caption) for base and cllm, as in ROLES)."""
+    `roles` names the two panels ((role, label, caption) for base and cllm, as in ROLES);
+    `focus` opens the player paused at that moment (instead of playing from pass 0) with its cells ringed."""
     ticks = max(race.base.forward_passes, race.cllm.forward_passes)  # the shared clock's last pass
     meta = race.cllm.meta
     settings = (f"n = {meta.n} · up to {meta.max_new_tokens} new tokens · seed {meta.seed} · init {meta.init} · "
                 f"{meta.device}")
     prompt = (f'<details class="cr-prompt"><summary>{escape(race.title)} <small>({escape(settings)})</small></summary>'
               f'<pre>{escape(race.prompt)}</pre></details>')
-    panels = "".join(panel_html(getattr(race, role), role, label, caption) for role, label, caption in roles)
+    panels = "".join(panel_html(getattr(race, role), role, label, caption, focus) for role, label, caption in roles)
+    opening = f' data-open="{clock(race, focus)}"' if focus else ""
     return (f'<div class="cr" tabindex="0" data-run="{escape(run_id)}" data-ticks="{ticks}" '
-            f'data-partial="{int(partial)}">{prompt}'
+            f'data-partial="{int(partial)}"{opening}>{prompt}'
             f'{controls_html(ticks)}{LEGEND_HTML}<div class="cr-panels">{panels}</div></div>')
 
 

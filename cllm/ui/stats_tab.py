@@ -3,17 +3,21 @@ per-prompt table and CSV, an n-sweep, and the collocations the CLLM fast-forward
 from __future__ import annotations
 
 import tempfile
+import uuid
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from cllm import evaluate
-from cllm.collocations import collocation_table
+from cllm.collocations import COLUMNS, collocation_table
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
+from cllm.moments import Moment
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
+from cllm.race import Race, default_title
 from cllm.ui import figures
-from cllm.ui.common import model_name, read_config, user_errors, whole_number
+from cllm.ui.common import model_name, on_gpu, race_summary, read_config, user_errors, whole_number
+from cllm.ui.grid import race_html
 
 MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~2 s per prompt pair at 64 tokens
 SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
@@ -47,6 +51,7 @@ def load_prompts(source: str, upload, limit) -> list[str]:
     return read_prompts(HELDOUT_PROMPTS, limit)
 
 
+@on_gpu(duration=300)  # ZeroGPU's longest call; a 200-prompt set of 7B models may need a dedicated GPU
 def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, progress=gr.Progress()):
     """Both models over a prompt set: per-prompt table, aggregates, ratios, distribution chart, CSV, collocations."""
     with user_errors():
@@ -60,9 +65,27 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, progress=g
     ff = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
     st = collocation_table(trajs["cllm"], trajs["base"], "stationary")
     return (frame.round(4), agg.round(4), evaluate.ratio_table(agg).round(3),
-            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4))
+            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4), trajs)
 
 
+def open_collocation(trajs, evt: gr.SelectData):
+    """A click on a collocation row opens its example in the Explore player, paused at that pass with the
+    span ringed, and switches to Explore (the race becomes the visitor's current run there)."""
+    with user_errors():
+        if not trajs or evt.row_value is None:
+            raise ValueError("no dataset run to open: run both models over a prompt set first")
+        row = dict(zip(COLUMNS, evt.row_value))
+        run, block, iteration, start = (int(row[k]) for k in ("run", "block", "iteration", "position"))
+        if not 0 <= run < len(trajs["cllm"]):
+            raise ValueError("that row belongs to an earlier dataset run; run the set again")
+        base, cllm = trajs["base"][run], trajs["cllm"][run]
+        race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({row['text']!r} at block {block + 1}, pass {iteration})")
+        moment = Moment("cllm", block, iteration, start, start + int(row["tokens"]))
+        html = race_html(race, uuid.uuid4().hex[:12], focus=moment)
+    return html, race_summary(race), race, gr.Tabs(selected="explore")
+
+
+@on_gpu(duration=300)
 def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr.Progress()):
     with user_errors():
         if not ns:
@@ -84,7 +107,10 @@ def _progress(progress, total: int):
     return report
 
 
-def build(race: gr.State) -> None:
+def build(explore, tabs: gr.Tabs) -> None:
+    """Adds the tab; `explore` (explore_tab.ExploreView) is charted and shows clicked collocations, `tabs`
+    switches to it."""
+    race = explore.race
     with gr.Tab("Stats", id="stats"):
         gr.Markdown(EXPLAIN)
         with gr.Accordion("This run (from the Explore tab)", open=True):
@@ -97,14 +123,16 @@ def build(race: gr.State) -> None:
         chart.click(run_charts, race, [table, convergence, fast, stationary, iterations], api_name="stats_run")
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
-                base = gr.Textbox(DEFAULT_BASE, label="Base model")
-                cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM")
-                source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts")
-                upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"], type="filepath")
+                base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="stats-base")
+                cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="stats-cllm")
+                source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts", elem_id="stats-source")
+                upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
+                                 type="filepath", elem_id="stats-upload")
             with gr.Row():
-                limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=None)
-                n = gr.Number(16, label="Block size n", precision=None)
-                max_new = gr.Number(64, label="Max new tokens", precision=None)
+                limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=None,
+                                  elem_id="stats-limit")
+                n = gr.Number(16, label="Block size n", precision=None, elem_id="stats-n")
+                max_new = gr.Number(64, label="Max new tokens", precision=None, elem_id="stats-tokens")
                 go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
             ratios = gr.Dataframe(label="Fast-forwarded and stationary totals, base vs CLLM", interactive=False)
             agg = gr.Dataframe(label="Per model", interactive=False)
@@ -112,13 +140,18 @@ def build(race: gr.State) -> None:
             per_prompt = gr.Dataframe(label="Per prompt", interactive=False, max_height=300)
             csv = gr.File(label="Per-prompt table (CSV)")
             gr.Markdown("**Collocations**: the spans the CLLM most often fast-forwards or holds stationary "
-                        "(click a column header to sort; run/block/iteration locate an example).")
+                        "(click a column header to sort; **click a row** to open its first example in Explore, "
+                        "paused at that pass with the span ringed).")
             with gr.Row():
-                ff = gr.Dataframe(label="Fast-forwarded spans", interactive=False, max_height=400)
-                st = gr.Dataframe(label="Stationary spans", interactive=False, max_height=400)
+                ff = gr.Dataframe(label="Fast-forwarded spans", interactive=False, max_height=400, elem_id="stats-ff")
+                st = gr.Dataframe(label="Stationary spans", interactive=False, max_height=400, elem_id="stats-st")
+            dataset = gr.State(None)  # this visitor's last dataset run: {"base": [...], "cllm": [...]}
             go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new],
-                     [per_prompt, agg, ratios, dist, csv, ff, st], api_name="stats_dataset",
+                     [per_prompt, agg, ratios, dist, csv, ff, st, dataset], api_name="stats_dataset",
                      concurrency_id="models", concurrency_limit=1)
+            for table in (ff, st):
+                table.select(open_collocation, dataset, [explore.player, explore.status, race, tabs],
+                             api_visibility="private")
         with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
             with gr.Row():
                 ns = gr.CheckboxGroup(SWEEP_CHOICES, value=SWEEP_CHOICES, label="n")

@@ -1,0 +1,70 @@
+"""A real browser (headless Chromium) walks the Learn tab: each step opens a race paused at its moment with
+the cells ringed; and a collocation row clicked in Stats opens its example in Explore."""
+from __future__ import annotations
+
+import pytest
+
+from cllm.ui import learn_tab
+from test_browser import ARGS, CHROMIUM, _missing, clock
+from test_train_browser import PROMPTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
+
+
+@pytest.fixture(scope="module")
+def page(app_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(app_server[0], wait_until="load")
+        yield page
+        browser.close()
+
+
+def wait_for_step(page, title: str):
+    page.locator("#learn-text h3", has_text=title).wait_for()
+    player = page.locator("#learn-player")
+    player.locator(".cr-focus").first.wait_for()
+    return player
+
+
+def test_walk_every_learn_step(page):
+    page.get_by_role("tab", name="Learn").click()
+    player = wait_for_step(page, learn_tab.TITLES[0])  # the tab opens on its first step
+    for i, title in enumerate(learn_tab.TITLES):
+        if i:
+            page.click("#learn-next")
+            player = wait_for_step(page, title)
+        root = player.locator(".cr")
+        opened = int(root.get_attribute("data-open"))
+        assert clock(player) == opened  # paused at the moment, not playing from pass 0
+        assert "Play" in player.locator(".cr-play").inner_text()
+        focus = player.locator(".cr-focus")
+        assert focus.first.is_visible() and focus.count() >= 1  # the ringed cells are on screen
+        style = focus.first.evaluate("e => getComputedStyle(e).outlineStyle")
+        assert style == "solid"
+    assert page.locator("#learn-collocations").is_visible()  # the last step lists collocations
+    player.locator('[data-act="fwd"]').click()  # from the moment, the player steps on as usual
+    assert clock(player) == min(opened + 1, int(root.get_attribute("data-ticks")))
+
+
+def test_a_collocation_row_opens_in_explore(page, tiny_pair, tmp_path):
+    prompts = tmp_path / "prompts.txt"  # short prompts: the tiny models' context is 128 tokens
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    page.get_by_role("tab", name="Stats").click()
+    page.locator("#stats-source").get_by_text("uploaded file").click()
+    page.locator("#stats-upload input[type=file]").set_input_files(str(prompts))
+    for elem_id, value in (("stats-base", tiny_pair[0]), ("stats-cllm", tiny_pair[1]), ("stats-limit", "10"),
+                           ("stats-n", "4"), ("stats-tokens", "16")):
+        page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
+    page.click("#stats-dataset")
+    table = page.locator("#stats-ff")
+    table.locator("[role=gridcell]").first.wait_for()
+    table.locator("[role=gridcell]").first.click()
+    player = page.locator("#explore-player")
+    player.locator(".cr-focus").first.wait_for()
+    assert player.is_visible()  # the Explore tab is showing
+    assert clock(player) == int(player.locator(".cr").get_attribute("data-open"))

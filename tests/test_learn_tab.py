@@ -1,0 +1,49 @@
+"""Learn tab: every step opens a shipped race at its moment, with its figures filled in; the endpoint too."""
+import re
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+
+from cllm import moments
+from cllm.race import GALLERY_DIR, load_from_gallery
+from cllm.ui import learn_tab
+
+
+@pytest.mark.parametrize("title", learn_tab.TITLES)
+def test_each_step_opens_its_race_at_a_ringed_moment(title):
+    text, html, table = learn_tab.open_step(title)
+    assert text.startswith(f"### {title}") and not re.search(r"\{\w+", text)  # every figure filled in
+    opened, ticks = (int(re.search(rf'data-{k}="(\d+)"', html).group(1)) for k in ("open", "ticks"))
+    assert 0 <= opened <= ticks and html.count("cr-focus") >= 1
+    assert table["visible"] is (title == learn_tab.TITLES[-1])  # the collocation table, last step only
+
+
+def test_the_fast_forward_step_quotes_the_race_it_shows():
+    text, html, _ = learn_tab.open_step(learn_tab.TITLES[5])
+    name = re.search(r"\*Race: ([\w-]+)\*", text).group(1)
+    race = load_from_gallery(GALLERY_DIR, name)
+    moment = moments.biggest_fast_forward(race)
+    assert f'data-open="{moments.clock(race, moment)}"' in html
+    assert html.count("cr-focus") == moment.end - moment.start and f"({moment.end - moment.start} tokens)" in text
+    assert f"fast-forwarded {moments.summary_numbers(race)['cllm_fast_forwarded']} tokens" in text
+
+
+def test_step_navigation_and_unknown_steps():
+    assert learn_tab.step_by(learn_tab.TITLES[0], -1) == learn_tab.TITLES[0]
+    assert learn_tab.step_by(learn_tab.TITLES[0], +1) == learn_tab.TITLES[1]
+    assert learn_tab.step_by(learn_tab.TITLES[-1], +1) == learn_tab.TITLES[-1]
+    with pytest.raises(gr.Error, match="no such step"):
+        learn_tab.open_step("9. bogus")
+
+
+def test_missing_races_give_a_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setattr(learn_tab, "GALLERY_DIR", tmp_path)
+    with pytest.raises(gr.Error, match="none could be read"):
+        learn_tab.open_step(learn_tab.TITLES[0])
+
+
+def test_learn_step_endpoint(app_server):
+    client = Client(app_server[0], verbose=False)
+    text, html, _ = client.predict(learn_tab.TITLES[6], api_name="/learn_step")
+    assert "Stationary tokens" in text and "data-open=" in html and "cr-focus" in html
