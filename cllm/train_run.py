@@ -33,6 +33,9 @@ from cllm.training_utils import TimeBudget
 MAX_PERPLEXITY_PROMPTS = 256
 PERPLEXITY_TEXT = "text of the held-out prompts file"
 MAX_AR_TEXT_BYTES = 200 * 2**20
+# The stdlib split as token ids, per tokenizer (name, size): tokenizing its 10 MB takes seconds, and the
+# Train tab would pay them on every run of a 5-minute budget. Files are read fresh each time (they may change).
+_STDLIB_IDS: dict[tuple[str, int], torch.Tensor] = {}
 
 
 @dataclass
@@ -129,17 +132,24 @@ def read_ar_text(spec: str, tokenizer) -> torch.Tensor:
     """Real text for the "text" AR scope as 1-D token ids, documents joined by EOS: "stdlib" is the train
     split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file."""
     if spec == "stdlib":
-        from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
+        key = (tokenizer.name_or_path, len(tokenizer))
+        if key not in _STDLIB_IDS:
+            from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
 
-        texts = corpus_texts(split_corpus(PretrainConfig())[0])
-    else:
-        path = Path(spec)
-        if not path.is_file() or path.stat().st_size > MAX_AR_TEXT_BYTES:
-            raise ValueError(f"--ar-text {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
-        try:
-            texts = [path.read_bytes().decode("utf-8")]
-        except UnicodeDecodeError:
-            raise ValueError(f"--ar-text {spec} is not UTF-8 text") from None
+            _STDLIB_IDS[key] = _token_ids(corpus_texts(split_corpus(PretrainConfig())[0]), tokenizer, spec)
+        return _STDLIB_IDS[key]
+    path = Path(spec)
+    if not path.is_file() or path.stat().st_size > MAX_AR_TEXT_BYTES:
+        raise ValueError(f"--ar-text {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
+    try:
+        texts = [path.read_bytes().decode("utf-8")]
+    except UnicodeDecodeError:
+        raise ValueError(f"--ar-text {spec} is not UTF-8 text") from None
+    return _token_ids(texts, tokenizer, spec)
+
+
+def _token_ids(texts: list[str], tokenizer, spec: str) -> torch.Tensor:
+    """Documents as one 1-D id tensor, joined by EOS."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     ids = [i for doc in tokenizer(texts).input_ids for i in doc + eos]
     if len(ids) < 2:

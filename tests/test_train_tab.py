@@ -99,7 +99,8 @@ def test_the_tabs_default_run_is_the_clis():
            "scheduler": train_args.scheduler, "warmup": train_args.warmup, "eval_every": train_args.eval_every,
            "eval_prompts": train_args.eval_count, "eval_max_new_tokens": train_args.eval_max_new_tokens,
            "batch_size": train_args.batch_size, "states_per_block": train_args.states_per_block,
-           "label_smoothing": train_args.label_smoothing, "ar_scope": train_args.ar_scope, "seed": train_args.seed}
+           "label_smoothing": train_args.label_smoothing, "ar_scope": train_args.ar_scope, "seed": train_args.seed,
+           "ar_text": train_args.ar_text, "ar_text_tokens": train_args.ar_text_tokens, "text_weight": train_args.text_weight}
     assert cli == {k: getattr(tab, k) for k in cli}
     assert tab.max_minutes == R.minutes and tab.epochs == MINUTES_EPOCHS and tab.scheduler == "constant_with_warmup"
     steps = train_config("local", 1.0, 1e-4, "steps", 40, 5, 32)

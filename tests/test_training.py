@@ -260,6 +260,17 @@ def test_ar_text_errors(tmp_path):
         read_ar_text(str(tmp_path / "missing.txt"), None)
 
 
+def test_stdlib_text_is_tokenized_once_per_tokenizer(tiny_model_dir):
+    """The Train tab's real-text term: the stdlib split's ids are computed once, then served again."""
+    from cllm.train_run import read_ar_text
+
+    tokenizer = load_model(str(tiny_model_dir), "cpu").tokenizer
+    ids = read_ar_text("stdlib", tokenizer)
+    assert ids.dim() == 1 and len(ids) > 10_000 and int(ids.max()) < len(tokenizer)
+    assert (ids == tokenizer.eos_token_id).sum() > 100  # documents joined by EOS
+    assert read_ar_text("stdlib", tokenizer) is ids
+
+
 def test_atomic_save_can_refuse_to_replace(tiny_model_dir, tmp_path):
     from cllm.checkpoint import save_pretrained_atomic
 
