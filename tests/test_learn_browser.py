@@ -5,23 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cllm.ui import learn_tab
-from test_browser import ARGS, CHROMIUM, _missing, clock
+from test_browser import _missing, clock, page  # noqa: F401 (page: the browser fixture, one per module)
 from test_train_browser import PROMPTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
-
-
-@pytest.fixture(scope="module")
-def page(app_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app_server[0], wait_until="load")
-        yield page
-        browser.close()
 
 
 def wait_for_step(page, title: str):
