@@ -44,6 +44,11 @@ def test_missing_races_give_a_clear_message(monkeypatch, tmp_path):
 
 
 def test_learn_step_endpoint(app_server):
+    from gradio_client.exceptions import AppError
+
     client = Client(app_server[0], verbose=False)
     text, html, _ = client.predict(learn_tab.TITLES[6], api_name="/learn_step")
     assert "Stationary tokens" in text and "data-open=" in html and "cr-focus" in html
+    for bogus in ("9. bogus", "", "../../etc/passwd"):
+        with pytest.raises(AppError, match="not in the list of choices"):
+            client.predict(bogus, api_name="/learn_step")

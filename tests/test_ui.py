@@ -77,14 +77,17 @@ def test_bad_input_is_a_clear_error(tiny_pair, kwargs, message):
     (("/nonexistent/model", None), "no model folder at '/nonexistent/model'"),
     (("", None), "no base model given"),
     ((None, " "), "no CLLM model given"),
-    (("tiny-python", None), "bundled model 'tiny-python' is missing"),  # until the bundled pair ships
+    (("tiny-python", None), "bundled model 'tiny-python' is missing"),  # a checkout without assets/models
 ])
-def test_unknown_or_missing_model_is_a_clear_error(tiny_pair, pair, message):
+def test_unknown_or_missing_model_is_a_clear_error(tiny_pair, pair, message, monkeypatch, tmp_path):
+    from cllm import models
+
     pair = tuple(tiny_pair[i] if p is None else p for i, p in enumerate(pair))
-    if pair[0] == "tiny-python" and explore_tab.os.path.isdir(explore_tab.resolve_source("tiny-python")):
-        pytest.skip("the bundled pair is installed")
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)  # the bundled pair not installed
+    models.cached_model.cache_clear()
     with pytest.raises(gr.Error, match=message):
         run(pair)
+    models.cached_model.cache_clear()  # later tests load the real pair again
 
 
 def test_save_and_replay_from_the_gallery(tiny_pair, gallery):
