@@ -64,7 +64,9 @@ class ARResult:
 
 def cache_arg(model) -> str:
     """Name of forward()'s KV-cache argument: transformers 5.2x renamed `past_key_values` to `cache` (the old
-    name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers (DDP) are looked through."""
+    name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers (DDP) are looked through;
+    a forward that only takes **kwargs (a compiled or adapter-wrapped model) gets the old name, which still
+    works before 5.40."""
     forward = getattr(model, "module", model).forward
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 

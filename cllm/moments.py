@@ -41,11 +41,13 @@ def check_moment(race: Race, moment: Moment) -> None:
     if moment.iteration > block.iterations or moment.end > block.width:
         raise ValueError(f"block {moment.block} of the {moment.role} run has {block.iterations} passes and "
                          f"{block.width} positions; {moment} is outside it")
+    if moment.iteration == 0 and moment.block > 0:  # on the shared clock that is the previous block's last pass
+        raise ValueError(f"the guess row of block {moment.block} is never on screen by itself; point at a pass")
 
 
 def clock(race: Race, moment: Moment) -> int:
     """The shared clock (passes since the start) at which the player shows this row: the passes of the
-    blocks before it plus the row's own. (Row 0 of a later block is the previous block's last pass.)"""
+    blocks before it plus the row's own (assets/player.js `locate` maps it back)."""
     check_moment(race, moment)
     traj: Trajectory = getattr(race, moment.role)
     return sum(b.iterations for b in traj.blocks[:moment.block]) + moment.iteration
@@ -67,10 +69,12 @@ def fixed_point(race: Race, role: str = "base") -> Moment:
     return Moment(role, 0, block.iterations, 0, block.width)
 
 
-def slowest_block(race: Race, role: str = "base") -> Moment:
-    """The end of the block that needed the most passes per token (vanilla Jacobi at its plainest)."""
+def slowest_block(race: Race, role: str = "base", first: int = 0) -> Moment:
+    """The end of the block that needed the most passes per token (vanilla Jacobi at its plainest), among
+    blocks `first` on (or the last block, if there are fewer)."""
     blocks = getattr(race, role).blocks
-    k = max(range(len(blocks)), key=lambda i: (blocks[i].iterations / blocks[i].width, -i))
+    candidates = range(min(first, len(blocks) - 1), len(blocks))
+    k = max(candidates, key=lambda i: (blocks[i].iterations / blocks[i].width, -i))
     return Moment(role, k, blocks[k].iterations, 0, blocks[k].width)
 
 

@@ -22,9 +22,10 @@ MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, neve
 @dataclass(frozen=True)
 class Recipe:
     # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): this recipe reached held-out TPF
-    # 1.42 with perplexity 33.8 -> 50.3 in 3 minutes; the previous defaults (200 prompts, w = 10, no real
-    # text) reached 1.31 with perplexity 185, and every faster-rising variant tried cost perplexity x6 or more.
-    prompts: int = 600  # training prompts collected (~60 s on 2 CPU cores at 64 tokens each); 200 overfit
+    # 1.42 with perplexity 33.8 -> 49.0 in 4 min 10 s from collect to save; the previous defaults (200 prompts,
+    # w = 10, no real text) reached 1.31 with perplexity 185, and every faster-rising variant tried cost
+    # perplexity x6 or more.
+    prompts: int = 600  # training prompts collected (~50 s on 2 CPU cores at 64 tokens each); 200 overfit
     n: int = 16  # block size: the bundled pair's
     max_new_tokens: int = 64  # tokens per prompt, in collection and in the held-out TPF measurements
     loss: str = "global"  # global consistency loss (state -> fixed point), the paper's better one

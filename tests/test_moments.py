@@ -28,7 +28,8 @@ def test_clock_counts_the_passes_before_the_row():
 
 
 @pytest.mark.parametrize("moment", [Moment("cllm", 2, 1, 0, 1), Moment("cllm", 1, 3, 0, 1),
-                                    Moment("cllm", 0, 1, 0, 3), Moment("base", 5, 0, 0, 0)])
+                                    Moment("cllm", 0, 1, 0, 3), Moment("base", 5, 0, 0, 0),
+                                    Moment("cllm", 1, 0, 0, 5)])  # a later guess row: never on screen alone
 def test_moments_outside_the_race_are_refused(moment):
     with pytest.raises(ValueError, match="block"):
         moments.clock(RACE, moment)
@@ -47,6 +48,8 @@ def test_finders_point_at_the_known_places():
     assert moments.race_end(RACE) == Moment("cllm", 1, 2, 0, 5)
     assert moments.slowest_block(RACE) == Moment("base", 0, 3, 0, 3)  # both 1 pass/token: the first
     assert moments.slowest_block(RACE, "cllm") == Moment("cllm", 0, 1, 0, 2)  # 1 pass / 2 tokens > 2 / 5
+    assert moments.slowest_block(RACE, "cllm", first=1) == Moment("cllm", 1, 2, 0, 5)
+    assert moments.slowest_block(RACE, "cllm", first=9) == Moment("cllm", 1, 2, 0, 5)  # past the end: the last
     assert moments.biggest_fast_forward(RACE) == Moment("cllm", 1, 2, 1, 5)
     assert moments.biggest_fast_forward(RACE, "base") is None  # a staircase never fast-forwards
     assert moments.longest_stationary(RACE) == Moment("cllm", 1, 1, 2, 3)  # two runs of one: the earliest

@@ -8,6 +8,7 @@ from gradio_client.exceptions import AppError
 from cllm.decode import decode_race
 from cllm.jacobi import JacobiConfig
 from cllm.models import cached_model
+from cllm.race import load_race
 from cllm.ui import stats_tab
 
 
@@ -51,12 +52,32 @@ def test_a_collocation_row_opens_its_example_in_explore():
     table = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
     row = table[table["tokens"] == 4].iloc[0]  # JUMP's pass 2: positions 1..4 of run 1, block 1
     assert (row["run"], row["block"], row["iteration"], row["position"]) == (1, 1, 2, 1)
-    html, summary, race, tabs = stats_tab.open_collocation(trajs, SimpleNamespace(row_value=list(row[COLUMNS])))
+    html, summary, download, race, tabs = stats_tab.open_collocation(trajs, SimpleNamespace(row_value=list(row[COLUMNS])))
     assert race.cllm is trajs["cllm"][1] and race.base is trajs["base"][1]
     assert 'data-open="3"' in html and html.count("cr-focus") == 4  # pass 1 of block 0 + pass 2 of block 1
     assert tabs.selected == "explore" and "CLLM" in summary
+    assert load_race(download).cllm.blocks[1].states == JUMP.states  # the download is the race on screen
     with pytest.raises(gr.Error, match="run both models over a prompt set first"):
         stats_tab.open_collocation(None, SimpleNamespace(row_value=list(row[COLUMNS])))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"run": 7}, "earlier dataset run"), ({"run": float("inf")}, "run must be a whole number"),
+    ({"block": -1}, "block must be a whole number from 0"), ({"iteration": 3}, "is outside it"),
+    ({"block": 1, "iteration": 0}, "guess row of block 1 is never on screen"), ({"tokens": "x"}, "tokens must be"),
+])
+def test_a_tampered_collocation_row_is_a_clear_error(change, message):
+    """Row values come back from the browser: anything off is one clear message."""
+    from types import SimpleNamespace
+
+    from cllm.collocations import COLUMNS
+    from test_moments import JUMP, STAIRS, TWO, traj
+
+    trajs = {"base": [traj(STAIRS, STAIRS)], "cllm": [traj(TWO, JUMP)]}
+    row = {"text": "x" * 500, "tokens": 4, "cllm_count": 1, "cllm_share": 1.0, "base_count": 0, "base_share": 0.0,
+           "run": 0, "block": 1, "iteration": 2, "position": 1} | change
+    with pytest.raises(gr.Error, match=message):
+        stats_tab.open_collocation(trajs, SimpleNamespace(row_value=[row[c] for c in COLUMNS]))
 
 
 @pytest.mark.parametrize("content, name, message", [

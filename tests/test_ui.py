@@ -85,9 +85,11 @@ def test_unknown_or_missing_model_is_a_clear_error(tiny_pair, pair, message, mon
     pair = tuple(tiny_pair[i] if p is None else p for i, p in enumerate(pair))
     monkeypatch.setattr(models, "MODELS_DIR", tmp_path)  # the bundled pair not installed
     models.cached_model.cache_clear()
-    with pytest.raises(gr.Error, match=message):
-        run(pair)
-    models.cached_model.cache_clear()  # later tests load the real pair again
+    try:
+        with pytest.raises(gr.Error, match=message):
+            run(pair)
+    finally:
+        models.cached_model.cache_clear()  # later tests load the real pair again
 
 
 def test_save_and_replay_from_the_gallery(tiny_pair, gallery):

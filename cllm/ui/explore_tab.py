@@ -110,6 +110,7 @@ class ExploreView(NamedTuple):
     race: gr.State
     player: gr.HTML
     status: gr.Markdown
+    download: gr.File  # the race on screen as a JSON file
 
 
 def build() -> ExploreView:
@@ -154,4 +155,4 @@ def build() -> ExploreView:
         run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
-    return ExploreView(race, player, status)
+    return ExploreView(race, player, status, download)

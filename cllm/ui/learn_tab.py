@@ -52,7 +52,8 @@ STEPS = (
         "to predict the next token after a *correct* text rarely gets a token right while the ones before it "
         "are still wrong. In this race the base model needed **{base_forward_passes}** passes for "
         "{base_tokens} tokens ({base_tpf:.2f} tokens per pass); the paper measured about 1.05x on 7B models. "
-        "The ringed block is its slowest: one pass per token, a staircase."), moments.slowest_block),
+        "The ringed row ends its slowest later block: {block_passes} passes for {block_tokens} tokens."),
+        lambda race: moments.slowest_block(race, "base", first=1)),
     Step("5. Consistency training", (
         "A **Consistency LLM** (Kou et al., ICML 2024) is the same model fine-tuned on its own Jacobi trajectories: "
         "from *any* row of a trajectory it learns to predict the fixed point in one pass (the consistency loss), "
@@ -122,8 +123,10 @@ def open_step(title: str) -> tuple[str, str, object]:
         if found is None:
             raise ValueError(f"none of the shipped races shows step {title!r}")
     name, race = found
+    block = getattr(race, moment.role).blocks[moment.block]
     numbers = (moments.summary_numbers(race) | _totals(races)
-               | {"n": race.cllm.meta.n, "span": moment.end - moment.start, "races": len(races)})
+               | {"n": race.cllm.meta.n, "span": moment.end - moment.start, "races": len(races),
+                  "block_passes": block.iterations, "block_tokens": block.width})
     title_code = race.title.replace("`", "'")  # shown as code: a dunder name is not Markdown bold
     text = f"### {step.title}\n\n{step.text.format(**numbers)}\n\n*Race: {name}* (`{title_code}`)"
     return text, race_html(race, uuid.uuid4().hex[:12], focus=moment), table

@@ -16,10 +16,11 @@ from cllm.moments import Moment
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
-from cllm.ui.common import model_name, on_gpu, race_summary, read_config, user_errors, whole_number
+from cllm.ui.common import model_name, on_gpu, race_file, race_summary, read_config, user_errors, whole_number
 from cllm.ui.grid import race_html
 
 MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~2 s per prompt pair at 64 tokens
+MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
 SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
 HELDOUT, UPLOAD = "shipped held-out prompts", "uploaded file"
 EXPLAIN = (
@@ -75,14 +76,15 @@ def open_collocation(trajs, evt: gr.SelectData):
         if not trajs or evt.row_value is None:
             raise ValueError("no dataset run to open: run both models over a prompt set first")
         row = dict(zip(COLUMNS, evt.row_value))
-        run, block, iteration, start = (int(row[k]) for k in ("run", "block", "iteration", "position"))
-        if not 0 <= run < len(trajs["cllm"]):
+        run, block, iteration, start, tokens = (whole_number(row.get(k), k, 0, MAX_ROW_INDEX)
+                                                for k in ("run", "block", "iteration", "position", "tokens"))
+        if run >= len(trajs["cllm"]):
             raise ValueError("that row belongs to an earlier dataset run; run the set again")
         base, cllm = trajs["base"][run], trajs["cllm"][run]
-        race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({row['text']!r} at block {block + 1}, pass {iteration})")
-        moment = Moment("cllm", block, iteration, start, start + int(row["tokens"]))
-        html = race_html(race, uuid.uuid4().hex[:12], focus=moment)
-    return html, race_summary(race), race, gr.Tabs(selected="explore")
+        span = str(row.get("text", ""))[:40]
+        race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({span!r} at block {block + 1}, pass {iteration})")
+        html = race_html(race, uuid.uuid4().hex[:12], focus=Moment("cllm", block, iteration, start, start + tokens))
+    return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore")
 
 
 @on_gpu(duration=300)
@@ -149,8 +151,8 @@ def build(explore, tabs: gr.Tabs) -> None:
             go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new],
                      [per_prompt, agg, ratios, dist, csv, ff, st, dataset], api_name="stats_dataset",
                      concurrency_id="models", concurrency_limit=1)
-            for table in (ff, st):
-                table.select(open_collocation, dataset, [explore.player, explore.status, race, tabs],
+            for spans in (ff, st):
+                spans.select(open_collocation, dataset, [explore.player, explore.status, explore.download, race, tabs],
                              api_visibility="private")
         with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
             with gr.Row():
