@@ -26,7 +26,8 @@ HELP = ("Eight short steps. Each opens a recorded race of the bundled pair at th
 class Step:
     title: str
     text: str  # Markdown; {names} are filled from moments.summary_numbers and the moment's span
-    find: Callable[[Race], Moment | None]  # where to open the race; None: try the next race
+    find: Callable[[Race], Moment | None] | None  # where to open a race (returns None: try the next race);
+    # None for the collocations step, which opens the top span of all the races (top_collocations)
 
 
 STEPS = (
