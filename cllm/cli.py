@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
+from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
@@ -71,6 +72,10 @@ def build_parser() -> Parser:
     pre.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--prompts-dir", default="assets/prompts", help="where held-out/train prompt sets are written")
+    defaults = PretrainConfig()
+    for name in PRETRAIN_FIELDS:  # model size and schedule; see PretrainConfig for what each means
+        default = getattr(defaults, name)
+        pre.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     _collect_parser(sub)
     _train_parser(sub)
     return parser

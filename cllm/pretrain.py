@@ -41,6 +41,13 @@ class PretrainConfig:
     lr: float = 2e-3  # small models take a high peak rate; cosine decay to 10 %
     max_steps: int = 1500
     warmup_steps: int = 60
+    eval_every: int = 0  # > 0: held-out loss every N steps, and the best checkpoint is the one kept
+    corpus_root: str | None = None  # None: the interpreter's stdlib
+
+
+# The fields `python -m cllm pretrain` exposes as --options (model size and schedule).
+CLI_FIELDS = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "context", "batch_size", "lr",
+              "warmup_steps", "eval_every", "seed")
 
 
 def stdlib_root() -> Path:
@@ -64,7 +71,7 @@ def is_heldout(relative_path: str, seed: int, fraction: float) -> bool:
 
 
 def split_corpus(config: PretrainConfig, root: Path | None = None) -> tuple[list[Path], list[Path]]:
-    root = root or stdlib_root()
+    root = root or Path(config.corpus_root or stdlib_root())
     train, heldout = [], []
     for path in corpus_files(root):
         rel = path.relative_to(root).as_posix()
@@ -179,6 +186,29 @@ def perplexity(model, rows: torch.Tensor, batch_size: int = 8) -> float:
     return float(torch.exp(torch.tensor(total / count)))
 
 
+def corpus_rows(config: PretrainConfig, work: Path, tokenizer) -> dict:
+    """Train and held-out rows, tokenized once and cached in work_dir (safetensors), so a resumed run, or a
+    run on another machine whose Python ships a different stdlib, trains on exactly the same tokens."""
+    from safetensors.torch import load_file, safe_open, save_file
+
+    cache = work / "rows.safetensors"
+    if cache.exists():
+        with safe_open(str(cache), "pt") as f:
+            files = json.loads(f.metadata()["files"])
+        rows = {name: t.long() for name, t in load_file(str(cache)).items()}
+        if rows["train"].shape[1] != config.context:
+            raise ValueError(f"{cache} holds rows of {rows['train'].shape[1]} tokens, not --context {config.context}")
+        return {"train": rows["train"], "heldout": rows["heldout"], "files": tuple(files)}
+    train_paths, heldout_paths = split_corpus(config)
+    rows = {"train": token_chunks(tokenizer, corpus_texts(train_paths), config.context),
+            "heldout": token_chunks(tokenizer, corpus_texts(heldout_paths), config.context)}
+    tmp = cache.with_suffix(".tmp")
+    # int32 halves the file (token ids are small); read back as the int64 the model takes
+    save_file({k: v.to(torch.int32) for k, v in rows.items()}, str(tmp), metadata={"files": json.dumps([len(train_paths), len(heldout_paths)])})
+    tmp.replace(cache)  # atomic: a kill mid-write leaves no half cache
+    return rows | {"files": (len(train_paths), len(heldout_paths))}
+
+
 def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: float | None = None) -> dict:
     """Tokenizer + model from scratch; resumes from the last Trainer checkpoint in work_dir."""
     import time
@@ -189,35 +219,60 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
     from cllm.training_utils import TimeBudget, resume_checkpoint
 
     work = Path(config.work_dir)
-    train_paths, heldout_paths = split_corpus(config)
+    work.mkdir(parents=True, exist_ok=True)
     tok_dir = work / "tokenizer"
     if (tok_dir / "tokenizer.json").exists():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
     else:
-        tokenizer = train_tokenizer(corpus_texts(train_paths), config.vocab_size)
+        tokenizer = train_tokenizer(corpus_texts(split_corpus(config)[0]), config.vocab_size)
         write_folder_atomic(tok_dir, tokenizer.save_pretrained)  # a kill mid-save must not leave half a tokenizer
-    train_rows = token_chunks(tokenizer, corpus_texts(train_paths), config.context)
-    heldout_rows = token_chunks(tokenizer, corpus_texts(heldout_paths), config.context)
+    rows = corpus_rows(config, work, tokenizer)
+    train_rows, heldout_rows = rows["train"], rows["heldout"]
     model = build_model(config, tokenizer)
     use_cuda = device != "cpu" and torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(work), per_device_train_batch_size=config.batch_size, max_steps=config.max_steps,
         learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
         warmup_steps=config.warmup_steps, weight_decay=0.1, adam_beta2=0.95, max_grad_norm=1.0,
-        bf16=use_cuda, use_cpu=not use_cuda, logging_steps=25, save_steps=100, save_total_limit=2,
-        report_to="none", seed=config.seed, dataloader_drop_last=True,
+        bf16=use_cuda, use_cpu=not use_cuda, logging_steps=25, save_total_limit=2,
+        report_to="none", seed=config.seed, dataloader_drop_last=True, **eval_arguments(config),
     )
     callbacks = [TimeBudget(max_minutes)] if max_minutes else []
-    trainer = Trainer(model=model, args=args, train_dataset=RowDataset(train_rows), callbacks=callbacks)
+    trainer = Trainer(model=model, args=args, train_dataset=RowDataset(train_rows), callbacks=callbacks,
+                      eval_dataset=RowDataset(heldout_rows) if config.eval_every else None)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(work))
     return {
         "model": trainer.model, "tokenizer": tokenizer, "steps": result.global_step,
         "train_loss": result.training_loss, "seconds_this_run": time.perf_counter() - t0,
         "train_tokens": train_rows.numel(), "heldout_tokens": heldout_rows.numel(),
-        "heldout_rows": heldout_rows, "files": (len(train_paths), len(heldout_paths)),
-        "device": "cuda" if use_cuda else "cpu",
+        "heldout_rows": heldout_rows, "files": rows["files"], "device": "cuda" if use_cuda else "cpu",
+        "best_step": best_step(trainer.state),
     }
+
+
+def eval_arguments(config: PretrainConfig) -> dict:
+    """With eval_every, the Trainer measures held-out loss on a schedule and ends on the best checkpoint:
+    a long run over a small corpus (many passes on a GPU) then cannot end on an over-fitted model."""
+    if not config.eval_every:
+        return {"save_steps": 100}
+    return {"eval_strategy": "steps", "eval_steps": config.eval_every, "save_steps": config.eval_every,
+            "load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False,
+            "per_device_eval_batch_size": config.batch_size}
+
+
+def best_step(state) -> int | None:
+    """The step of the checkpoint the Trainer kept as best (None without evaluation)."""
+    from cllm.training_utils import CHECKPOINT
+
+    found = CHECKPOINT.search(state.best_model_checkpoint or "")
+    return int(found.group(1)) if found else None
+
+
+def kept_note(result: dict) -> str:
+    if result.get("best_step") is None:
+        return ""
+    return f" Kept: the checkpoint of step {result['best_step']}, the lowest held-out loss of those evaluated."
 
 
 def model_card(config: PretrainConfig, result: dict, ppl: float, samples: list[tuple[str, str]], params: int) -> str:
@@ -242,7 +297,7 @@ standard library that ships with the interpreter. The base model of CLLM Explore
   tied embeddings.
 - Training: {result['steps']} steps of {config.batch_size} x {config.context} tokens, AdamW lr {config.lr}
   (cosine to 10 %, {config.warmup_steps} warm-up steps), weight decay 0.1, on {result['device']}
-  ({result['compute']}).
+  ({result['compute']}).{kept_note(result)}
 - Held-out perplexity: **{ppl:.2f}** (final training loss {result['train_loss']:.3f}).
 - Full recipe: `cllm/pretrain.py`, config `{json.dumps(config_dict(config))}`.
 

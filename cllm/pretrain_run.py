@@ -4,18 +4,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from cllm.checkpoint import save_pretrained_atomic
 from cllm.jacobi import greedy_decode
-from cllm.pretrain import PretrainConfig, model_card, perplexity, run_pretrain, write_prompt_sets
+from cllm.pretrain import CLI_FIELDS, PretrainConfig, model_card, perplexity, run_pretrain, write_prompt_sets
 from cllm.prompts import read_prompts
 
 
+def architecture(args) -> dict:
+    """The size and schedule options the CLI passes through to PretrainConfig."""
+    return {name: getattr(args, name) for name in CLI_FIELDS if hasattr(args, name)}
+
+
 def pretrain_and_save(args) -> str:
-    config = PretrainConfig(out=args.out, work_dir=args.work_dir, max_steps=args.max_steps)
+    config = PretrainConfig(out=args.out, work_dir=args.work_dir, max_steps=args.max_steps, **architecture(args))
     write_prompt_sets(config, Path(args.prompts_dir))
     result = run_pretrain(config, args.device, args.max_minutes)
     model, tokenizer = result["model"], result["tokenizer"]
-    result["compute"] = f"{result['seconds_this_run'] / 60:.1f} min in the last run, {os.cpu_count()} CPU cores visible"
+    where = torch.cuda.get_device_name() if result["device"] == "cuda" else f"{os.cpu_count()} CPU cores visible"
+    result["compute"] = f"{result['seconds_this_run'] / 60:.1f} min in the last run, {where}"
     ppl = perplexity(model, result["heldout_rows"])
     samples = []
     for prompt in read_prompts(Path(args.prompts_dir) / "heldout.jsonl", limit=3):

@@ -60,3 +60,29 @@ def test_repeated_line():
     assert repeated_line("x = 1\ny = 2\nx = 1\n\nx = 1")
     assert not repeated_line("x = 1\ny = 2\nx = 1\n\n\n\n")
     assert not repeated_line("a\nb\nc")
+
+
+def test_a_short_pretrain_caches_its_rows_and_keeps_the_best_checkpoint(tmp_path):
+    """End to end on a tiny corpus: rows are tokenized once into work_dir (a rerun, here or on another
+    machine, reads them back), and with eval_every the Trainer ends on the best held-out checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    from cllm.pretrain import run_pretrain
+
+    corpus = tmp_path / "lib"
+    for i in range(40):
+        write(corpus, f"m{i}.py", FUNC.replace("area", f"area{i}") * 8)
+    config = PretrainConfig(work_dir=str(tmp_path / "work"), corpus_root=str(corpus), vocab_size=300,
+                            hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64, context=32,
+                            batch_size=4, max_steps=6, warmup_steps=1, eval_every=3, heldout_fraction=0.2)
+    result = run_pretrain(config, device="cpu")
+    cached = load_file(str(tmp_path / "work" / "rows.safetensors"))
+    assert cached["train"].shape == (result["train_tokens"] // 32, 32) and torch.equal(cached["heldout"], result["heldout_rows"])
+    assert result["steps"] == 6 and result["best_step"] in (3, 6)
+    assert sum(result["files"]) == 40 and result["files"][1] > 0
+
+    for path in corpus.iterdir():  # the corpus is gone: a rerun must train from the cache alone
+        path.unlink()
+    again = run_pretrain(PretrainConfig(**{**config.__dict__, "max_steps": 8}), device="cpu")
+    assert again["steps"] == 8 and again["files"] == result["files"]
