@@ -29,7 +29,8 @@ def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, prog
     """Jacobi + greedy AR on every prompt; each trajectory carries its AR tokens and time."""
     label = label or loaded.name
     check_all_fit(loaded, prompts, config.max_new_tokens)
-    decode_prompt(loaded, prompts[0], replace(config, max_new_tokens=min(8, config.max_new_tokens)))  # warm-up
+    # Warm-up, untimed: a model's first calls pay one-off costs (on a GPU, kernel loading), for AR and Jacobi alike
+    decode_prompt(loaded, prompts[0], replace(config, max_new_tokens=min(8, config.max_new_tokens)), check_ar=True)
     out = []
     for i, prompt in enumerate(prompts):
         out.append(decode_prompt(loaded, prompt, config, check_ar=True))
