@@ -50,6 +50,21 @@ CLI_FIELDS = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size",
               "warmup_steps", "eval_every", "seed")
 
 
+def check_config(config: PretrainConfig) -> None:
+    """One clear line for a size or schedule the model could not be built or trained with."""
+    for name in CLI_FIELDS:
+        value = getattr(config, name)
+        floor = 0 if name in ("eval_every", "warmup_steps", "seed") else 1
+        if name == "lr":
+            if not 0 < value < 1:
+                raise ValueError(f"--lr must be between 0 and 1; got {value}")
+        elif value < floor:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {floor}; got {value}")
+    if config.hidden_size % config.heads or config.heads % config.kv_heads:
+        raise ValueError(f"--heads ({config.heads}) must divide --hidden-size ({config.hidden_size}), "
+                         f"and --kv-heads ({config.kv_heads}) must divide --heads")
+
+
 def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
@@ -193,20 +208,25 @@ def corpus_rows(config: PretrainConfig, work: Path, tokenizer) -> dict:
 
     cache = work / "rows.safetensors"
     if cache.exists():
-        with safe_open(str(cache), "pt") as f:
-            files = json.loads(f.metadata()["files"])
-        rows = {name: t.long() for name, t in load_file(str(cache)).items()}
-        if rows["train"].shape[1] != config.context:
-            raise ValueError(f"{cache} holds rows of {rows['train'].shape[1]} tokens, not --context {config.context}")
-        return {"train": rows["train"], "heldout": rows["heldout"], "files": tuple(files)}
+        try:
+            with safe_open(str(cache), "pt") as f:
+                files = tuple(json.loads(f.metadata()["files"]))
+            rows = {name: t.long() for name, t in load_file(str(cache)).items()}
+            train, heldout = rows["train"], rows["heldout"]
+        except Exception as e:  # safetensors' own error types vary by version; any of them means a bad cache
+            raise ValueError(f"{cache} is not a token-row cache ({type(e).__name__}); delete it to tokenize again") from None
+        if train.shape[1] != config.context or heldout.shape[1] != config.context:
+            raise ValueError(f"{cache} holds rows of {train.shape[1]} tokens, not --context {config.context}")
+        return {"train": train, "heldout": heldout, "files": files}
     train_paths, heldout_paths = split_corpus(config)
     rows = {"train": token_chunks(tokenizer, corpus_texts(train_paths), config.context),
             "heldout": token_chunks(tokenizer, corpus_texts(heldout_paths), config.context)}
     tmp = cache.with_suffix(".tmp")
     # int32 halves the file (token ids are small); read back as the int64 the model takes
-    save_file({k: v.to(torch.int32) for k, v in rows.items()}, str(tmp), metadata={"files": json.dumps([len(train_paths), len(heldout_paths)])})
+    files = (len(train_paths), len(heldout_paths))
+    save_file({k: v.to(torch.int32) for k, v in rows.items()}, str(tmp), metadata={"files": json.dumps(files)})
     tmp.replace(cache)  # atomic: a kill mid-write leaves no half cache
-    return rows | {"files": (len(train_paths), len(heldout_paths))}
+    return rows | {"files": files}
 
 
 def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: float | None = None) -> dict:
@@ -270,6 +290,7 @@ def best_step(state) -> int | None:
 
 
 def kept_note(result: dict) -> str:
+    """The model card's words on which checkpoint was kept (empty without evaluation)."""
     if result.get("best_step") is None:
         return ""
     return f" Kept: the checkpoint of step {result['best_step']}, the lowest held-out loss of those evaluated."

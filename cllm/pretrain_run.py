@@ -8,17 +8,20 @@ import torch
 
 from cllm.checkpoint import save_pretrained_atomic
 from cllm.jacobi import greedy_decode
-from cllm.pretrain import CLI_FIELDS, PretrainConfig, model_card, perplexity, run_pretrain, write_prompt_sets
+from cllm.pretrain import CLI_FIELDS, PretrainConfig, check_config, model_card, perplexity, run_pretrain, write_prompt_sets
 from cllm.prompts import read_prompts
 
 
-def architecture(args) -> dict:
-    """The size and schedule options the CLI passes through to PretrainConfig."""
-    return {name: getattr(args, name) for name in CLI_FIELDS if hasattr(args, name)}
+def config_of(args) -> PretrainConfig:
+    """PretrainConfig of the CLI's arguments, checked before anything is written."""
+    config = PretrainConfig(out=args.out, work_dir=args.work_dir, max_steps=args.max_steps,
+                            **{name: getattr(args, name) for name in CLI_FIELDS})
+    check_config(config)
+    return config
 
 
 def pretrain_and_save(args) -> str:
-    config = PretrainConfig(out=args.out, work_dir=args.work_dir, max_steps=args.max_steps, **architecture(args))
+    config = config_of(args)
     write_prompt_sets(config, Path(args.prompts_dir))
     result = run_pretrain(config, args.device, args.max_minutes)
     model, tokenizer = result["model"], result["tokenizer"]

@@ -86,3 +86,13 @@ def test_a_short_pretrain_caches_its_rows_and_keeps_the_best_checkpoint(tmp_path
         path.unlink()
     again = run_pretrain(PretrainConfig(**{**config.__dict__, "max_steps": 8}), device="cpu")
     assert again["steps"] == 8 and again["files"] == result["files"]
+
+
+def test_a_damaged_row_cache_is_one_clear_error(tmp_path):
+    import pytest
+
+    from cllm.pretrain import corpus_rows
+
+    (tmp_path / "rows.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="is not a token-row cache .*delete it"):
+        corpus_rows(PretrainConfig(), tmp_path, tokenizer=None)

@@ -39,8 +39,8 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
         "prompts is measured: 1.0 is ordinary decoding. **3. Save** it, then race it in **Explore**. "
         "One training at a time per server; the other tabs keep working meanwhile. On 2 CPU cores the defaults "
         "take about 4 minutes and lift TPF from 1.04 to about 1.4-1.6 (the bundled CLLM took two rounds of 35-40 "
-        "minutes on the CPU to reach 2.66, and a third of 2 minutes on a GPU to reach 3.06); besides the AR term on the model's own output, a term on real Python code keeps the model "
-        "writing real code.")
+        "minutes on the CPU to reach 2.66, and a third of 2 minutes on a GPU to reach 3.06); besides the AR term "
+        "on the model's own output, a term on real Python code keeps the model writing real code.")
 
 
 def _owner(request: gr.Request | None) -> str:
