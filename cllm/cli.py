@@ -12,6 +12,7 @@ from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
+from cllm.unlikelihood import UnlikelihoodConfig
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
 
@@ -76,9 +77,26 @@ def build_parser() -> Parser:
     for name in PRETRAIN_FIELDS:  # model size and schedule; see PretrainConfig for what each means
         default = getattr(defaults, name)
         pre.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    _unlikelihood_parser(sub)
     _collect_parser(sub)
     _train_parser(sub)
     return parser
+
+
+def _unlikelihood_parser(sub) -> None:
+    ul = sub.add_parser("unlikelihood", help="fine-tune a base model against greedy looping (unlikelihood training)")
+    ul.add_argument("--model", default=DEFAULT_BASE)
+    ul.add_argument("--out", required=True, help="where the fine-tuned model (HF format + model card) goes")
+    defaults = UnlikelihoodConfig()
+    ul.add_argument("--steps", type=int, default=defaults.steps, help="updates, alternating MLE and unlikelihood")
+    ul.add_argument("--lr", type=float, default=defaults.lr)
+    ul.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the unlikelihood loss")
+    ul.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    ul.add_argument("--seed", type=int, default=defaults.seed)
+    ul.add_argument("--text", default="stdlib", help="real text for the MLE steps: stdlib or a UTF-8 file")
+    ul.add_argument("--prompts", default="assets/prompts/train.jsonl", help="prompts whose continuations are checked")
+    ul.add_argument("--heldout", default="assets/prompts/heldout.jsonl", help="prompts measured before and after")
+    ul.add_argument("--device", default="auto")
 
 
 def _collect_parser(sub) -> None:
@@ -262,6 +280,12 @@ def cmd_pretrain(args) -> None:
     print(pretrain_and_save(args))
 
 
+def cmd_unlikelihood(args) -> None:
+    from cllm.unlikelihood_run import unlikelihood_and_save
+
+    print(unlikelihood_and_save(args))
+
+
 def cmd_record(args) -> None:
     from pathlib import Path
 
@@ -339,7 +363,8 @@ def _print_eval(metrics: dict) -> None:
 
 QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats,
-            "record": cmd_record, "pretrain": cmd_pretrain, "collect": cmd_collect, "train": cmd_train}
+            "record": cmd_record, "pretrain": cmd_pretrain, "collect": cmd_collect, "train": cmd_train,
+            "unlikelihood": cmd_unlikelihood}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,12 @@ CASES = [  # (argv, part of the one error line); {model} = tiny model folder, {f
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--scheduler", "bogus"], "unknown scheduler 'bogus'"),
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--batch-size", "0"], "batch-size must be at least 1"),
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--seed", str(2**40)], "seed must be a whole number"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--steps", "0"], "--steps must be a positive whole number"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--lr", "nan"], "--lr must be in (0, 1)"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--alpha", "-1"], "--alpha in (0, 1000)"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--seed", "-1"], "seed must be a whole number"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--text", "{f}/missing.txt"], "missing.txt: no such file"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--prompts", "{f}/empty.jsonl"], "holds no prompts"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "the following arguments are required: command"),
 ]
