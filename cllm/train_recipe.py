@@ -22,7 +22,8 @@ MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, neve
 @dataclass(frozen=True)
 class Recipe:
     # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): this recipe reached held-out TPF
-    # 1.42 with perplexity 33.8 -> 49.0 in 4 min 10 s from collect to save; the previous defaults (200 prompts,
+    # 1.25 with perplexity 36.1 -> 50.2 in 4 min 3 s from collect to save (1.42 from the base before its
+    # unlikelihood fine-tuning); the previous defaults (200 prompts,
     # w = 10, no real text) reached 1.31 with perplexity 185, and every faster-rising variant tried cost
     # perplexity x6 or more.
     prompts: int = 600  # training prompts collected (~50 s on 2 CPU cores at 64 tokens each); 200 overfit

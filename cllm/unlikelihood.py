@@ -163,10 +163,10 @@ train split with sequence-level unlikelihood (Welleck et al. 2019, weight {c['al
 line that repeats an earlier line of the model's own {c['new_tokens']}-token greedy continuations of
 {c['batch_size']} train prompts; AdamW, lr {c['lr']}, gradient clip 1, seed {c['seed']}.
 
-| held-out prompts | before | after |
+| held-out measurement | before | after |
 | --- | --- | --- |
-| greedy continuations repeating one line 3+ times | {before['repeats']:.0%} | {after['repeats']:.0%} |
-| perplexity on the prompts' text | {before['perplexity']:.2f} | {after['perplexity']:.2f} |
+| greedy continuations of the held-out prompts repeating one line 3+ times | {before['repeats']:.0%} | {after['repeats']:.0%} |
+| perplexity on the held-out prompts' text | {before['perplexity']:.2f} | {after['perplexity']:.2f} |
 {corpus_row}
     {command}
 
