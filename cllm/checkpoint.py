@@ -72,3 +72,24 @@ def _swap_in(tmp: Path, out: Path, replace: bool = True) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_out_folder(out: Path, protected: list[Path], protected_what: str) -> Path:
+    """Refuse an `out` whose replacement would destroy something that is not a model we wrote."""
+    if out.resolve() in [p.resolve() for p in protected]:
+        raise ValueError(f"--out {out} is {protected_what}; choose a new folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
+        raise ValueError(f"--out {out} is a non-empty folder that holds no model; refusing to replace it")
+    return out
+
+
+def check_disk_for(model, out: Path) -> None:
+    """Fail before training, not after, when the checkpoint cannot fit (weights in float32, plus slack)."""
+    need = sum(p.numel() for p in model.parameters()) * 4 * 1.1 + 16 * 2**20
+    parent = next(p for p in [out.resolve(), *out.resolve().parents] if p.exists())
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise OSError(f"not enough disk space for the checkpoint at {parent}: ~{need / 2**20:.0f} MiB needed, "
+                      f"{free / 2**20:.0f} MiB free")

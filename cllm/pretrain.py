@@ -296,9 +296,15 @@ def kept_note(result: dict) -> str:
     return f" Kept: the checkpoint of step {result['best_step']}, the lowest held-out loss of those evaluated."
 
 
+def samples_markdown(samples: list[tuple[str, str]]) -> str:
+    """Prompt / greedy continuation pairs as fenced Python blocks (the fence on its own line, or it never closes)."""
+    return "\n\n".join(f"Prompt:\n```python\n{p.rstrip(chr(10))}\n```\nGreedy continuation (64 tokens):\n"
+                       f"```python\n{c.rstrip(chr(10))}\n```" for p, c in samples)
+
+
 def model_card(config: PretrainConfig, result: dict, ppl: float, samples: list[tuple[str, str]], params: int) -> str:
     train_files, heldout_files = result["files"]
-    shown = "\n\n".join(f"Prompt:\n```python\n{p}```\nGreedy continuation (64 tokens):\n```python\n{c}\n```" for p, c in samples)
+    shown = samples_markdown(samples)
     return f"""---
 license: psf-2.0
 library_name: transformers

@@ -8,7 +8,6 @@ model's own output, so it shows whether training hurt the model as a language mo
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainingArguments
 
-from cllm.checkpoint import save_pretrained_atomic
+from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
 from cllm.dataset import load_entries
 from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
 from cllm.models import LoadedModel, load_model, resolve_source
@@ -52,7 +51,7 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
                eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
                stop: threading.Event | None = None, progress: bool = True) -> dict:
     """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
-    out = _check_out(Path(out), Path(data_dir), resolve_source(model_name))
+    out = check_out_folder(Path(out), [Path(data_dir), Path(resolve_source(model_name))], "the data or the base model folder")
     fit = fit_cllm(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
     fit.info["out"] = str(out)
     _save(fit.trainer, fit.model, fit.tokenizer, out, fit.info)
@@ -77,7 +76,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
     if save_to is not None:
-        _check_disk(model, save_to)
+        check_disk_for(model, save_to)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
@@ -197,28 +196,6 @@ def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -
     if config.max_minutes and seconds >= config.max_minutes * 60:
         return f"time budget ({config.max_minutes} min)"
     return f"max steps ({config.max_steps})" if config.max_steps else f"{config.epochs} epoch(s)"
-
-
-def _check_out(out: Path, data_dir: Path, model_source: str) -> Path:
-    """Refuse an `out` whose replacement would destroy something that is not a model we wrote."""
-    resolved = out.resolve()
-    if resolved in (data_dir.resolve(), Path(model_source).resolve()):
-        raise ValueError(f"--out {out} is the data or the base model folder; choose a new folder")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
-        raise ValueError(f"--out {out} is a non-empty folder that holds no model; refusing to replace it")
-    return out
-
-
-def _check_disk(model, out: Path) -> None:
-    """Fail before training, not after, when the checkpoint cannot fit (weights in float32, plus slack)."""
-    need = sum(p.numel() for p in model.parameters()) * 4 * 1.1 + 16 * 2**20
-    parent = next(p for p in [out.resolve(), *out.resolve().parents] if p.exists())
-    free = shutil.disk_usage(parent).free
-    if free < need:
-        raise OSError(f"not enough disk space for the checkpoint at {parent}: ~{need / 2**20:.0f} MiB needed, "
-                      f"{free / 2**20:.0f} MiB free")
 
 
 class _GatheredWeights:

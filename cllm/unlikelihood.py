@@ -20,6 +20,7 @@ import torch
 
 from cllm.evaluate import repeated_line
 from cllm.jacobi import check_seed
+from cllm.pretrain import samples_markdown
 from cllm.models import LoadedModel
 from cllm.train_eval import perplexity
 
@@ -81,28 +82,45 @@ def until_eos(tokens: list[int], eos: int | None) -> list[int]:
 
 def greedy_continuations(loaded: LoadedModel, prefixes: list[list[int]], new_tokens: int):
     """Left-padded prompts, their mask, and the model's greedy continuations (B, new_tokens)."""
+    from transformers import GenerationConfig
+
     model, pad = loaded.model, loaded.eos_token_id or 0
     ids, mask = left_padded(prefixes, pad, model.device)
+    # An explicit config: a hub model's own (repetition penalty, n-gram bans) would change what greedy means
+    greedy = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
+                              eos_token_id=loaded.eos_token_id)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                             pad_token_id=pad, eos_token_id=loaded.eos_token_id)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=greedy)
     model.train(was_training)
     return ids, mask, out[:, ids.shape[1]:]
 
 
-def unlikelihood_step_loss(loaded: LoadedModel, prefixes: list[list[int]], config: UnlikelihoodConfig) -> torch.Tensor:
-    ids, mask, cont = greedy_continuations(loaded, prefixes, config.new_tokens)
+def continuation_flags(loaded: LoadedModel, cont: torch.Tensor) -> torch.Tensor:
+    """(B, T) 0/1 float flags of `repeated_line_flags` per row; padding after an EOS is never flagged."""
+    pieces = [[loaded.tokenizer.decode([t]) for t in until_eos(row, loaded.eos_token_id)] for row in cont.tolist()]
+    pieces = [p + ["\n"] * (cont.shape[1] - len(p)) for p in pieces]
+    return torch.tensor([repeated_line_flags(p) for p in pieces], dtype=torch.float, device=cont.device)
+
+
+def continuation_loss(model, ids: torch.Tensor, mask: torch.Tensor, cont: torch.Tensor,
+                      flags: torch.Tensor) -> torch.Tensor:
+    """Unlikelihood of the flagged continuation tokens after left-padded prompts (ids, mask)."""
     full = torch.cat([ids, cont], 1)
     full_mask = torch.cat([mask, torch.ones_like(cont)], 1)
     positions = (full_mask.cumsum(-1) - 1).clamp_min(0)  # as generate placed them: padding shifts nothing
-    logits = loaded.model(input_ids=full, attention_mask=full_mask, position_ids=positions).logits
-    logits = logits[:, ids.shape[1] - 1:-1]  # the predictions of the continuation's tokens
-    pieces = [[loaded.tokenizer.decode([t]) for t in until_eos(row, loaded.eos_token_id)] for row in cont.tolist()]
-    pieces = [p + ["\n"] * (cont.shape[1] - len(p)) for p in pieces]  # after EOS: padding, never flagged
-    flags = torch.tensor([repeated_line_flags(p) for p in pieces], dtype=torch.float, device=full.device)
-    return config.alpha * unlikelihood_loss(logits, cont, flags)
+    logits = model(input_ids=full, attention_mask=full_mask, position_ids=positions).logits
+    return unlikelihood_loss(logits[:, ids.shape[1] - 1:-1], cont, flags)  # the logits that predict `cont`
+
+
+def unlikelihood_step_loss(loaded: LoadedModel, prefixes: list[list[int]], config: UnlikelihoodConfig):
+    """alpha x the unlikelihood of the looping lines of fresh greedy continuations; None when none loops."""
+    ids, mask, cont = greedy_continuations(loaded, prefixes, config.new_tokens)
+    flags = continuation_flags(loaded, cont)
+    if not flags.any():
+        return None
+    return config.alpha * continuation_loss(loaded.model, ids, mask, cont, flags)
 
 
 def looping_share(loaded: LoadedModel, prompts: list[list[int]], new_tokens: int = 64, batch: int = 16) -> float:
@@ -120,14 +138,15 @@ def measure(loaded: LoadedModel, heldout: list[list[int]]) -> dict:
 
 def run_unlikelihood(loaded: LoadedModel, text: torch.Tensor, prompts: list[list[int]], config: UnlikelihoodConfig,
                      progress=None) -> dict:
-    """Fine-tune `loaded.model` in place; returns the loss history (every 10th step) and the time taken."""
+    """Fine-tune `loaded.model` in place; returns the loss history (every 10th step), the number of unlikelihood
+    updates skipped (nothing looped) and the time taken."""
     if len(text) <= config.text_tokens + 1:
         raise ValueError(f"the real text holds {len(text)} tokens: fewer than one window of {config.text_tokens}")
     rng, model = random.Random(config.seed), loaded.model
     torch.manual_seed(config.seed)
     prefixes = [p[-config.prompt_tokens:] for p in prompts if p]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    history, t0 = [], time.perf_counter()
+    history, skipped, t0 = [], 0, time.perf_counter()
     model.train()
     for step in range(config.steps):
         if step % 2 == 0:
@@ -136,6 +155,11 @@ def run_unlikelihood(loaded: LoadedModel, text: torch.Tensor, prompts: list[list
             loss = model(input_ids=batch, labels=batch).loss
         else:
             loss = unlikelihood_step_loss(loaded, rng.sample(prefixes, min(config.batch_size, len(prefixes))), config)
+            if loss is None:  # nothing loops: no step at all (AdamW would still move on its momentum)
+                skipped += 1
+                if progress:
+                    progress(step + 1, config.steps)
+                continue
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,23 +169,23 @@ def run_unlikelihood(loaded: LoadedModel, text: torch.Tensor, prompts: list[list
         if progress:
             progress(step + 1, config.steps)
     model.eval()
-    return {"config": asdict(config), "history": history, "minutes": (time.perf_counter() - t0) / 60}
+    return {"config": asdict(config), "history": history, "skipped": skipped, "minutes": (time.perf_counter() - t0) / 60}
 
 
 def card_section(result: dict, before: dict, after: dict, command: str, samples: list[tuple[str, str]]) -> str:
     c = result["config"]
     corpus_row = (f"| perplexity on the held-out stdlib files | {before['text_perplexity']:.2f} | "
                   f"{after['text_perplexity']:.2f} |\n" if "text_perplexity" in before else "")
-    shown = "\n\n".join(f"Prompt:\n```python\n{p}```\nGreedy continuation (64 tokens):\n```python\n{t}\n```"
-                        for p, t in samples)
+    shown = samples_markdown(samples)
     return f"""
 ## Unlikelihood fine-tuning (against greedy looping)
 
-After pretraining, `python -m cllm unlikelihood` fine-tuned the model for {c['steps']} updates
-({result['minutes']:.1f} min), alternating MLE on {c['batch_size']} windows of {c['text_tokens']} tokens of the
-train split with sequence-level unlikelihood (Welleck et al. 2019, weight {c['alpha']}) on the tokens of every
-line that repeats an earlier line of the model's own {c['new_tokens']}-token greedy continuations of
-{c['batch_size']} train prompts; AdamW, lr {c['lr']}, gradient clip 1, seed {c['seed']}.
+`python -m cllm unlikelihood` fine-tuned the model for {c['steps']} updates ({result['minutes']:.1f} min on
+{result['compute']}), alternating MLE on {c['batch_size']} windows of {c['text_tokens']} tokens of real text
+({result['text']}) with sequence-level unlikelihood (Welleck et al. 2019, weight {c['alpha']}) on the tokens of
+every line that repeats an earlier line of the model's own {c['new_tokens']}-token greedy continuations of up
+to {c['batch_size']} prompts of {result['prompts']}; AdamW, lr {c['lr']}, gradient clip 1, seed {c['seed']}.
+Unlikelihood updates skipped because no continuation looped: {result['skipped']} of {c['steps'] // 2}.
 
 | held-out measurement | before | after |
 | --- | --- | --- |

@@ -1,45 +1,81 @@
-"""`python -m cllm unlikelihood`: load, measure, fine-tune, measure again, save with the model card extended."""
+"""`python -m cllm unlikelihood`: check, load, measure, fine-tune, measure again, save with the model card extended."""
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
-from cllm.checkpoint import save_pretrained_atomic
+import torch
+
+from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
 from cllm.decode import encode_prompt
+from cllm.evaluate import check_all_fit
 from cllm.jacobi import greedy_decode
 from cllm.models import load_model, resolve_source
 from cllm.pretrain import perplexity
 from cllm.prompts import read_prompts
-from cllm.train_run import read_ar_text
+from cllm.train_run import MAX_AR_TEXT_BYTES, read_ar_text
 from cllm.unlikelihood import UnlikelihoodConfig, card_section, measure, run_unlikelihood
 
 
 def unlikelihood_and_save(args) -> str:
     config = UnlikelihoodConfig(steps=args.steps, lr=args.lr, alpha=args.alpha, batch_size=args.batch_size,
                                 seed=args.seed)
-    if args.text != "stdlib" and not Path(args.text).is_file():
-        raise ValueError(f"--text {args.text}: no such file (give a UTF-8 text file, or stdlib)")
+    check_text_file(args.text)
+    out = check_out_folder(Path(args.out), [Path(resolve_source(args.model))], "the model being fine-tuned")
     prompt_texts, heldout_texts = read_prompts(args.prompts), read_prompts(args.heldout)  # checked before the slow load
     loaded = load_model(args.model, args.device)
+    loaded.model = loaded.model.float()  # as `train` does: in bf16, updates of lr 1e-5 would mostly round away
+    check_all_fit(loaded, heldout_texts, config.new_tokens)
+    check_disk_for(loaded.model, out)
     prompts = [encode_prompt(loaded, p) for p in prompt_texts]
     heldout = [encode_prompt(loaded, p) for p in heldout_texts]
     text = read_ar_text(args.text, loaded.tokenizer)
+    if len(text) <= config.text_tokens + 1:  # before minutes of measuring, not after
+        raise ValueError(f"--text {args.text} holds {len(text)} tokens: fewer than one window of {config.text_tokens}")
     heldout_text = heldout_stdlib_rows(loaded.tokenizer) if args.text == "stdlib" else None
     before = measure_all(loaded, heldout, heldout_text)
     result = run_unlikelihood(loaded, text, prompts, config, progress=_bar(config.steps))
     after = measure_all(loaded, heldout, heldout_text)
     samples = [(p, loaded.tokenizer.decode(greedy_decode(loaded.model, ids, 64, loaded.eos_token_id).tokens))
                for p, ids in zip(heldout_texts[:3], heldout)]
+    result |= {"compute": compute_label(loaded.model.device), "prompts": f"`{args.prompts}`",
+               "text": "the stdlib train split" if args.text == "stdlib" else f"`{args.text}`"}
     source_card = Path(resolve_source(args.model)) / "README.md"
     card = source_card.read_text(encoding="utf-8") if source_card.is_file() else f"# {args.model}\n"
-    command = "python -m cllm unlikelihood " + shlex.join(
-        ["--model", args.model, "--out", args.out, "--steps", str(args.steps), "--lr", str(args.lr),
-         "--alpha", str(args.alpha), "--batch-size", str(args.batch_size), "--seed", str(args.seed)])
-    save_pretrained_atomic(loaded.model.float().cpu(), loaded.tokenizer, args.out,
-                           card + card_section(result, before, after, command, samples))
-    return (f"saved {args.out}: {config.steps} updates in {result['minutes']:.1f} min; held-out looping "
+    save_pretrained_atomic(loaded.model.cpu(), loaded.tokenizer, out,
+                           card + card_section(result, before, after, command_line(args), samples))
+    return (f"saved {out}: {config.steps} updates in {result['minutes']:.1f} min; held-out looping "
             f"{before['repeats']:.0%} -> {after['repeats']:.0%}, perplexity on the held-out prompts "
             f"{before['perplexity']:.2f} -> {after['perplexity']:.2f}")
+
+
+def check_text_file(spec: str) -> None:
+    """The real text must be readable UTF-8 of bounded size: said at once, under this command's flag name."""
+    if spec == "stdlib":
+        return
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--text {spec}: no such file (give a UTF-8 text file, or stdlib)")
+    if path.stat().st_size > MAX_AR_TEXT_BYTES:
+        raise ValueError(f"--text {spec} is larger than {MAX_AR_TEXT_BYTES // 2**20} MiB")
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--text {spec} is not UTF-8 text") from None
+
+
+def command_line(args) -> str:
+    flags = ["--model", args.model, "--out", args.out, "--steps", args.steps, "--lr", args.lr, "--alpha", args.alpha,
+             "--batch-size", args.batch_size, "--seed", args.seed, "--text", args.text, "--prompts", args.prompts,
+             "--heldout", args.heldout]
+    return "python -m cllm unlikelihood " + shlex.join(str(f) for f in flags)
+
+
+def compute_label(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''} ({os.cpu_count()} cores visible)"
 
 
 def heldout_stdlib_rows(tokenizer, context: int = 512):

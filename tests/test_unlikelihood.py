@@ -1,11 +1,13 @@
 """Unlikelihood fine-tuning: which tokens are flagged, what the loss pushes, and a run end to end."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from cllm.models import load_model
-from cllm.unlikelihood import (UnlikelihoodConfig, repeated_line_flags, run_unlikelihood, unlikelihood_loss,
-                               unlikelihood_step_loss, until_eos)
+from cllm.unlikelihood import (UnlikelihoodConfig, continuation_loss, left_padded, repeated_line_flags,
+                               run_unlikelihood, unlikelihood_loss, until_eos)
 
 
 def test_flags_the_tokens_of_lines_that_repeat_an_earlier_line():
@@ -45,29 +47,57 @@ def test_loss_grows_as_the_flagged_token_becomes_likely():
     assert 0 < unlikely < 0.01 < likely
 
 
-def test_step_loss_is_finite_and_reaches_the_weights_exactly_when_something_is_flagged(tiny_model_dir):
+def test_continuation_loss_with_left_padding_equals_the_unpadded_rows(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir), "cpu")
-    config = UnlikelihoodConfig(new_tokens=24, alpha=1.0)
-    prompts = [loaded.tokenizer("def add(a, b):\n").input_ids, loaded.tokenizer("for i in").input_ids]
-    loss = unlikelihood_step_loss(loaded, prompts, config)
-    assert torch.isfinite(loss) and loss.item() >= 0
-    loss.backward()  # differentiable through the model
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in loaded.model.parameters()) == (loss.item() > 0)
+    model, pad = loaded.model, loaded.eos_token_id
+    prompts = [loaded.tokenizer("def add(a, b):\n    return").input_ids, loaded.tokenizer("for").input_ids]
+    cont = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    flags = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])
+    ids, mask = left_padded(prompts, pad, "cpu")
+    batched = continuation_loss(model, ids, mask, cont, flags)
+    rows = []
+    for i, p in enumerate(prompts):  # each row alone, no padding: per-row sums add up to the batch's mean
+        one_ids, one_mask = left_padded([p], pad, "cpu")
+        rows.append(continuation_loss(model, one_ids, one_mask, cont[i:i + 1], flags[i:i + 1]) * flags[i].sum())
+    assert torch.allclose(batched, sum(rows) / flags.sum(), atol=1e-5)
+    assert batched.item() > 0
+    batched.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def test_run_changes_the_weights_and_records_both_kinds_of_update(tiny_model_dir):
+def test_continuation_loss_reads_the_logits_that_predict_each_token(tiny_model_dir):
+    """Against a direct computation: the token at continuation position k is predicted at input position P-1+k."""
     loaded = load_model(str(tiny_model_dir), "cpu")
-    before = [p.detach().clone() for p in loaded.model.parameters()]
-    text = torch.tensor(loaded.tokenizer("def add(a, b):\n    return a + b\n" * 20).input_ids)
-    prompts = [loaded.tokenizer("def add(a, b):\n").input_ids, loaded.tokenizer("class Point:").input_ids]
-    config = UnlikelihoodConfig(steps=4, batch_size=2, text_tokens=16, new_tokens=8, lr=1e-3)
+    prompt = loaded.tokenizer("class Point:").input_ids
+    cont, flags = torch.tensor([[7, 3, 9]]), torch.tensor([[0.0, 0.0, 1.0]])
+    ids, mask = left_padded([prompt], loaded.eos_token_id, "cpu")
+    with torch.no_grad():
+        got = continuation_loss(loaded.model, ids, mask, cont, flags)
+        logits = loaded.model(input_ids=torch.tensor([prompt + [7, 3, 9]])).logits[0]
+        p = logits[len(prompt) + 1].softmax(-1)[9]  # the logit row that predicts the third continuation token
+    assert torch.allclose(got, -torch.log(1 - p), atol=1e-5)
+
+
+def test_run_changes_the_weights_and_skips_unlikelihood_updates_with_nothing_flagged(tiny_model_dir, monkeypatch):
+    import cllm.unlikelihood as ul
+
+    text_ids = load_model(str(tiny_model_dir), "cpu").tokenizer("def add(a, b):\n    return a + b\n" * 20).input_ids
+    text = torch.tensor(text_ids)
+    config = UnlikelihoodConfig(steps=1, batch_size=2, text_tokens=16, new_tokens=8, lr=1e-3)
+    prompts = [[1, 2, 3], [4, 5]]
+    one = load_model(str(tiny_model_dir), "cpu")
+    before = [p.detach().clone() for p in one.model.parameters()]
+    run_unlikelihood(one, text, prompts, config)  # one MLE update
+    assert any(not torch.equal(a, b) for a, b in zip(before, one.model.parameters()))
+    assert not one.model.training
+    monkeypatch.setattr(ul, "unlikelihood_step_loss", lambda *a: None)  # nothing loops
+    two = load_model(str(tiny_model_dir), "cpu")
     seen = []
-    result = run_unlikelihood(loaded, text, prompts, config, progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1] == (4, 4)
-    assert [h["kind"] for h in result["history"]] == ["mle", "unlikelihood"]  # steps 0 and 3 (the last)
-    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result["history"])
-    assert any(not torch.equal(a, b) for a, b in zip(before, loaded.model.parameters()))
-    assert not loaded.model.training
+    result = run_unlikelihood(two, text, prompts, replace(config, steps=2), progress=lambda d, t: seen.append((d, t)))
+    assert result["skipped"] == 1 and seen[-1] == (2, 2)
+    assert [h["kind"] for h in result["history"]] == ["mle"]
+    # the skipped update moved nothing: AdamW's momentum from the MLE step was not applied again
+    assert all(torch.equal(a, b) for a, b in zip(one.model.parameters(), two.model.parameters()))
 
 
 def test_cli_saves_a_loadable_model_whose_card_says_what_was_done(tiny_model_dir, tmp_path, capsys):

@@ -38,7 +38,7 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
         "while still predicting text (AR loss); every few steps its tokens per forward pass (TPF) on held-out "
         "prompts is measured: 1.0 is ordinary decoding. **3. Save** it, then race it in **Explore**. "
         "One training at a time per server; the other tabs keep working meanwhile. On 2 CPU cores the defaults "
-        "take about 4 minutes and lift TPF from 1.06 to about 1.3-1.5 (the bundled CLLM took three rounds of 17, "
+        "take about 4 minutes and lift TPF from 1.06 to about 1.25-1.5 (the bundled CLLM took three rounds of 17, "
         "20 and 28 minutes on the CPU to reach 3.31); besides the AR term "
         "on the model's own output, a term on real Python code keeps the model writing real code.")
 
