@@ -127,32 +127,33 @@ def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int
     return fits[: config.eval_prompts], [t[:context] for t in texts]
 
 
-def read_ar_text(spec: str, tokenizer) -> torch.Tensor:
+def read_ar_text(spec: str, tokenizer, flag: str = "--ar-text") -> torch.Tensor:
     """Real text for the "text" AR scope as 1-D token ids, documents joined by EOS: "stdlib" is the train
-    split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file."""
+    split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file. Errors
+    name the option `flag` the text came from."""
     if spec == "stdlib":
         key = (tokenizer.name_or_path, len(tokenizer))
         if key not in _STDLIB_IDS:
             from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
 
-            _STDLIB_IDS[key] = _token_ids(corpus_texts(split_corpus(PretrainConfig())[0]), tokenizer, spec)
+            _STDLIB_IDS[key] = _token_ids(corpus_texts(split_corpus(PretrainConfig())[0]), tokenizer, f"{flag} {spec}")
         return _STDLIB_IDS[key]
     path = Path(spec)
     if not path.is_file() or path.stat().st_size > MAX_AR_TEXT_BYTES:
-        raise ValueError(f"--ar-text {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
+        raise ValueError(f"{flag} {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
     try:
         texts = [path.read_bytes().decode("utf-8")]
     except UnicodeDecodeError:
-        raise ValueError(f"--ar-text {spec} is not UTF-8 text") from None
-    return _token_ids(texts, tokenizer, spec)
+        raise ValueError(f"{flag} {spec} is not UTF-8 text") from None
+    return _token_ids(texts, tokenizer, f"{flag} {spec}")
 
 
-def _token_ids(texts: list[str], tokenizer, spec: str) -> torch.Tensor:
+def _token_ids(texts: list[str], tokenizer, source: str) -> torch.Tensor:
     """Documents as one 1-D id tensor, joined by EOS."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     ids = [i for doc in tokenizer(texts).input_ids for i in doc + eos]
     if len(ids) < 2:
-        raise ValueError(f"--ar-text {spec} holds no text")
+        raise ValueError(f"{source} holds no text")
     return torch.tensor(ids, dtype=torch.long)
 
 

@@ -18,11 +18,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cllm.evaluate import repeated_line
 from cllm.jacobi import check_seed
 from cllm.pretrain import samples_markdown
 from cllm.models import LoadedModel
-from cllm.train_eval import perplexity
 
 
 @dataclass(frozen=True)
@@ -125,6 +123,8 @@ def unlikelihood_step_loss(loaded: LoadedModel, prefixes: list[list[int]], confi
 
 def looping_share(loaded: LoadedModel, prompts: list[list[int]], new_tokens: int = 64, batch: int = 16) -> float:
     """Share of greedy continuations that repeat one line 3+ times (the bench's `repeats`)."""
+    from cllm.evaluate import repeated_line  # here, not at the top: it pulls in pandas, and the CLI imports this module
+
     texts = []
     for i in range(0, len(prompts), batch):
         cont = greedy_continuations(loaded, prompts[i: i + batch], new_tokens)[2]
@@ -132,16 +132,26 @@ def looping_share(loaded: LoadedModel, prompts: list[list[int]], new_tokens: int
     return sum(map(repeated_line, texts)) / len(texts)
 
 
-def measure(loaded: LoadedModel, heldout: list[list[int]]) -> dict:
-    return {"repeats": looping_share(loaded, heldout), "perplexity": perplexity(loaded.model, heldout)}
+def measure(loaded: LoadedModel, heldout: list[list[int]], heldout_rows: torch.Tensor | None = None) -> dict:
+    """Looping share and perplexity on the held-out prompts; with `heldout_rows`, their perplexity too."""
+    from cllm import pretrain, train_eval  # train_eval pulls in pandas: see looping_share
+
+    figures = {"repeats": looping_share(loaded, heldout), "perplexity": train_eval.perplexity(loaded.model, heldout)}
+    if heldout_rows is not None:
+        figures["text_perplexity"] = pretrain.perplexity(loaded.model, heldout_rows)
+    return figures
+
+
+def check_text_length(text: torch.Tensor, config: UnlikelihoodConfig, source: str = "the real text") -> None:
+    if len(text) <= config.text_tokens + 1:
+        raise ValueError(f"{source} holds {len(text)} tokens: fewer than one window of {config.text_tokens}")
 
 
 def run_unlikelihood(loaded: LoadedModel, text: torch.Tensor, prompts: list[list[int]], config: UnlikelihoodConfig,
                      progress=None) -> dict:
     """Fine-tune `loaded.model` in place; returns the loss history (every 10th step), the number of unlikelihood
     updates skipped (nothing looped) and the time taken."""
-    if len(text) <= config.text_tokens + 1:
-        raise ValueError(f"the real text holds {len(text)} tokens: fewer than one window of {config.text_tokens}")
+    check_text_length(text, config)
     rng, model = random.Random(config.seed), loaded.model
     torch.manual_seed(config.seed)
     prefixes = [p[-config.prompt_tokens:] for p in prompts if p]

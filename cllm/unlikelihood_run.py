@@ -1,7 +1,6 @@
 """`python -m cllm unlikelihood`: check, load, measure, fine-tune, measure again, save with the model card extended."""
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
@@ -11,35 +10,35 @@ from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_at
 from cllm.decode import encode_prompt
 from cllm.evaluate import check_all_fit
 from cllm.jacobi import greedy_decode
-from cllm.models import load_model, resolve_source
-from cllm.pretrain import perplexity
+from cllm.models import device_label, load_model, resolve_source
 from cllm.prompts import read_prompts
-from cllm.train_run import MAX_AR_TEXT_BYTES, read_ar_text
-from cllm.unlikelihood import UnlikelihoodConfig, card_section, measure, run_unlikelihood
+from cllm.train_run import read_ar_text
+from cllm.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
 
 
 def unlikelihood_and_save(args) -> str:
     config = UnlikelihoodConfig(steps=args.steps, lr=args.lr, alpha=args.alpha, batch_size=args.batch_size,
                                 seed=args.seed)
-    check_text_file(args.text)
+    if args.text != "stdlib" and not Path(args.text).is_file():  # before the slow load
+        raise ValueError(f"--text {args.text}: no such file (give a UTF-8 text file, or stdlib)")
     out = check_out_folder(Path(args.out), [Path(resolve_source(args.model))], "the model being fine-tuned")
     prompt_texts, heldout_texts = read_prompts(args.prompts), read_prompts(args.heldout)  # checked before the slow load
     loaded = load_model(args.model, args.device)
     loaded.model = loaded.model.float()  # as `train` does: in bf16, updates of lr 1e-5 would mostly round away
     check_all_fit(loaded, heldout_texts, config.new_tokens)
     check_disk_for(loaded.model, out)
+    text = read_ar_text(args.text, loaded.tokenizer, "--text")
+    check_text_length(text, config, f"--text {args.text}")  # before minutes of measuring, not after
     prompts = [encode_prompt(loaded, p) for p in prompt_texts]
     heldout = [encode_prompt(loaded, p) for p in heldout_texts]
-    text = read_ar_text(args.text, loaded.tokenizer)
-    if len(text) <= config.text_tokens + 1:  # before minutes of measuring, not after
-        raise ValueError(f"--text {args.text} holds {len(text)} tokens: fewer than one window of {config.text_tokens}")
     heldout_text = heldout_stdlib_rows(loaded.tokenizer) if args.text == "stdlib" else None
-    before = measure_all(loaded, heldout, heldout_text)
+    before = measure(loaded, heldout, heldout_text)
     result = run_unlikelihood(loaded, text, prompts, config, progress=_bar(config.steps))
-    after = measure_all(loaded, heldout, heldout_text)
+    after = measure(loaded, heldout, heldout_text)
     samples = [(p, loaded.tokenizer.decode(greedy_decode(loaded.model, ids, 64, loaded.eos_token_id).tokens))
                for p, ids in zip(heldout_texts[:3], heldout)]
-    result |= {"compute": compute_label(loaded.model.device), "prompts": f"`{args.prompts}`",
+    threads = f", {torch.get_num_threads()} threads" if loaded.model.device.type == "cpu" else ""
+    result |= {"compute": device_label(loaded.model.device) + threads, "prompts": f"`{args.prompts}`",
                "text": "the stdlib train split" if args.text == "stdlib" else f"`{args.text}`"}
     source_card = Path(resolve_source(args.model)) / "README.md"
     card = source_card.read_text(encoding="utf-8") if source_card.is_file() else f"# {args.model}\n"
@@ -50,21 +49,6 @@ def unlikelihood_and_save(args) -> str:
             f"{before['perplexity']:.2f} -> {after['perplexity']:.2f}")
 
 
-def check_text_file(spec: str) -> None:
-    """The real text must be readable UTF-8 of bounded size: said at once, under this command's flag name."""
-    if spec == "stdlib":
-        return
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--text {spec}: no such file (give a UTF-8 text file, or stdlib)")
-    if path.stat().st_size > MAX_AR_TEXT_BYTES:
-        raise ValueError(f"--text {spec} is larger than {MAX_AR_TEXT_BYTES // 2**20} MiB")
-    try:
-        path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"--text {spec} is not UTF-8 text") from None
-
-
 def command_line(args) -> str:
     flags = ["--model", args.model, "--out", args.out, "--steps", args.steps, "--lr", args.lr, "--alpha", args.alpha,
              "--batch-size", args.batch_size, "--seed", args.seed, "--text", args.text, "--prompts", args.prompts,
@@ -72,24 +56,11 @@ def command_line(args) -> str:
     return "python -m cllm unlikelihood " + shlex.join(str(f) for f in flags)
 
 
-def compute_label(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''} ({os.cpu_count()} cores visible)"
-
-
 def heldout_stdlib_rows(tokenizer, context: int = 512):
     """The held-out split of the stdlib (the files pretraining never saw), as rows for perplexity."""
     from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus, token_chunks
 
     return token_chunks(tokenizer, corpus_texts(split_corpus(PretrainConfig())[1]), context)
-
-
-def measure_all(loaded, heldout: list[list[int]], heldout_text) -> dict:
-    figures = measure(loaded, heldout)
-    if heldout_text is not None:
-        figures["text_perplexity"] = perplexity(loaded.model, heldout_text)
-    return figures
 
 
 def _bar(total: int):

@@ -134,7 +134,7 @@ CASES = [  # (argv, part of the one error line); {model} = tiny model folder, {f
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--seed", "-1"], "seed must be a whole number"),
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--text", "{f}/missing.txt"], "missing.txt: no such file"),
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--prompts", "{f}/empty.jsonl"], "holds no prompts"),
-    (["unlikelihood", "--model", M, "--out", "{f}/u", "--text", "{f}/nonutf8.jsonl"], "is not UTF-8 text"),
+    (["unlikelihood", "--model", M, "--out", "{f}/u", "--text", "{f}/nonutf8.jsonl", "--heldout", "{f}/ok.jsonl"], "is not UTF-8 text"),
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--text", "{f}/afile", "--heldout", "{f}/ok.jsonl"], "tokens: fewer than one window of 128"),
     (["unlikelihood", "--model", M, "--out", "{f}/noconfig"], "non-empty folder that holds no model"),
     (["unlikelihood", "--model", M, "--out", "{f}/afile"], "exists and is a file"),
