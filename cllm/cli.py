@@ -140,6 +140,8 @@ def _train_parser(sub) -> None:
     tr.add_argument("--epochs", type=float, default=1.0, help="ignored with --max-steps")
     tr.add_argument("--max-steps", type=int, default=None)
     tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training loop")
+    tr.add_argument("--rounds", type=int, default=1, help="rounds of training; each after the first collects again "
+                    "from the current weights on the next --limit prompts of the data's prompts file (budget split)")
     tr.add_argument("--n", type=int, default=None, help="block size expected (default: the data's)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
@@ -338,8 +340,8 @@ def cmd_train(args) -> None:
         lr=args.lr, scheduler=args.scheduler, warmup=args.warmup, batch_size=args.batch_size,
         states_per_block=args.states_per_block,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
-        n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every, eval_prompts=args.eval_count,
-        eval_max_new_tokens=args.eval_max_new_tokens)
+        rounds=args.rounds, n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every,
+        eval_prompts=args.eval_count, eval_max_new_tokens=args.eval_max_new_tokens)
     info = train_cllm(args.model, args.data, args.out, config, args.eval_prompts, on_metrics=_print_eval,
                       progress=sys.stderr.isatty())
     if args.json:
@@ -354,7 +356,8 @@ def cmd_train(args) -> None:
 
 def _print_eval(metrics: dict) -> None:
     if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
-        print(f"step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
+        where = f"round {metrics['round']}  " if "round" in metrics else ""
+        print(f"{where}step {metrics['step']}  {metrics['seconds']:.0f} s  loss {metrics.get('loss', 0):.4f}  "
               f"consistency {metrics.get('consistency', 0):.4f}  ar {metrics.get('ar', 0):.4f}  "
               + (f"text ar {metrics['text_ar']:.4f}  " if "text_ar" in metrics else "") +
               f"tpf {metrics['tpf']:.3f}  held-out perplexity {metrics['perplexity']:.2f}  "

@@ -91,9 +91,23 @@ measured below.
 
 - Data: `{info['data_dir']}`, collected from `{data['model']}` on `{data['prompts_file']}`: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + {c['augmented_states']} augmented, max_new_tokens {data['max_new_tokens']}, cleaning {'on' if data['clean'] else 'off'}, augmentation {'on' if data['augment'] else 'off'}.
 - Loss: {cfg['loss']} consistency (forward KL to the stop-gradient target) + {cfg['ar_weight']} x AR ({cfg['ar_scope']}, label smoothing {cfg['label_smoothing']}){text_term}.
-- Training: {info['steps']} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {info['seconds'] / 60:.1f} min on {info['device']}; stopped by: {info['stopped_by']}.
+{_rounds_line(info.get("rounds", []))}- Training: {info['steps']} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {info['seconds'] / 60:.1f} min on {info['device']}{_collections_note(info)}; stopped by: {info['stopped_by']}.
 - Full configuration: `{json.dumps(cfg)}`
 """
+
+
+def _rounds_line(rounds: list[dict]) -> str:
+    """The card's line on training rounds (cllm.train_rounds), or nothing for a single round."""
+    if len(rounds) < 2:
+        return ""
+    parts = [f"round {r['round']}: {r['prompts']} prompts, {r['steps']} steps, TPF after {r['after']['tpf']:.2f}"
+             if r["after"] else f"round {r['round']}: {r['steps']} steps" for r in rounds]
+    return (f"- Rounds: {len(rounds)}; each after the first collected its data again from the weights as "
+            f"trained so far, on the next prompts of that file ({'; '.join(parts)}).\n")
+
+
+def _collections_note(info: dict) -> str:
+    return " (the later rounds' collections included)" if len(info.get("rounds", [])) > 1 else ""
 
 
 def training_record(info: dict) -> str:
@@ -103,7 +117,8 @@ def training_record(info: dict) -> str:
     record = {"schema": RECORD_SCHEMA, "version": 1, "base_model": info["base_model"], "n": data["n"],
               "steps": info["steps"], "seconds": info["seconds"], "stopped_by": info["stopped_by"],
               "before": info["before"], "after": info["after"], "loss": cfg["loss"], "ar_weight": cfg["ar_weight"],
-              "lr": cfg["lr"], "prompts": data["counts"]["prompts"], "max_new_tokens": data["max_new_tokens"]}
+              "lr": cfg["lr"], "rounds": len(info.get("rounds", [])) or 1, "prompts": data["counts"]["prompts"],
+              "max_new_tokens": data["max_new_tokens"]}
     return json.dumps(_finite(record), indent=1, allow_nan=False)
 
 

@@ -45,14 +45,17 @@ class Fit:
     tokenizer: object
     info: dict
     trainer: object  # the transformers Trainer (its accelerator gathers sharded weights for the save)
+    eos_token_id: int | None = None  # the model's, as load_model found it (for decoding with it afterwards)
 
 
 def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: TrainConfig,
                eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
                stop: threading.Event | None = None, progress: bool = True) -> dict:
     """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
+    from cllm.train_rounds import fit_rounds  # it builds on fit_cllm below: imported here, not at the top
+
     out = check_out_folder(Path(out), [Path(data_dir), Path(resolve_source(model_name))], "the data or the base model folder")
-    fit = fit_cllm(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
+    fit = fit_rounds(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
     fit.info["out"] = str(out)
     _save(fit.trainer, fit.model, fit.tokenizer, out, fit.info)
     return fit.info
@@ -61,16 +64,18 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
 def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_prompts_file: str | Path | None = None,
              on_metrics: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
              progress: bool = True, probe: Callable[[LoadedModel, dict], None] | None = None,
-             save_to: Path | None = None) -> Fit:
+             save_to: Path | None = None, loaded: LoadedModel | None = None, before: dict | None = None) -> Fit:
     """Fine-tune without saving. `probe(loaded, measured)` runs after every held-out measurement (before,
     every eval_every steps, after) with the model as it is then and what was measured (tpf, perplexity, ...),
     e.g. to re-decode a prompt for a live view.
-    `save_to`: where the model will be saved, so a full disk fails before training, not after."""
+    `save_to`: where the model will be saved, so a full disk fails before training, not after.
+    `loaded`: the model already in memory (a later round of cllm.train_rounds) instead of loading
+    `model_name`; `before`: its measurements when already made (then they are not made again)."""
     meta, entries = load_entries(data_dir)
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
     _use_local_gpu()
-    loaded = load_model(model_name, config.device)
+    loaded = loaded or load_model(model_name, config.device)
     model = loaded.model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
     if vocab_size_of(model) != meta["vocab_size"]:
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
@@ -87,7 +92,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
             probe(loaded, out)
         return out
 
-    before = measure(model)
+    before = before or measure(model)
     with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
         trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress, text_ids)
         t0 = time.perf_counter()
@@ -99,7 +104,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
             "after": after, "history": monitor.history, "eval_prompt_count": len(tpf_ids),
             "eval_max_new_tokens": config.eval_max_new_tokens, "perplexity_text": PERPLEXITY_TEXT,
             "stopped_by": _stopped_by(monitor, config, seconds), "out": None}
-    return Fit(model, loaded.tokenizer, info, trainer)
+    return Fit(model, loaded.tokenizer, info, trainer, loaded.eos_token_id)
 
 
 def _use_local_gpu() -> None:

@@ -65,6 +65,8 @@ class TrainConfig:
     # without it the consistency loss is met by ignoring the input (measured: TPF 8, perplexity 1000)
     text_weight: float = 1.0  # weight of the real-text AR term
     ar_text_tokens: int = 256  # length of each real-text row (one row per block)
+    rounds: int = 1  # training rounds; each after the first collects trajectories again from the weights
+    # as trained so far, on the next prompts of the data's prompts file (cllm.train_rounds); the budget is split
 
     def __post_init__(self):
         numbers = {"lr": self.lr, "ar-weight": self.ar_weight, "label-smoothing": self.label_smoothing,
@@ -85,7 +87,7 @@ class TrainConfig:
             raise ValueError("ar-text-tokens must be at least 2 and text-weight non-negative")
         if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
-        for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens"):
+        for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
         if (self.max_steps is not None and self.max_steps < 1) or self.epochs <= 0 or self.eval_every < 0:

@@ -127,6 +127,7 @@ CASES = [  # (argv, part of the one error line); {model} = tiny model folder, {f
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--warmup", "-1"], "warmup must be non-negative"),
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--scheduler", "bogus"], "unknown scheduler 'bogus'"),
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--batch-size", "0"], "batch-size must be at least 1"),
+    (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--rounds", "0"], "rounds must be at least 1"),
     (["train", "--model", M, "--data", "{f}/adir", "--out", "{f}/t", "--seed", str(2**40)], "seed must be a whole number"),
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--steps", "0"], "--steps must be a positive whole number"),
     (["unlikelihood", "--model", M, "--out", "{f}/u", "--lr", "nan"], "--lr must be in (0, 1)"),
