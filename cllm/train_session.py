@@ -29,7 +29,7 @@ from cllm.collect import CollectConfig, collect
 from cllm.decode import decode_prompt
 from cllm.jacobi import JacobiConfig
 from cllm.models import LoadedModel, load_model
-from cllm.train_run import fit_cllm
+from cllm.train_rounds import fit_rounds
 from cllm.trained import save_trained, trained_path
 from cllm.training import TrainConfig
 from cllm.trajectory import Trajectory
@@ -46,7 +46,7 @@ class SlotBusy(Exception):
 @dataclass(frozen=True)
 class CollectJob:
     model: str  # base model: registry name, folder or hub id
-    prompts: tuple[str, ...]  # what is collected on
+    prompts: tuple[str, ...]  # the prompt pool: round 1 collects on the first config.limit, later rounds the next
     heldout: tuple[str, ...]  # held-out prompts for the TPF curve, perplexity and the live grid
     config: CollectConfig
     source: str  # where the prompts came from, in words (status lines, the model card)
@@ -111,7 +111,7 @@ class TrainSlot:
                 self._claim(owner)  # raises while the slot is busy, or this visitor's own job still runs
             if owner != self._owner or not self._data_ready:
                 raise ValueError("collect training data first (press Collect)")
-            self._fit = self._result = None
+            self._fit, self._result, self._rounds = None, None, config.rounds
             self._history, self._saved, self._before, self._before_tpf = [], [], None, None
             self._probe, self._pending, self._probe_step = None, None, 0
             self._start("training", "loading the model and measuring it on held-out prompts",
@@ -178,7 +178,7 @@ class TrainSlot:
         self._stop, self._started, self._last_seen = threading.Event(), 0.0, 0.0
         self._counts, self._history, self._saved = {}, [], []
         self._before = self._probe = self._pending = self._before_tpf = None
-        self._probe_step, self._fit, self._result, self._data_ready = 0, None, None, False
+        self._probe_step, self._fit, self._result, self._data_ready, self._rounds = 0, None, None, False, 1
         self._version = getattr(self, "_version", 0)
 
     def _claim(self, owner: str) -> None:
@@ -259,8 +259,9 @@ class TrainSlot:
         return "collected"
 
     def _run_train(self, config: TrainConfig) -> str:
-        fit = fit_cllm(self._job.model, self._work / "data", config, self._work / "heldout.jsonl",
-                       on_metrics=self._on_metrics, stop=self._stop, progress=False, probe=self._on_probe)
+        fit = fit_rounds(self._job.model, self._work / "data", config, self._work / "heldout.jsonl",
+                         on_metrics=self._on_metrics, stop=self._stop, progress=False, probe=self._on_probe,
+                         on_collect=self._on_round_collect)
         fit.trainer = None  # its optimizer state is not needed to save the weights
         fit.info |= {"made_by": MADE_BY, "data_dir": f"collected in the app from {self._job.source} (not kept)"}
         with self._cond:
@@ -280,10 +281,16 @@ class TrainSlot:
         self._set(counts=counts)
         self._check_watchers()
 
+    def _on_round_collect(self, counts: dict) -> None:
+        """Progress of a later round's collection from the weights trained so far."""
+        self._set(note=f"round {counts['round']} of {counts['rounds']}: collecting trajectories from the current "
+                       f"weights, {counts['prompts_done']} / {counts['prompts_total']} prompts")
+        self._check_watchers()
+
     def _on_metrics(self, metrics: dict) -> None:
         with self._cond:
             self._history.append(metrics)
-            self._note = "training"
+            self._note = f"round {metrics['round']} of {self._rounds}" if self._rounds > 1 else "training"
             if self._pending is not None:
                 self._show_probe(metrics["step"])
             self._changed()

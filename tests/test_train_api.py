@@ -86,6 +86,8 @@ def test_bad_budget_and_save_name(app_server, train_slot):
         train(client, "minutes", 0)
     with pytest.raises(AppError, match="budget in steps must be more than 0"):
         train(client, "steps", 0)
+    with pytest.raises(AppError, match="rounds must be"):
+        client.predict("global", 1.0, 3e-3, "steps", 4, 2, 8, 0, api_name="/train")
     with pytest.raises(AppError, match="not a valid name"):
         client.predict("../escape", api_name="/save_model")
     with pytest.raises(AppError, match="collect training data first"):

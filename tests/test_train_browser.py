@@ -45,6 +45,7 @@ def test_collect_train_stop_save_and_race(app_server, train_slot, tiny_pair, tmp
         page.click("#train-train")  # 3 minutes by default: it runs until Stop
         status = page.locator("#train-status")
         status.locator('[data-k="step"]').wait_for()
+        status.get_by_text(re.compile(r"round \d of 3")).wait_for()  # three rounds by default
         first = plotted_points(page, "train-loss")
         page.wait_for_function(  # the charts keep updating while it trains
             f"() => document.querySelector('#train-loss .js-plotly-plot').data[0].x.length > {first + 2}")

@@ -47,12 +47,14 @@ def test_prompt_file_size_cap(tmp_path, monkeypatch):
 def test_uploaded_prompts_hold_out_their_last_fifth(tmp_path):
     lines = [f"def f{i}():" for i in range(20)]
     job_ = check_collect(" m ", train_tab.UPLOAD, write(tmp_path, "p.txt", "\n".join(lines)), 10, 8, 32)
-    assert job_.prompts == tuple(lines[:10]) and job_.heldout == tuple(lines[16:])  # 20 // 5 = 4 held out
+    assert job_.prompts == tuple(lines[:16]) and job_.heldout == tuple(lines[16:])  # 20 // 5 = 4 held out
+    assert job_.config.limit == 10  # round 1 collects on the first 10 of the pool, later rounds on the next
     assert job_.model == "m" and (job_.config.n, job_.config.max_new_tokens) == (8, 32) and "p.txt" in job_.source
     jsonl = write(tmp_path, "p.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in lines[:3]))
     assert check_collect("m", train_tab.UPLOAD, jsonl, 10, 8, 32).heldout == (lines[2],)  # at least one
     shipped = check_collect("m", train_tab.SHIPPED, None, 5, 16, 64)
-    assert len(shipped.prompts) == 5 and len(shipped.heldout) > 5 and not set(shipped.prompts) & set(shipped.heldout)
+    assert shipped.config.limit == 5 and len(shipped.prompts) == 1999 and len(shipped.heldout) > 5  # one is in both
+    assert not set(shipped.prompts) & set(shipped.heldout)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -100,7 +102,8 @@ def test_the_tabs_default_run_is_the_clis():
            "eval_prompts": train_args.eval_count, "eval_max_new_tokens": train_args.eval_max_new_tokens,
            "batch_size": train_args.batch_size, "states_per_block": train_args.states_per_block,
            "label_smoothing": train_args.label_smoothing, "ar_scope": train_args.ar_scope, "seed": train_args.seed,
-           "ar_text": train_args.ar_text, "ar_text_tokens": train_args.ar_text_tokens, "text_weight": train_args.text_weight}
+           "ar_text": train_args.ar_text, "ar_text_tokens": train_args.ar_text_tokens, "text_weight": train_args.text_weight,
+           "rounds": train_args.rounds}
     assert cli == {k: getattr(tab, k) for k in cli}
     assert tab.max_minutes == R.minutes and tab.epochs == MINUTES_EPOCHS and tab.scheduler == "constant_with_warmup"
     steps = train_config("local", 1.0, 1e-4, "steps", 40, 5, 32)
@@ -115,12 +118,14 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
     slot.start_collect("local", "Ada", job(tiny_model_dir))
     wait_for(slot, "local", ("collected",))
     assert "Now press <b>Train</b>" in train_tab.collect_html(slot.view("local"))
-    outputs = list(train_tab.train_model("global", 1.0, 3e-3, "steps", 4, 2, 8))
+    outputs = list(train_tab.train_model("global", 1.0, 3e-3, "steps", 6, 2, 8, 3))  # 3 rounds of 2 steps
     status, loss_fig, tpf_fig, grid = outputs[-1]
     assert len(outputs) >= 2 and "Trained" not in outputs[0][0]  # streamed: the first view is of a running job
-    assert "Trained" in status and "4 steps" in status and "= its own greedy output on 100%" in status
-    assert len(loss_fig.data[0].x) == 4 and list(tpf_fig.data[0].x) == [0, 2, 4]
-    assert "Before training" in grid and "After step 4" in grid and grid.count("✓ identical to greedy") == 2
+    assert "Trained" in status and "6 steps (3 rounds)" in status and "= its own greedy output on 100%" in status
+    assert len(loss_fig.data[0].x) == 6 and list(tpf_fig.data[0].x) == [0, 2, 4, 6]
+    starts = [s for s in tpf_fig.layout.shapes if s.x0 == s.x1]  # the rounds' dashed lines (the AR line is flat)
+    assert sorted(s.x0 for s in starts) == [2, 4]
+    assert "Before training" in grid and "After step 6" in grid and grid.count("✓ identical to greedy") == 2
     assert "Saved **tab-cllm**" in train_tab.save_model("tab-cllm")
     with pytest.raises(gr.Error, match="not a valid name"):
         train_tab.save_model("../x")

@@ -100,5 +100,14 @@ def make_tpf_curve_figure(history: list[dict], before: float | None) -> go.Figur
                                name="Jacobi TPF", line=dict(color=COLORS["cllm"], width=2)))
     fig.add_hline(y=1.0, line=dict(color=COLORS["base"], dash="dot"), annotation_text="greedy AR: 1 token per pass",
                   annotation_position="bottom right")
+    for step, number in round_starts(history):
+        fig.add_vline(x=step, line=dict(color="#888", dash="dash", width=1), annotation_text=f"round {number}",
+                      annotation_position="top left")
     fig.update_yaxes(rangemode="tozero")
     return _layout(fig, "Tokens per forward pass on held-out prompts", "step", "tokens per pass")
+
+
+def round_starts(history: list[dict]) -> list[tuple[int, int]]:
+    """(last step before it, round) for every training round after the first: where its new trajectories came in."""
+    return [(before["step"], m["round"]) for before, m in zip(history, history[1:])
+            if m.get("round", 1) != before.get("round", 1)]
