@@ -141,7 +141,8 @@ def _train_parser(sub) -> None:
     tr.add_argument("--max-steps", type=int, default=None)
     tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training loop")
     tr.add_argument("--rounds", type=int, default=1, help="rounds of training; each after the first collects again "
-                    "from the current weights on the next --limit prompts of the data's prompts file (budget split)")
+                    "from the current weights, on the next prompts of the file the data was collected on (as many "
+                    "as its collect --limit; all of them without one); --max-steps/--max-minutes are split")
     tr.add_argument("--n", type=int, default=None, help="block size expected (default: the data's)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")

@@ -117,7 +117,8 @@ def training_record(info: dict) -> str:
     record = {"schema": RECORD_SCHEMA, "version": 1, "base_model": info["base_model"], "n": data["n"],
               "steps": info["steps"], "seconds": info["seconds"], "stopped_by": info["stopped_by"],
               "before": info["before"], "after": info["after"], "loss": cfg["loss"], "ar_weight": cfg["ar_weight"],
-              "lr": cfg["lr"], "rounds": len(info.get("rounds", [])) or 1, "prompts": data["counts"]["prompts"],
+              "lr": cfg["lr"], "rounds": len(info.get("rounds", [])) or 1,
+              "prompts": sum(r["prompts"] for r in info.get("rounds", [])) or data["counts"]["prompts"],
               "max_new_tokens": data["max_new_tokens"]}
     return json.dumps(_finite(record), indent=1, allow_nan=False)
 

@@ -18,10 +18,11 @@ their round number.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cllm.collect import CollectConfig, collect
@@ -37,10 +38,10 @@ ROUND_COLLECT_OPTIONS = ("n", "max_new_tokens", "init", "seed", "clean", "augmen
 
 def round_configs(config: TrainConfig) -> list[TrainConfig]:
     """Each round's share of the budget: minutes split evenly; steps too, the first rounds taking the
-    remainder (a budget of fewer steps than rounds trains that many rounds of one step)."""
+    remainder. An epoch count is not split: each round trains that many epochs of its own data."""
     if config.max_steps:
         shares = [config.max_steps // config.rounds + (k < config.max_steps % config.rounds) for k in range(config.rounds)]
-        return [replace(config, rounds=1, max_steps=steps) for steps in shares if steps]
+        return [replace(config, rounds=1, max_steps=steps) for steps in shares]
     minutes = config.max_minutes / config.rounds if config.max_minutes else config.max_minutes
     return [replace(config, rounds=1, max_minutes=minutes)] * config.rounds
 
@@ -51,49 +52,66 @@ def round_prompts(pool: list[str], per_round: int, index: int) -> list[str]:
     return [pool[(index * per_round + k) % len(pool)] for k in range(per_round)]
 
 
-def prompt_pool(meta: dict, rounds: int, heldout: list[str]) -> tuple[list[str], int]:
-    """(the prompts of the file round 1 was collected on, less any held-out one; prompts per round) from the
-    data's meta; read before any training so that a missing file fails at once, not after the first round."""
+@dataclass(frozen=True)
+class RoundPlan:
+    pool: list[str]  # the prompts later rounds collect on
+    per_round: int  # how many each round takes
+    collect: CollectConfig | None  # round 1's collection options (None for a single round)
+
+
+def plan_rounds(meta: dict, rounds: int, heldout: list[str]) -> RoundPlan:
+    """What later rounds collect on, from the data's meta: the prompts of the file round 1 was collected on
+    (less any held-out one), as many per round as round 1 had. Made before any training, so that a missing
+    file or an old meta fails at once, not after the first round."""
     if rounds == 1:
-        return [], 0
+        return RoundPlan([], 0, None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would collect, and FSDP shards the model
+        raise ValueError("--rounds above 1 runs in one process (collecting needs the whole model): "
+                         "train one round per launch, collecting in between")
+    missing = [k for k in ("prompts_file", *ROUND_COLLECT_OPTIONS) if k not in meta]
+    if missing:
+        raise DatasetError(f"the data's meta.json lacks {', '.join(missing)} (an older collect): collect again "
+                           "to train in rounds")
     path = Path(meta["prompts_file"])
     if not path.is_file():
         raise DatasetError(f"rounds after the first collect on the prompts file the data came from, "
                            f"{path}, which is gone: collect again or train one round")
-    per_round, held = meta.get("limit"), set(heldout)
+    held = set(heldout)
     pool = [p for p in read_prompts(path) if p not in held]  # TPF is measured on those: never train on them
     if not pool:
         raise DatasetError(f"every prompt of {path} is also a held-out prompt: nothing to collect later rounds on")
-    return pool, min(per_round or len(pool), len(pool))
+    per_round = min(meta.get("limit") or len(pool), len(pool))
+    return RoundPlan(pool, per_round, CollectConfig(**{k: meta[k] for k in ROUND_COLLECT_OPTIONS}))
 
 
 def fit_rounds(model_name: str, data_dir: str | Path, config: TrainConfig, eval_prompts_file: str | Path | None = None,
                on_metrics: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
                progress: bool = True, probe=None, save_to: Path | None = None,
-               on_collect: Callable[[dict], None] | None = None) -> Fit:
+               on_collect: Callable[[dict], None] | None = None, work_dir: Path | None = None) -> Fit:
     """fit_cllm in `config.rounds` rounds (see module doc). `on_collect` gets each re-collection's progress
-    (collect's counts plus "round" and "rounds"). The Fit's info is round 1's with the last round's model
-    measurements as "after", totals of steps and seconds, the whole history and a "rounds" list."""
+    (collect's counts plus "round" and "rounds"); later rounds' data goes to a temporary folder in `work_dir`.
+    The Fit's info is round 1's with the last round's model measurements as "after", totals of steps and
+    seconds, the whole history and a "rounds" list."""
     meta = read_meta(data_dir)
-    pool, per_round = prompt_pool(meta, config.rounds, read_prompts(eval_prompts_file or HELDOUT_PROMPTS))
-    configs, clock = round_configs(config), _RoundClock(on_metrics)
+    plan = plan_rounds(meta, config.rounds, read_prompts(eval_prompts_file or HELDOUT_PROMPTS))
+    configs, clock = round_configs(config), _RoundClock(on_metrics, config.rounds)
     fit = fit_cllm(model_name, data_dir, configs[0], eval_prompts_file, clock.report, stop, progress, probe, save_to)
     first, history, rounds, stopped_by = fit.info, [], [], fit.info["stopped_by"]
     clock.round_done(fit.info, history, rounds, _summary(1, fit.info, meta))
-    for index in range(1, len(configs)):
-        if stop is not None and stop.is_set():
+    for index in range(1, config.rounds):
+        if stop is not None and stop.is_set():  # Stop during the last round's final measurement
+            stopped_by = "stop request"
             break
+        fit.trainer = None  # the last round's optimizer state is not needed again: free it now
         loaded = LoadedModel(model_name, fit.model, fit.tokenizer, fit.eos_token_id)
-        with tempfile.TemporaryDirectory(prefix="cllm-round-") as work:
-            prompts_file, round_data = Path(work) / "prompts.jsonl", Path(work) / "data"
-            atomic_write_text(prompts_file, "".join(_jsonl(p) for p in round_prompts(pool, per_round, index)))
-            report = (lambda c: on_collect(c | {"round": index + 1, "rounds": len(configs)})) if on_collect else None
-            data = collect(loaded, prompts_file, round_data, _collect_config(meta), progress, report, stop)
-            clock.collected(data["this_run"]["seconds"])
-            if data["stopped"] or (stop is not None and stop.is_set()):  # Stop during the last batch too
-                stopped_by = "stop request"
+        with tempfile.TemporaryDirectory(prefix="cllm-round-", dir=work_dir) as work:
+            data, ended_by = _collect_round(loaded, plan, index, config.rounds, Path(work), progress, on_collect, stop)
+            if data is not None:
+                clock.collected(data["this_run"]["seconds"])
+            if ended_by:
+                stopped_by = ended_by
                 break
-            fit = fit_cllm(model_name, round_data, configs[index], eval_prompts_file, clock.report, stop,
+            fit = fit_cllm(model_name, Path(work) / "data", configs[index], eval_prompts_file, clock.report, stop,
                            progress, probe, save_to, loaded=loaded, before=fit.info["after"])
         stopped_by = fit.info["stopped_by"]
         clock.round_done(fit.info, history, rounds,
@@ -101,15 +119,39 @@ def fit_rounds(model_name: str, data_dir: str | Path, config: TrainConfig, eval_
     return _merged(first, fit, rounds, history, config, clock.seconds, _budget_words(stopped_by, config))
 
 
+def _collect_round(loaded: LoadedModel, plan: RoundPlan, index: int, rounds: int, work: Path, progress: bool,
+                   on_collect, stop) -> tuple[dict | None, str]:
+    """Round index+1's data, collected with the weights trained so far into work/data: (its meta or None,
+    "" or why the rounds end here: a stop request, or no training blocks at all)."""
+    prompts_file = work / "prompts.jsonl"
+    atomic_write_text(prompts_file, "".join(_jsonl(p) for p in round_prompts(plan.pool, plan.per_round, index)))
+
+    def report(counts: dict) -> None:
+        if on_collect is not None:
+            on_collect(counts | {"round": index + 1, "rounds": rounds})
+
+    try:
+        data = collect(loaded, prompts_file, work / "data", plan.collect, progress, report, stop)
+    except DatasetError:  # no blocks at all: every prompt skipped or cleaned out, or Stop before the first batch
+        data = None
+    if (stop is not None and stop.is_set()) or (data is not None and data["stopped"]):
+        return data, "stop request"
+    if data is None:
+        return None, (f"round {index + 1} collected no training blocks (every prompt too long for the context "
+                      "or every block cleaned out as a loop)")
+    return data, ""
+
+
 class _RoundClock:
     """Shifts each round's metrics (step, seconds since training began) to follow the rounds before it."""
 
-    def __init__(self, on_metrics: Callable[[dict], None] | None):
-        self.on_metrics, self.round, self.steps, self.seconds = on_metrics, 1, 0, 0.0
+    def __init__(self, on_metrics: Callable[[dict], None] | None, rounds: int):
+        self.on_metrics, self.rounds, self.round, self.steps, self.seconds = on_metrics, rounds, 1, 0, 0.0
 
     def shifted(self, metrics: dict) -> dict:
-        return metrics | {"step": metrics["step"] + self.steps, "seconds": metrics["seconds"] + self.seconds,
-                          "round": self.round}
+        """The metrics as of the whole run; "round" only when there are several."""
+        where = {"round": self.round} if self.rounds > 1 else {}
+        return metrics | {"step": metrics["step"] + self.steps, "seconds": metrics["seconds"] + self.seconds} | where
 
     def report(self, metrics: dict) -> None:
         if self.on_metrics is not None:
@@ -134,10 +176,6 @@ def _budget_words(last_round: str, config: TrainConfig) -> str:
     if config.max_steps and last_round.startswith("max steps"):
         return f"max steps ({config.max_steps} over {config.rounds} rounds)"
     return last_round
-
-
-def _collect_config(meta: dict) -> CollectConfig:
-    return CollectConfig(**{k: meta[k] for k in ROUND_COLLECT_OPTIONS})
 
 
 def _jsonl(prompt: str) -> str:

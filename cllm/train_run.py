@@ -1,5 +1,6 @@
 """`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training), measure again, save atomically.
-`fit_cllm` is the same without the save: the app's Train tab keeps the model in memory until its Save.
+`fit_cllm` is the same without the save, one round of it (cllm.train_rounds runs several, and is what
+train_cllm and the app's Train tab call; the tab keeps the model in memory until its Save).
 
 Evaluation set: the first `eval_prompts` prompts of the held-out file are Jacobi-decoded for TPF; held-out
 perplexity is measured on the text of every prompt in that file (up to 256): real held-out code, not the
@@ -216,7 +217,7 @@ class _GatheredWeights:
 
 def _save(trainer, model, tokenizer, out: Path, info: dict) -> None:
     to_save = model
-    if trainer.args.world_size > 1:
+    if trainer is not None and trainer.args.world_size > 1:  # None: rounds ended before another round's Trainer
         to_save = _GatheredWeights(trainer.accelerator.unwrap_model(trainer.model),
                                    trainer.accelerator.get_state_dict(trainer.model))
         if not trainer.accelerator.is_main_process:

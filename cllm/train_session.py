@@ -124,9 +124,10 @@ class TrainSlot:
             if owner != self._owner:
                 raise SlotBusy(self._busy_message())
             self._stop.set()
-            self._note = "stopping after the current step"
+            self._note = "stopping after the current step or batch"
             self._changed()
-            return f"Stopping: {self._phase} ends after the current {'step' if self._phase == 'training' else 'batch'}."
+            unit = "step (or collection batch)" if self._phase == "training" else "batch"
+            return f"Stopping: {self._phase} ends after the current {unit}."
 
     def save(self, owner: str, name: str, folder: Path | None = None) -> Path:
         """Save the owner's trained model under a new name (written outside the lock: a big model takes a while)."""
@@ -261,7 +262,7 @@ class TrainSlot:
     def _run_train(self, config: TrainConfig) -> str:
         fit = fit_rounds(self._job.model, self._work / "data", config, self._work / "heldout.jsonl",
                          on_metrics=self._on_metrics, stop=self._stop, progress=False, probe=self._on_probe,
-                         on_collect=self._on_round_collect)
+                         on_collect=self._on_round_collect, work_dir=self._work)
         fit.trainer = None  # its optimizer state is not needed to save the weights
         fit.info |= {"made_by": MADE_BY, "data_dir": f"collected in the app from {self._job.source} (not kept)"}
         with self._cond:
@@ -283,6 +284,8 @@ class TrainSlot:
 
     def _on_round_collect(self, counts: dict) -> None:
         """Progress of a later round's collection from the weights trained so far."""
+        if self._stop.is_set():
+            return  # the note says it is stopping
         self._set(note=f"round {counts['round']} of {counts['rounds']}: collecting trajectories from the current "
                        f"weights, {counts['prompts_done']} / {counts['prompts_total']} prompts")
         self._check_watchers()

@@ -66,7 +66,8 @@ class TrainConfig:
     text_weight: float = 1.0  # weight of the real-text AR term
     ar_text_tokens: int = 256  # length of each real-text row (one row per block)
     rounds: int = 1  # training rounds; each after the first collects trajectories again from the weights
-    # as trained so far, on the next prompts of the data's prompts file (cllm.train_rounds); the budget is split
+    # as trained so far, on the next prompts of the data's prompts file (cllm.train_rounds); max_steps and
+    # max_minutes are split between the rounds, epochs count per round
 
     def __post_init__(self):
         numbers = {"lr": self.lr, "ar-weight": self.ar_weight, "label-smoothing": self.label_smoothing,
@@ -94,6 +95,9 @@ class TrainConfig:
             raise ValueError("max-steps and epochs must be positive, eval-every non-negative")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("max-minutes must be positive")
+        if self.max_steps is not None and self.max_steps < self.rounds:
+            raise ValueError(f"max-steps ({self.max_steps}) must be at least rounds ({self.rounds}): each round "
+                             "trains at least one step")
 
 
 class ConsistencyData(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ import cllm.train_rounds as train_rounds
 from cllm.collect import CollectConfig, collect
 from cllm.dataset import DatasetError
 from cllm.models import load_model
-from cllm.train_rounds import fit_rounds, round_configs, round_prompts
+from cllm.train_rounds import fit_rounds, plan_rounds, round_configs, round_prompts
 from cllm.train_run import train_cllm
 from cllm.training import TrainConfig
 
@@ -55,7 +55,8 @@ def test_round_prompts_take_the_next_slice_and_wrap_around():
 
 def test_budget_is_split_between_rounds():
     assert [c.max_steps for c in round_configs(TrainConfig(max_steps=10, rounds=3))] == [4, 3, 3]
-    assert [c.max_steps for c in round_configs(TrainConfig(max_steps=2, rounds=3))] == [1, 1]  # no round of 0 steps
+    with pytest.raises(ValueError, match=r"max-steps \(2\) must be at least rounds \(3\)"):
+        TrainConfig(max_steps=2, rounds=3)  # no round of 0 steps
     split = round_configs(TrainConfig(max_minutes=3.0, rounds=3))
     assert [c.max_minutes for c in split] == pytest.approx([1.0] * 3) and {c.rounds for c in split} == {1}
     assert round_configs(TrainConfig(max_steps=5)) == [TrainConfig(max_steps=5)]
@@ -123,3 +124,39 @@ def test_a_missing_prompts_file_fails_before_training(tiny_model_dir, data_dir, 
         fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=2, rounds=2, **QUICK), heldout_file)
     fit = fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=1, **QUICK), progress=False)  # one round: no file needed
     assert fit.info["steps"] == 1
+
+
+def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file):
+    stop = threading.Event()
+
+    def probe(loaded, measured):
+        if len(calls := probe.calls) == 1:  # the measurement after round 1 (the first was "before")
+            stop.set()
+        calls.append(measured)
+
+    probe.calls = []
+    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
+                     stop=stop, progress=False, probe=probe)
+    assert fit.info["stopped_by"] == "stop request" and fit.info["steps"] == 2 and len(fit.info["rounds"]) == 1
+
+
+def test_a_round_that_collects_nothing_keeps_the_trained_model(tiny_model_dir, data_dir, heldout_file, monkeypatch):
+    def nothing(*args, **kwargs):
+        raise DatasetError("collected no training blocks into /tmp/x")
+
+    monkeypatch.setattr(train_rounds, "collect", nothing)
+    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
+                     progress=False)
+    assert fit.info["stopped_by"].startswith("round 2 collected no training blocks")
+    assert fit.info["steps"] == 2 and fit.info["after"]["matches_ar"] == 1.0
+
+
+def test_old_data_and_several_processes_are_refused_before_training(data_dir, heldout_file, monkeypatch):
+    meta = json.loads((data_dir / "meta.json").read_text())
+    old = {k: v for k, v in meta.items() if k != "repeat_period"}
+    with pytest.raises(DatasetError, match="lacks repeat_period"):
+        plan_rounds(old, 2, [])
+    assert plan_rounds(old, 1, []).collect is None  # one round needs none of it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="runs in one process"):
+        plan_rounds(meta, 2, [])

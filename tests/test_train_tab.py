@@ -31,6 +31,7 @@ def check_collect(*args):
     ("blank.jsonl", "\n\n", "holds no prompts"),
     ("latin1.txt", "caf\xe9\n".encode("latin-1"), "not UTF-8"),
     ("one.txt", "def f():\n", "holds one prompt"),
+    ("same.txt", "def f():\ndef f():\n", "also among its held-out last ones"),
     ("bad.jsonl", "{\"text\": 1}\n", "needs a non-empty string field"),
 ])
 def test_bad_prompt_files(tmp_path, name, data, message):

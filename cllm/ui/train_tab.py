@@ -62,7 +62,11 @@ def collect_job(base, source, upload, limit, n, max_new) -> CollectJob:
         if len(prompts) < 2:
             raise ValueError(f"{Path(upload).name} holds one prompt: give at least 2 (the last are held out for TPF)")
         held = min(MAX_HELD_OUT, max(1, len(prompts) // HELD_OUT_SHARE))
-        return CollectJob(base, _without(prompts[:-held], prompts[-held:]), tuple(prompts[-held:]), config,
+        pool = _without(prompts[:-held], prompts[-held:])
+        if not pool:
+            raise ValueError(f"every prompt of {Path(upload).name} is also among its held-out last ones: "
+                             "give prompts that differ")
+        return CollectJob(base, pool, tuple(prompts[-held:]), config,
                           f"the uploaded file {Path(upload).name}")
     if source != SHIPPED:
         raise ValueError(f"prompt source must be {SHIPPED!r} or {UPLOAD!r}")
@@ -243,7 +247,7 @@ def build() -> None:
                     upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                                      type="filepath", height=110, elem_id="train-upload")
                 with gr.Row():
-                    limit = gr.Number(R.prompts, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=0,
+                    limit = gr.Number(R.prompts, label=f"Prompts per round (1 to {MAX_PROMPTS})", precision=0,
                                       elem_id="train-prompts")
                     n = gr.Number(R.n, label="Block size n", precision=0, elem_id="train-n")
                     max_new = gr.Number(R.max_new_tokens, label=f"Tokens per prompt (1 to {MAX_TOKENS})", precision=0,
