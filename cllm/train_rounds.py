@@ -5,8 +5,8 @@ base's states (about one new token per iteration) and the base's fixed points; a
 fast-forward, the states its own decoding visits, and its own greedy output, move away from them. Collecting
 again from the current weights trains on the states the model now meets (as DAgger does for imitation
 learning). Measured on 2 CPU cores (README, "Making a CLLM"): the Train tab's defaults, three rounds in
-4 min 43 s from Collect, lifted held-out TPF from 1.06 to 2.66 (all 64 prompts) in 337 steps; one round of
-403 steps on the base's trajectories reached 1.25.
+about 4.5 minutes from Collect, lifted held-out TPF from 1.06 to 2.3-3.0 (all 64 prompts) in 250-364
+steps; one round of 403 steps on the base's trajectories reached 1.25.
 
 Round r >= 2 collects, with round 1's collection options, on the next `limit` prompts of the file round 1
 was collected on (wrapping around when the file runs out), into a temporary folder that is deleted after the

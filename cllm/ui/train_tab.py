@@ -7,6 +7,7 @@ keep decoding. A second visitor gets a "busy" message that names who is training
 """
 from __future__ import annotations
 
+import time
 from html import escape
 from pathlib import Path
 
@@ -40,8 +41,8 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
         "collects trajectories again, now from the weights trained so far (the states the model itself meets "
         "as it learns to fast-forward), on the next prompts; watch TPF jump at the dashed lines. "
         "**3. Save** it, then race it in **Explore**. One training at a time per server; the other tabs keep "
-        "working meanwhile. On 2 CPU cores the defaults take about 5 minutes and lift TPF from 1.06 to about "
-        "2-3; besides the AR term on the model's own output, a term on real Python code keeps the model writing "
+        "working meanwhile. On 2 CPU cores the defaults take about 4.5 minutes and lift TPF from 1.06 to about "
+        "2.3-3; besides the AR term on the model's own output, a term on real Python code keeps the model writing "
         "real code.")
 
 
@@ -169,7 +170,13 @@ def _follow(owner: str, phase: str):
     view = SLOT.view(owner)
     while view.phase == phase:
         yield view
+        due = time.monotonic() + POLL_SECONDS
         view = SLOT.wait(owner, view.version, POLL_SECONDS)
+        if view.phase == phase and due > time.monotonic():
+            # a training step changes the slot every ~0.4 s on CPU; each redraw rebuilds two charts here and in
+            # the browser, CPU the training itself needs when both share 2 cores: at most one per POLL_SECONDS
+            time.sleep(due - time.monotonic())
+            view = SLOT.view(owner)
     if view.phase == "failed":
         raise gr.Error(view.error, print_exception=False)
     yield view
