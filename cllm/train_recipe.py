@@ -21,14 +21,13 @@ MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, neve
 
 @dataclass(frozen=True)
 class Recipe:
-    # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): in a real browser on the same
-    # cores, 4 min 28 s from Collect to the trained model, held-out TPF 1.06 -> 2.31 (all 64 prompts; 3.00
-    # in a run driven through the API), perplexity 36.1 -> 49.9. One round on the base's trajectories (the
-    # previous defaults: 600 prompts, lr 2e-3) reached 1.25; the rounds reach the target (train_rounds.py).
+    # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): about 4 min 20 s from Collect
+    # to the trained model; held-out TPF (all 64 prompts) 1.05 -> 2.25-3.00 in three runs with the server
+    # alone on the cores, 1.72 and 2.31 in two with Chromium sharing them. One round on the base's
+    # trajectories (the previous defaults: 600 prompts, lr 2e-3) reached 1.25 on 8 prompts.
     prompts: int = 200  # prompts collected per round (~20 s on 2 CPU cores at 64 tokens each): about the
-    # blocks a round's training draws (~115 steps x 8 blocks), so each round sees fresh states; 300 reached
-    # a higher TPF (2.66 against 2.27 on all 64 held-out prompts) but took 5 min 19 s with the browser on
-    # the same 2 cores
+    # blocks a round's training draws (~115 steps x 8 blocks), so each round sees fresh states; with 300 a
+    # browser run on the same 2 cores took 5 min 19 s (before the tab's redraw limit)
     rounds: int = 3  # training rounds; the 2nd and 3rd collect again from the weights trained so far
     n: int = 16  # block size: the bundled pair's
     max_new_tokens: int = 64  # tokens per prompt, in collection and in the held-out TPF measurements

@@ -5,8 +5,8 @@ base's states (about one new token per iteration) and the base's fixed points; a
 fast-forward, the states its own decoding visits, and its own greedy output, move away from them. Collecting
 again from the current weights trains on the states the model now meets (as DAgger does for imitation
 learning). Measured on 2 CPU cores (README, "Making a CLLM"): the Train tab's defaults, three rounds in
-about 4.5 minutes from Collect, lifted held-out TPF from 1.06 to 2.3-3.0 (all 64 prompts) in 250-364
-steps; one round of 403 steps on the base's trajectories reached 1.25.
+about 4.5 minutes from Collect, lifted held-out TPF (8 prompts) from 1.06 to 2.37-3.58 in 356-402 steps
+with the server alone on the cores; one round of 403 steps on the base's trajectories reached 1.25.
 
 Round r >= 2 collects, with round 1's collection options, on the next `limit` prompts of the file round 1
 was collected on (wrapping around when the file runs out), into a temporary folder that is deleted after the
@@ -39,10 +39,10 @@ ROUND_COLLECT_OPTIONS = ("n", "max_new_tokens", "init", "seed", "clean", "augmen
 def round_configs(config: TrainConfig) -> list[TrainConfig]:
     """Each round's share of the budget: minutes split evenly; steps too, the first rounds taking the
     remainder. An epoch count is not split: each round trains that many epochs of its own data."""
+    minutes = config.max_minutes / config.rounds if config.max_minutes else config.max_minutes
     if config.max_steps:
         shares = [config.max_steps // config.rounds + (k < config.max_steps % config.rounds) for k in range(config.rounds)]
-        return [replace(config, rounds=1, max_steps=steps) for steps in shares]
-    minutes = config.max_minutes / config.rounds if config.max_minutes else config.max_minutes
+        return [replace(config, rounds=1, max_steps=steps, max_minutes=minutes) for steps in shares]
     return [replace(config, rounds=1, max_minutes=minutes)] * config.rounds
 
 

@@ -286,6 +286,9 @@ class TrainSlot:
         """Progress of a later round's collection from the weights trained so far."""
         if self._stop.is_set():
             return  # the note says it is stopping
+        with self._cond:
+            if self._pending is not None:  # the last round's final measurement: no step follows it to show it
+                self._show_probe(self._history[-1]["step"] if self._history else 0)
         self._set(note=f"round {counts['round']} of {counts['rounds']}: collecting trajectories from the current "
                        f"weights, {counts['prompts_done']} / {counts['prompts_total']} prompts")
         self._check_watchers()
@@ -293,7 +296,8 @@ class TrainSlot:
     def _on_metrics(self, metrics: dict) -> None:
         with self._cond:
             self._history.append(metrics)
-            self._note = f"round {metrics['round']} of {self._rounds}" if self._rounds > 1 else "training"
+            if not self._stop.is_set():  # else the note says it is stopping
+                self._note = f"round {metrics['round']} of {self._rounds}" if self._rounds > 1 else "training"
             if self._pending is not None:
                 self._show_probe(metrics["step"])
             self._changed()

@@ -93,10 +93,16 @@ def test_three_rounds_recollect_from_the_trained_weights(tiny_model_dir, data_di
     assert info["stopped_by"] == "max steps (6 over 3 rounds)"
     card = (tmp_path / "m" / "README.md").read_text()
     assert "Rounds: 3" in card and f"TPF after {info['rounds'][0]['after']['tpf']:.2f}" in card
-    assert json.loads((tmp_path / "m" / "cllm_training.json").read_text())["rounds"] == 3
+    record = json.loads((tmp_path / "m" / "cllm_training.json").read_text())
+    assert (record["rounds"], record["prompts"]) == (3, 9)  # 3 prompts in each round
 
 
-def test_stop_during_a_recollection_keeps_the_trained_model(tiny_model_dir, data_dir, heldout_file):
+def test_stop_during_a_recollection_keeps_the_trained_model(tiny_model_dir, heldout_file, tmp_path):
+    prompts = tmp_path / "many.jsonl"  # 10 prompts a round: two collection batches of 8, Stop after the first
+    prompts.write_text("".join(json.dumps({"prompt": f"def f{i}(x):"}) + "\n" for i in range(20)))
+    data = tmp_path / "d"
+    collect(load_model(str(tiny_model_dir), "cpu"), prompts, data, CollectConfig(n=4, max_new_tokens=6, limit=10),
+            progress=False)
     stop = threading.Event()
     seen = []
 
@@ -104,9 +110,9 @@ def test_stop_during_a_recollection_keeps_the_trained_model(tiny_model_dir, data
         seen.append(counts)
         stop.set()  # Stop pressed while round 2 collects
 
-    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
+    fit = fit_rounds(str(tiny_model_dir), data, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
                      stop=stop, progress=False, on_collect=on_collect)
-    assert seen and seen[0]["round"] == 2 and seen[0]["rounds"] == 2
+    assert [(c["round"], c["rounds"], c["prompts_done"], c["prompts_total"]) for c in seen] == [(2, 2, 8, 10)]
     assert fit.info["stopped_by"] == "stop request" and fit.info["steps"] == 2 and len(fit.info["rounds"]) == 1
     assert fit.info["after"]["matches_ar"] == 1.0
 
@@ -126,8 +132,9 @@ def test_a_missing_prompts_file_fails_before_training(tiny_model_dir, data_dir, 
     assert fit.info["steps"] == 1
 
 
-def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file):
-    stop = threading.Event()
+def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file, monkeypatch):
+    stop, collected = threading.Event(), []
+    monkeypatch.setattr(train_rounds, "collect", lambda *args, **kwargs: collected.append(args))
 
     def probe(loaded, measured):
         if len(calls := probe.calls) == 1:  # the measurement after round 1 (the first was "before")
@@ -138,6 +145,7 @@ def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file):
     fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
                      stop=stop, progress=False, probe=probe)
     assert fit.info["stopped_by"] == "stop request" and fit.info["steps"] == 2 and len(fit.info["rounds"]) == 1
+    assert not collected  # round 2 never started collecting
 
 
 def test_a_round_that_collects_nothing_keeps_the_trained_model(tiny_model_dir, data_dir, heldout_file, monkeypatch):

@@ -3,6 +3,8 @@ the live grid, and a saved model in Explore's pair picker."""
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -61,7 +63,7 @@ def test_uploaded_prompts_hold_out_their_last_fifth(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("m", train_tab.UPLOAD, None, 10, 16, 64), "choose a prompt file"),
     (("", train_tab.SHIPPED, None, 10, 16, 64), "no base model given"),
-    (("m", train_tab.SHIPPED, None, 0, 16, 64), "number of prompts must be"),
+    (("m", train_tab.SHIPPED, None, 0, 16, 64), "prompts per round must be"),
     (("m", train_tab.SHIPPED, None, 10, 0, 64), "block size n must be"),
     (("m", train_tab.SHIPPED, None, 10, 16, 10**6), "tokens per prompt must be"),
     (("m", "elsewhere", None, 10, 16, 64), "prompt source must be"),
@@ -82,6 +84,10 @@ def test_bad_collect_inputs(args, message):
     (("global", 10, 1e-3, "hours", 3, 25, 64), "budget must be counted in"),
     (("global", 10, 1e-3, "minutes", 3, 0, 64), "TPF every K steps must be"),
     (("global", 10, "fast", "minutes", 3, 25, 64), "learning rate must be a number"),
+    (("global", 10, 1e-3, "minutes", 3, 25, 64, 0), "rounds must be a whole number from 1 to 10"),
+    (("global", 10, 1e-3, "minutes", 3, 25, 64, 11), "rounds must be a whole number from 1 to 10"),
+    (("global", 10, 1e-3, "minutes", 3, 25, 64, 2.5), "rounds must be a whole number"),
+    (("global", 10, 1e-3, "steps", 2, 25, 64, 3), r"max-steps \(2\) must be at least rounds \(3\)"),
 ])
 def test_bad_train_inputs_fail_before_anything_starts(args, message):
     version = train_tab.SLOT.view("local").version
@@ -150,3 +156,29 @@ def test_readme_shows_the_tabs_run():
     lines = [" ".join(line.split()) for line in text.splitlines()]
     for command in cli_commands():
         assert "python -m cllm " + " ".join(command) in lines
+
+
+class _TickingSlot:
+    """A slot whose job changes every 50 ms for `seconds`, then ends: what _follow sees during training."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def view(self, owner):
+        now = time.monotonic()
+        return SimpleNamespace(phase="training" if now < self.end else "trained", version=int(now * 20))
+
+    def wait(self, owner, version, timeout):
+        time.sleep(0.05)
+        return self.view(owner)
+
+
+def test_following_redraws_at_most_once_a_second_and_ends_promptly(monkeypatch):
+    monkeypatch.setattr(train_tab, "SLOT", _TickingSlot(2.5))
+    monkeypatch.setattr(train_tab, "POLL_SECONDS", 0.5)
+    start, times = time.monotonic(), []
+    for view in train_tab._follow("local", "training"):
+        times.append((time.monotonic(), view.phase))
+    gaps = [b[0] - a[0] for a, b in zip(times, times[1:-1])]
+    assert len(times) <= 7 and all(g >= 0.45 for g in gaps)  # ~50 changes, at most one view per 0.5 s
+    assert times[-1][1] == "trained" and times[-1][0] - start < 3.1  # the end is shown within a poll

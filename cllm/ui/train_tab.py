@@ -27,10 +27,10 @@ from cllm.ui.player import make_player
 
 SLOT = TrainSlot()  # one per server process: one training at a time
 SHIPPED, UPLOAD = "shipped training prompts", "uploaded file"
-MAX_PROMPTS = 2000  # the shipped set's size; ~7 minutes of collection on 2 CPU cores at 64 tokens
+MAX_PROMPTS = 2000  # the shipped set's size; ~3 minutes of collection per round on 2 CPU cores at 64 tokens
 MAX_TOKENS = 256
 MAX_MINUTES, MAX_STEPS, MAX_ROUNDS = 30, 20_000, 10
-POLL_SECONDS = 1.0  # how often a following event looks for news (it redraws only when there is some)
+POLL_SECONDS = 1.0  # a following event redraws at most this often, and at least this often while a job runs
 HELD_OUT_SHARE, MAX_HELD_OUT = 5, 8  # an uploaded file's last fifth (at most 8 prompts) is held out
 EMPTY_GRID = ('<div class="cr-empty">While training runs, a held-out prompt is decoded with the current weights '
               'every few steps and races the base model here: watch red turn blue in fewer passes.</div>')
@@ -42,7 +42,7 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
         "as it learns to fast-forward), on the next prompts; watch TPF jump at the dashed lines. "
         "**3. Save** it, then race it in **Explore**. One training at a time per server; the other tabs keep "
         "working meanwhile. On 2 CPU cores the defaults take about 4.5 minutes and lift TPF from 1.06 to about "
-        "2.3-3; besides the AR term on the model's own output, a term on real Python code keeps the model writing "
+        "2.2-3 (less if this browser shares those cores); besides the AR term on the model's own output, a term on real Python code keeps the model writing "
         "real code.")
 
 
@@ -53,7 +53,7 @@ def _owner(request: gr.Request | None) -> str:
 def collect_job(base, source, upload, limit, n, max_new) -> CollectJob:
     """The Collect inputs checked (ValueError says what is wrong) and the prompts read."""
     base = model_name(base, "base")
-    limit = whole_number(limit, "number of prompts", 1, MAX_PROMPTS)
+    limit = whole_number(limit, "prompts per round", 1, MAX_PROMPTS)
     config = collect_config(whole_number(n, "block size n", *N_RANGE),
                             whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS), limit)
     if source == UPLOAD:
@@ -172,10 +172,11 @@ def _follow(owner: str, phase: str):
         yield view
         due = time.monotonic() + POLL_SECONDS
         view = SLOT.wait(owner, view.version, POLL_SECONDS)
-        if view.phase == phase and due > time.monotonic():
+        left = due - time.monotonic()
+        if view.phase == phase and left > 0:
             # a training step changes the slot every ~0.4 s on CPU; each redraw rebuilds two charts here and in
             # the browser, CPU the training itself needs when both share 2 cores: at most one per POLL_SECONDS
-            time.sleep(due - time.monotonic())
+            time.sleep(left)
             view = SLOT.view(owner)
     if view.phase == "failed":
         raise gr.Error(view.error, print_exception=False)
