@@ -16,18 +16,10 @@ from cllm.models import load_model
 from cllm.train_rounds import fit_rounds, plan_rounds, round_configs, round_prompts
 from cllm.train_run import train_cllm
 from cllm.training import TrainConfig
+from test_training import PROMPTS, prompts_file  # noqa: F401 (a fixture: the same 8 prompts as file)
 
-PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
-           "while True:", "if x > 0:"]
 QUICK = dict(lr=3e-3, ar_weight=1.0, batch_size=4, states_per_block=2, eval_prompts=2, eval_max_new_tokens=8,
              device="cpu")
-
-
-@pytest.fixture(scope="module")
-def prompts_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    return path
 
 
 @pytest.fixture(scope="module")
