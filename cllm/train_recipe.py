@@ -23,7 +23,7 @@ MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, neve
 class Recipe:
     # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): about 4 min 20 s from Collect
     # to the trained model; held-out TPF (all 64 prompts) 1.05 -> 2.25-3.00 in three runs with the server
-    # alone on the cores, 1.72 and 2.31 in two with Chromium sharing them. One round on the base's
+    # alone on the cores, 1.72-2.80 in three with Chromium sharing them. One round on the base's
     # trajectories (the previous defaults: 600 prompts, lr 2e-3) reached 1.25 on 8 prompts.
     prompts: int = 200  # prompts collected per round (~20 s on 2 CPU cores at 64 tokens each): about the
     # blocks a round's training draws (~115 steps x 8 blocks), so each round sees fresh states; with 300 a
