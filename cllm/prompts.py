@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from cllm.models import REPO_ROOT
+from cllm.trajectory import atomic_write_text
 
 HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "heldout.jsonl"
 TRAIN_PROMPTS = REPO_ROOT / "assets" / "prompts" / "train.jsonl"  # the bundled CLLM's training prompts
@@ -27,6 +28,11 @@ def check_prompt(prompt: str, where: str = "the prompt") -> None:
 def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
     path = Path(path)
     return parse_prompts(read_text(path), path.name, limit)
+
+
+def write_prompts(path: Path, prompts) -> None:
+    """JSON lines with a "prompt" field, as read_prompts reads them; written atomically."""
+    atomic_write_text(path, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
 
 
 def read_prompt_file(path: str | Path, limit: int | None = None) -> list[str]:

@@ -17,7 +17,6 @@ their round number.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -28,10 +27,9 @@ from pathlib import Path
 from cllm.collect import CollectConfig, collect
 from cllm.dataset import DatasetError, read_meta
 from cllm.models import LoadedModel
-from cllm.prompts import HELDOUT_PROMPTS, read_prompts
+from cllm.prompts import HELDOUT_PROMPTS, read_prompts, write_prompts
 from cllm.train_run import Fit, fit_cllm
 from cllm.training import TrainConfig
-from cllm.trajectory import atomic_write_text
 
 ROUND_COLLECT_OPTIONS = ("n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period")
 
@@ -59,7 +57,7 @@ class RoundPlan:
     collect: CollectConfig | None  # round 1's collection options (None for a single round)
 
 
-def plan_rounds(meta: dict, rounds: int, heldout: list[str]) -> RoundPlan:
+def plan_rounds(meta: dict, rounds: int, heldout_file: str | Path) -> RoundPlan:
     """What later rounds collect on, from the data's meta: the prompts of the file round 1 was collected on
     (less any held-out one), as many per round as round 1 had. Made before any training, so that a missing
     file or an old meta fails at once, not after the first round."""
@@ -76,7 +74,7 @@ def plan_rounds(meta: dict, rounds: int, heldout: list[str]) -> RoundPlan:
     if not path.is_file():
         raise DatasetError(f"rounds after the first collect on the prompts file the data came from, "
                            f"{path}, which is gone: collect again or train one round")
-    held = set(heldout)
+    held = set(read_prompts(heldout_file))
     pool = [p for p in read_prompts(path) if p not in held]  # TPF is measured on those: never train on them
     if not pool:
         raise DatasetError(f"every prompt of {path} is also a held-out prompt: nothing to collect later rounds on")
@@ -93,7 +91,7 @@ def fit_rounds(model_name: str, data_dir: str | Path, config: TrainConfig, eval_
     The Fit's info is round 1's with the last round's model measurements as "after", totals of steps and
     seconds, the whole history and a "rounds" list."""
     meta = read_meta(data_dir)
-    plan = plan_rounds(meta, config.rounds, read_prompts(eval_prompts_file or HELDOUT_PROMPTS))
+    plan = plan_rounds(meta, config.rounds, eval_prompts_file or HELDOUT_PROMPTS)
     configs, clock = round_configs(config), _RoundClock(on_metrics, config.rounds)
     fit = fit_cllm(model_name, data_dir, configs[0], eval_prompts_file, clock.report, stop, progress, probe, save_to)
     first, history, rounds, stopped_by = fit.info, [], [], fit.info["stopped_by"]
@@ -124,7 +122,7 @@ def _collect_round(loaded: LoadedModel, plan: RoundPlan, index: int, rounds: int
     """Round index+1's data, collected with the weights trained so far into work/data: (its meta or None,
     "" or why the rounds end here: a stop request, or no training blocks at all)."""
     prompts_file = work / "prompts.jsonl"
-    atomic_write_text(prompts_file, "".join(_jsonl(p) for p in round_prompts(plan.pool, plan.per_round, index)))
+    write_prompts(prompts_file, round_prompts(plan.pool, plan.per_round, index))
 
     def report(counts: dict) -> None:
         if on_collect is not None:
@@ -176,10 +174,6 @@ def _budget_words(last_round: str, config: TrainConfig) -> str:
     if config.max_steps and last_round.startswith("max steps"):
         return f"max steps ({config.max_steps} over {config.rounds} rounds)"
     return last_round
-
-
-def _jsonl(prompt: str) -> str:
-    return json.dumps({"prompt": prompt}) + "\n"
 
 
 def _summary(number: int, info: dict, data_meta: dict) -> dict:

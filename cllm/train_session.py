@@ -13,7 +13,6 @@ Decoding elsewhere in the app is not blocked: the job runs in its own thread, no
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from cllm.collect import CollectConfig, collect
 from cllm.decode import decode_prompt
 from cllm.jacobi import JacobiConfig
 from cllm.models import LoadedModel, load_model
+from cllm.prompts import write_prompts
 from cllm.train_rounds import fit_rounds
 from cllm.trained import save_trained, trained_path
 from cllm.training import TrainConfig
@@ -101,8 +101,8 @@ class TrainSlot:
             self._clear()
             self._owner, self._label, self._job = owner, label.strip() or "a visitor", job
             self._work = Path(tempfile.mkdtemp(prefix="cllm-train-tab-", dir=self.work_root))
-            _write_prompts(self._work / "prompts.jsonl", job.prompts)
-            _write_prompts(self._work / "heldout.jsonl", job.heldout)
+            write_prompts(self._work / "prompts.jsonl", job.prompts)
+            write_prompts(self._work / "heldout.jsonl", job.heldout)
             self._start("collecting", "loading the base model", self._run_collect)
 
     def start_train(self, owner: str, config: TrainConfig) -> None:
@@ -359,7 +359,3 @@ def _threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _write_prompts(path: Path, prompts: tuple[str, ...]) -> None:
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")

@@ -155,8 +155,8 @@ def test_old_data_and_several_processes_are_refused_before_training(data_dir, he
     meta = json.loads((data_dir / "meta.json").read_text())
     old = {k: v for k, v in meta.items() if k != "repeat_period"}
     with pytest.raises(DatasetError, match="lacks repeat_period"):
-        plan_rounds(old, 2, [])
-    assert plan_rounds(old, 1, []).collect is None  # one round needs none of it
+        plan_rounds(old, 2, heldout_file)
+    assert plan_rounds(old, 1, heldout_file).collect is None  # one round needs none of it
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="runs in one process"):
-        plan_rounds(meta, 2, [])
+        plan_rounds(meta, 2, heldout_file)
