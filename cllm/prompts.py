@@ -25,6 +25,18 @@ def check_prompt(prompt: str, where: str = "the prompt") -> None:
         raise ValueError(f"{where} is not valid text (it holds bytes that are not UTF-8 characters)") from None
 
 
+def prompt_token_ids(tokenizer, prompt: str, chat: bool = False) -> list[int]:
+    """The ids a model is fed for `prompt`: the text itself (raw completion), or with `chat` the tokenizer's
+    chat template around it as one user turn, ending where the assistant's answer begins."""
+    if not chat:
+        return tokenizer(prompt).input_ids
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this model's tokenizer has no chat template: turn the chat option off")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False).input_ids  # the template already holds the special tokens
+
+
 def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
     path = Path(path)
     return parse_prompts(read_text(path), path.name, limit)
@@ -32,7 +44,12 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
 
 def write_prompts(path: Path, prompts) -> None:
     """JSON lines with a "prompt" field, as read_prompts reads them; written atomically."""
-    atomic_write_text(path, "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    write_prompt_records(path, [{"prompt": p} for p in prompts])
+
+
+def write_prompt_records(path: Path, records: list[dict]) -> None:
+    """JSON lines, each with a "prompt" field and any others (e.g. "source"); written atomically."""
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def read_prompt_file(path: str | Path, limit: int | None = None) -> list[str]:

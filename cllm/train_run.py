@@ -8,6 +8,7 @@ model's own output, so it shows whether training hurt the model as a language mo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainingArguments
 
+from cllm.adapters import name_base, with_lora
 from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
 from cllm.dataset import load_entries
 from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
@@ -83,6 +85,9 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
     if save_to is not None:
         check_disk_for(model, save_to)
+    if config.lora_rank and not hasattr(model, "peft_config"):  # a later round trains the same adapter on
+        model = loaded.model = with_lora(model, config.lora_rank, config.lora_alpha)
+        name_base(model, model_name)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
@@ -94,10 +99,10 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
         return out
 
     before = before or measure(model)
-    with tempfile.TemporaryDirectory(prefix="cllm-trainer-") as work:  # Trainer's output_dir; nothing is kept
+    with _trainer_dir(config) as work:
         trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress, text_ids)
         t0 = time.perf_counter()
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=_newest_checkpoint(work))
         seconds = time.perf_counter() - t0
     after = measure(model, check_ar=True) if trainer.args.world_size == 1 else None  # multi-process: use bench
     info = {"base_model": model_name, "data_dir": str(data_dir), "data_meta": meta, "config": asdict(config),
@@ -106,6 +111,21 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
             "eval_max_new_tokens": config.eval_max_new_tokens, "perplexity_text": PERPLEXITY_TEXT,
             "stopped_by": _stopped_by(monitor, config, seconds), "out": None}
     return Fit(model, loaded.tokenizer, info, trainer, loaded.eos_token_id)
+
+
+def _trainer_dir(config: TrainConfig):
+    """The Trainer's output_dir: the config's work_dir (checkpoints kept, resumed), else a temporary one."""
+    if config.work_dir is None:
+        return tempfile.TemporaryDirectory(prefix="cllm-trainer-")
+    Path(config.work_dir).mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(config.work_dir)
+
+
+def _newest_checkpoint(work: str) -> str | None:
+    """The Trainer's newest complete checkpoint-N folder in `work` (None: start from the beginning)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(work) if Path(work).is_dir() else None
 
 
 def _use_local_gpu() -> None:
@@ -171,7 +191,8 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=config.scheduler,
         warmup_steps=config.warmup, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         num_train_epochs=config.epochs, max_steps=config.max_steps or -1, bf16=use_cuda, use_cpu=not use_cuda,
-        save_strategy="no", logging_steps=10, report_to="none", seed=config.seed, remove_unused_columns=False,
+        save_strategy="steps" if config.work_dir else "no", save_steps=config.save_every, save_total_limit=2,
+        logging_steps=10, report_to="none", seed=config.seed, remove_unused_columns=False,
         disable_tqdm=not progress, dataloader_pin_memory=use_cuda,
     )
     tracker = LossTracker()

@@ -65,6 +65,12 @@ class TrainConfig:
     # without it the consistency loss is met by ignoring the input (measured: TPF 8, perplexity 1000)
     text_weight: float = 1.0  # weight of the real-text AR term
     ar_text_tokens: int = 256  # length of each real-text row (one row per block)
+    lora_rank: int = 0  # 0: fine-tune every weight; r > 0: train a rank-r LoRA adapter on every linear layer
+    # (cllm.adapters) and save only the adapter: how a CLLM of a 135 M base ships in a few MB
+    lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)
+    work_dir: str | None = None  # Trainer checkpoints go here and a rerun resumes from the newest; None: a
+    # temporary folder, nothing kept (a CPU run of hours wants one)
+    save_every: int = 50  # optimizer steps between checkpoints when work_dir is set
     rounds: int = 1  # training rounds; each after the first collects trajectories again from the weights
     # as trained so far, on the next prompts of the data's prompts file (cllm.train_rounds); max_steps and
     # max_minutes are split between the rounds, epochs count per round
@@ -88,6 +94,10 @@ class TrainConfig:
             raise ValueError("ar-text-tokens must be at least 2 and text-weight non-negative")
         if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
+        if self.lora_rank < 0 or self.lora_alpha <= 0 or self.save_every < 1:
+            raise ValueError("lora-rank must be non-negative, lora-alpha positive, save-every at least 1")
+        if self.work_dir is not None and self.rounds > 1:
+            raise ValueError("--work-dir (resumable checkpoints) trains one round per launch; give --rounds 1")
         for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
@@ -273,6 +283,6 @@ class TrainingMonitor(TrainerCallback):
             self.on_metrics(metrics)
         if self.stop is not None and self.stop.is_set():
             control.should_training_stop = self.stopped_by_request = True
-        if control.should_training_stop:
-            control.should_save = False  # TimeBudget asks for a Trainer checkpoint; train_cllm saves the model itself
+        if control.should_training_stop:  # a resumable run (a work_dir) keeps the step it stopped at; without
+            control.should_save = args.save_strategy != "no"  # one, train_cllm saves the model itself
         return control

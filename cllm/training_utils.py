@@ -25,6 +25,7 @@ class TimeBudget(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if time.perf_counter() - self.start >= self.seconds:
             control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"  # a resumable run keeps the step it stopped at
             control.should_save = True
         return control
 

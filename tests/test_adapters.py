@@ -1,0 +1,57 @@
+"""LoRA CLLMs: trained and saved as an adapter, loaded back merged; training resumes from its checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cllm.adapters import ADAPTER_CONFIG, adapter_base
+from cllm.models import ModelLoadError, load_model
+from cllm.train_run import fit_cllm, train_cllm
+from cllm.training import TrainConfig
+from test_training import QUICK, data_dir, prompts_file  # noqa: F401 (module fixtures reused)
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits
+
+
+def test_lora_cllm_saves_an_adapter_that_loads_merged(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "lora-cllm"
+    config = TrainConfig(**QUICK, max_steps=3, lora_rank=4, lora_alpha=8)
+    info = train_cllm(str(tiny_model_dir), data_dir, out, config, progress=False)
+    assert info["steps"] == 3
+    assert (out / ADAPTER_CONFIG).is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()  # the base's weights are not copied
+    assert adapter_base(out) == str(tiny_model_dir)
+    merged, base = load_model(str(out), "cpu"), load_model(str(tiny_model_dir), "cpu")
+    assert type(merged.model).__name__ == type(base.model).__name__  # a plain model: peft is gone after the merge
+    ids = [5, 17, 42, 9]
+    assert not torch.allclose(logits(merged.model, ids), logits(base.model, ids))  # the update is applied
+
+
+def test_adapter_load_errors_are_one_line(tmp_path):
+    folder = tmp_path / "bad-adapter"
+    folder.mkdir()
+    (folder / ADAPTER_CONFIG).write_text(json.dumps({"r": 4}))
+    with pytest.raises(ModelLoadError, match="names no base model"):
+        load_model(str(folder), "cpu")
+    (folder / ADAPTER_CONFIG).write_text(json.dumps({"base_model_name_or_path": str(folder)}))
+    with pytest.raises(ModelLoadError, match="names itself"):
+        load_model(str(folder), "cpu")
+
+
+def test_training_resumes_from_the_newest_checkpoint(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
+    work = tmp_path / "work"
+    first = fit_cllm(str(tiny_model_dir), data_dir, TrainConfig(**QUICK, max_steps=4, work_dir=str(work), save_every=2))
+    assert first.info["steps"] == 4 and (work / "checkpoint-4").is_dir()
+    again = fit_cllm(str(tiny_model_dir), data_dir, TrainConfig(**QUICK, max_steps=6, work_dir=str(work), save_every=2))
+    assert again.info["steps"] == 6  # global step carries on from checkpoint-4
+    assert [m["step"] for m in again.info["history"] if "loss" in m][:1] in ([], [5], [6])  # no step 1..4 redone
+
+
+def test_work_dir_refuses_rounds():
+    with pytest.raises(ValueError, match="one round per launch"):
+        TrainConfig(work_dir="w", rounds=2)
