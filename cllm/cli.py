@@ -30,6 +30,7 @@ def build_parser() -> Parser:
     dec.add_argument("--prompt", required=True)
     _decoding_args(dec)
     dec.add_argument("--check-ar", action="store_true", help="also run greedy AR and compare")
+    dec.add_argument("--chat", action="store_true", help="send the prompt as a user turn of the chat template")
     dec.add_argument("--json", action="store_true", help="print one JSON object")
     dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
     dec.add_argument("--trust-remote-code", action="store_true")
@@ -222,7 +223,7 @@ def cmd_decode(args) -> None:
     if args.save is not None:  # a bad path fails now, not after the decode
         check_output_path(args.save, "--save file")
     loaded = load_model(args.model, args.device, args.trust_remote_code)
-    traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar)
+    traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar, chat=args.chat)
     if args.save is not None:
         save_trajectory(traj, args.save)
     if args.json:
