@@ -128,7 +128,7 @@ def _humaneval_parser(sub) -> None:
     he.add_argument("--base", default="smollm2-135m")
     he.add_argument("--cllm", default=None, help="second model (e.g. smollm2-135m-cllm)")
     he.add_argument("--out", required=True, help="results JSONL, one line per model and problem; a rerun resumes")
-    he.add_argument("--n", type=int, default=defaults.n, help="block size")
+    he.add_argument("--n", "--block-size", dest="n", type=int, default=defaults.n, help="block size")
     he.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     he.add_argument("--limit", type=int, default=None, help="the first K of the 164 problems")
     he.add_argument("--seed", type=int, default=defaults.seed)
@@ -142,7 +142,7 @@ def _collect_parser(sub) -> None:
     col.add_argument("--model", default=DEFAULT_BASE, help="the target model: registry name, folder or hub id")
     col.add_argument("--prompts", required=True, help="JSONL with a \"prompt\" field")
     col.add_argument("--out", required=True, help="dataset folder; a rerun resumes it")
-    col.add_argument("--n", type=int, default=16, help="block size")
+    col.add_argument("--n", "--block-size", dest="n", type=int, default=16, help="block size")
     col.add_argument("--max-new-tokens", type=int, default=256)
     col.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
     col.add_argument("--no-clean", action="store_true", help="keep blocks with 10 equal tokens in a row")
@@ -182,7 +182,7 @@ def _train_parser(sub) -> None:
     tr.add_argument("--rounds", type=int, default=1, help="rounds of training; each after the first collects again "
                     "from the current weights, on the next prompts of the file the data was collected on (as many "
                     "as its collect --limit; all of them without one); --max-steps/--max-minutes are split")
-    tr.add_argument("--n", type=int, default=None, help="block size expected (default: the data's)")
+    tr.add_argument("--n", "--block-size", dest="n", type=int, default=None, help="block size expected (default: the data's)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--eval-prompts", default=None, help="held-out JSONL prompts (default: shipped held-out set)")
@@ -195,6 +195,8 @@ def _train_parser(sub) -> None:
     tr.add_argument("--lora-rank", type=int, default=tdefaults.lora_rank,
                     help="0: train every weight; r > 0: train and save a rank-r LoRA adapter (small, merged at load)")
     tr.add_argument("--lora-alpha", type=float, default=tdefaults.lora_alpha, help="LoRA scale numerator")
+    tr.add_argument("--no-context-grad", action="store_true",
+                    help="run each context without gradients (with --ar-scope block): about 3x cheaper steps")
     tr.add_argument("--work-dir", default=tdefaults.work_dir,
                     help="keep Trainer checkpoints here; rerunning the same command resumes from the newest")
     tr.add_argument("--save-every", type=int, default=tdefaults.save_every, help="steps between checkpoints")
@@ -202,7 +204,7 @@ def _train_parser(sub) -> None:
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=16, help="block size")
+    p.add_argument("--n", "--block-size", dest="n", type=int, default=16, help="block size")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
@@ -391,7 +393,8 @@ def cmd_train(args) -> None:
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         rounds=args.rounds, n=args.n, seed=args.seed, device=args.device, eval_every=args.eval_every,
         eval_prompts=args.eval_count, eval_max_new_tokens=args.eval_max_new_tokens, lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha, work_dir=args.work_dir, save_every=args.save_every)
+        lora_alpha=args.lora_alpha, work_dir=args.work_dir, save_every=args.save_every,
+        context_grad=not args.no_context_grad)
     info = train_cllm(args.model, args.data, args.out, config, args.eval_prompts, on_metrics=_print_eval,
                       progress=sys.stderr.isatty())
     if args.json:

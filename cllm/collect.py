@@ -13,6 +13,7 @@ prompts decoded so far as a shard and returns, so it can be trained on (or resum
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -162,10 +163,10 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
     if context is not None and config.max_new_tokens >= context:  # every prompt would be skipped: write nothing
         raise ValueError(f"max-new-tokens {config.max_new_tokens} leaves no room for a prompt in the model's "
                          f"context of {context} tokens")
-    options = _options(loaded, prompts_file, config)
-    old = _check_resumable(out, options) or _write_meta(out, options | {"limit": config.limit})  # options first
+    options, ranks = _options(loaded, prompts_file, config), Ranks.from_env()
+    old = _start(out, options | {"limit": config.limit}, ranks)
     done = {r["prompt_index"] for p in shard_paths(out) for r in read_shard_records(p)}
-    todo = [k for k in range(len(prompts)) if k not in done]
+    todo = [k for k in range(len(prompts)) if k not in done and ranks.owns(k)]
     t0, tokens = time.perf_counter(), 0
     with tqdm(total=len(prompts), initial=len(prompts) - len(todo), unit="prompt", disable=not progress,
               desc="collect") as bar:
@@ -177,9 +178,16 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
             records = _decode_shard(loaded, chunk, config, report, stop)
             tokens += sum(len(r.get("output", [])) for r in records)
             if records:
-                _write_shard(out, records)
+                _write_shard(out, records, ranks)
             seconds = old.get("collect_seconds", 0.0) + time.perf_counter() - t0
-            _write_meta(out, options | {"limit": config.limit, "collect_seconds": seconds})
+            if ranks.world == 1:  # with several processes rank 0 writes meta.json once all are done
+                _write_meta(out, options | {"limit": config.limit, "collect_seconds": seconds})
+    if ranks.world > 1:
+        ranks.barrier()
+        if ranks.rank == 0:
+            _write_meta(out, options | {"limit": config.limit, "world_size": ranks.world,
+                                        "collect_seconds": old.get("collect_seconds", 0.0) + time.perf_counter() - t0})
+        ranks.barrier()
     meta = read_meta(out)
     if meta["counts"]["blocks"] == 0:
         raise DatasetError(f"collected no training blocks into {out}: every prompt was skipped or cleaned out "
@@ -217,10 +225,49 @@ def _check_resumable(out: Path, options: dict) -> dict:
     return old
 
 
-def _write_shard(out: Path, records: list[dict]) -> None:
-    numbers = [int(p.stem.split("-")[1]) for p in shard_paths(out)]
+def _start(out: Path, options: dict, ranks: "Ranks") -> dict:
+    """The old meta of a resumed dataset ({} for a new one), after checking the options match; a new folder
+    gets meta.json with the options before any shard. With several processes rank 0 does this while the
+    others wait, then every rank checks."""
+    if ranks.rank == 0:
+        old = _check_resumable(out, options) or _write_meta(out, options)
+    ranks.barrier()
+    return _check_resumable(out, options) if ranks.rank else old
+
+
+def _write_shard(out: Path, records: list[dict], ranks: "Ranks") -> None:
+    """The next shard of this process; several processes each number their own (shard-NNNNN-rR.jsonl)."""
+    mine = [p for p in shard_paths(out) if ranks.world == 1 or p.stem.endswith(f"-r{ranks.rank}")]
+    number = max((int(p.stem.split("-")[1]) for p in mine), default=-1) + 1
+    name = shard_name(number) if ranks.world == 1 else shard_name(number).replace(".jsonl", f"-r{ranks.rank}.jsonl")
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-    atomic_write_text(out / shard_name(max(numbers, default=-1) + 1), text)
+    atomic_write_text(out / name, text)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place under torchrun / accelerate launch (RANK, WORLD_SIZE): prompt k belongs to rank
+    k mod world, so the ranks decode disjoint shares and together every prompt exactly once."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Ranks":
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+    def owns(self, k: int) -> bool:
+        return k % self.world == self.rank
+
+    def barrier(self) -> None:
+        """Wait for every rank (a gloo process group, made on first need: collection needs no GPU collective)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
 
 
 def _write_meta(out: Path, options: dict) -> dict:
@@ -234,6 +281,9 @@ def _write_meta(out: Path, options: dict) -> dict:
         "augmented_states": sum(len(b["augmented"]) for b in blocks),
         "generated_tokens": sum(len(r["output"]) for r in kept),
     }
+    if options.get("world_size", 1) > 1:  # prompts recorded by each rank (from its shards' names)
+        counts["per_rank"] = {str(r): sum(len(read_shard_records(p)) for p in shard_paths(out)
+                                          if p.stem.endswith(f"-r{r}")) for r in range(options["world_size"])}
     meta = {"schema": SCHEMA, "version": SCHEMA_VERSION} | options | {
         "counts": counts, "shards": [p.name for p in shard_paths(out)], "format": FORMAT_NOTE}
     atomic_write_text(out / META, json.dumps(meta, indent=1))

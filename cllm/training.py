@@ -65,6 +65,9 @@ class TrainConfig:
     # without it the consistency loss is met by ignoring the input (measured: TPF 8, perplexity 1000)
     text_weight: float = 1.0  # weight of the real-text AR term
     ar_text_tokens: int = 256  # length of each real-text row (one row per block)
+    context_grad: bool = True  # backpropagate through the context's pass; False runs it without gradients
+    # (needs ar_scope "block"): training then changes how a block reads its committed context, not how the
+    # context is encoded, and a step costs about a third (the context is most of a 16-token block's tokens)
     lora_rank: int = 0  # 0: fine-tune every weight; r > 0: train a rank-r LoRA adapter on every linear layer
     # (cllm.adapters) and save only the adapter: how a CLLM of a 135 M base ships in a few MB
     lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)
@@ -94,6 +97,9 @@ class TrainConfig:
             raise ValueError("ar-text-tokens must be at least 2 and text-weight non-negative")
         if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
+        if not self.context_grad and self.ar_scope != "block":
+            raise ValueError("a context without gradients (--no-context-grad) needs --ar-scope block: the context's "
+                             "AR labels could not train anything")
         if self.lora_rank < 0 or self.lora_alpha <= 0 or self.save_every < 1:
             raise ValueError("lora-rank must be non-negative, lora-alpha positive, save-every at least 1")
         if self.work_dir is not None and self.rounds > 1:
@@ -178,9 +184,10 @@ class ConsistencyCollator:
         return 1 + k + (k if self.loss == "local" else 0)
 
 
-def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]:
+def block_logits(model, batch: dict, context_grad: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Run each context once and its R blocks on top of it (its cache repeated R times): the blocks share
-    the context's computation, gradients included, instead of paying for the context R times.
+    the context's computation, gradients included (unless `context_grad` is False), instead of paying for
+    the context R times.
     Returns (context logits (B, P, V), or None when no context label needs them; block logits (B, R, W, V))."""
     rows, span = batch["block_valid"].shape[0], batch["context_ids"].shape[1]
     repeat = batch["block_ids"].shape[0] // rows  # R
@@ -188,8 +195,9 @@ def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]
     cache, ctx_logits = None, None
     if span:
         want_logits = bool((batch["context_labels"] != IGNORE).any())
-        out = model(input_ids=batch["context_ids"], attention_mask=ctx_mask, use_cache=True,
-                    position_ids=(ctx_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=0 if want_logits else 1)
+        with torch.set_grad_enabled(context_grad and torch.is_grad_enabled()):
+            out = model(input_ids=batch["context_ids"], attention_mask=ctx_mask, use_cache=True,
+                        position_ids=(ctx_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=0 if want_logits else 1)
         cache, ctx_logits = returned_cache(out), out.logits if want_logits else None
         cache.batch_repeat_interleave(repeat)  # example b's context serves block rows R*b .. R*b + R-1
     mask = torch.cat([ctx_mask, batch["block_valid"].long()], dim=1).repeat_interleave(repeat, dim=0)  # (BR, P+W)
@@ -200,7 +208,7 @@ def block_logits(model, batch: dict) -> tuple[torch.Tensor | None, torch.Tensor]
 
 def loss_parts(model, batch: dict, config: "TrainConfig") -> dict[str, torch.Tensor]:
     """The CLLM loss of a batch and its parts (cllm.losses)."""
-    ctx_logits, logits = block_logits(model, batch)
+    ctx_logits, logits = block_logits(model, batch, config.context_grad)
     rows, k, width = batch["states"].shape
     fixed, student = logits[:, 0], logits[:, 1: 1 + k]  # (B, W, V), (B, k, W, V)
     # Targets are detached inside consistency_loss: the fixed point's pass (global) or the next states' (local).

@@ -55,3 +55,19 @@ def test_training_resumes_from_the_newest_checkpoint(tiny_model_dir, data_dir, t
 def test_work_dir_refuses_rounds():
     with pytest.raises(ValueError, match="one round per launch"):
         TrainConfig(work_dir="w", rounds=2)
+
+
+def test_context_without_gradients_gives_the_same_logits_and_trains_blocks_only(tiny_model_dir, data_dir):  # noqa: F811
+    from cllm.dataset import load_entries
+    from cllm.training import ConsistencyCollator, ConsistencyData, block_logits
+
+    model = load_model(str(tiny_model_dir), "cpu").model.train()
+    _, entries = load_entries(data_dir)
+    batch = ConsistencyCollator("global", "block")([ConsistencyData(entries, "global", k=2)[i] for i in range(4)])
+    _, with_grad = block_logits(model, batch, context_grad=True)
+    _, without = block_logits(model, batch, context_grad=False)
+    assert torch.allclose(with_grad, without, atol=1e-6)
+    without.sum().backward()  # gradients reach the weights through the block tokens alone
+    assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ar-scope block"):
+        TrainConfig(context_grad=False, ar_scope="sequence")
