@@ -87,7 +87,6 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
         check_disk_for(model, save_to)
     if config.lora_rank and not hasattr(model, "peft_config"):  # a later round trains the same adapter on
         model = loaded.model = with_lora(model, config.lora_rank, config.lora_alpha)
-        name_base(model, model_name)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
@@ -226,6 +225,19 @@ def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -
     return f"max steps ({config.max_steps})" if config.max_steps else f"{config.epochs} epoch(s)"
 
 
+class _AdapterOnly:
+    """`save_pretrained` of a LoRA model: the adapter alone, naming the base as the user named it. Embeddings
+    are never adapted, and saying so skips peft's check of the base's vocabulary (a hub call for a registry
+    name)."""
+
+    def __init__(self, model, base: str):
+        self.model, self.base = model, base
+
+    def save_pretrained(self, folder):
+        name_base(self.model, self.base)
+        self.model.save_pretrained(folder, save_embedding_layers=False)
+
+
 class _GatheredWeights:
     """`save_pretrained` with a full state dict gathered from FSDP/DeepSpeed shards (all ranks gather)."""
 
@@ -237,7 +249,7 @@ class _GatheredWeights:
 
 
 def _save(trainer, model, tokenizer, out: Path, info: dict) -> None:
-    to_save = model
+    to_save = _AdapterOnly(model, info["base_model"]) if hasattr(model, "peft_config") else model
     if trainer is not None and trainer.args.world_size > 1:  # None: rounds ended before another round's Trainer
         to_save = _GatheredWeights(trainer.accelerator.unwrap_model(trainer.model),
                                    trainer.accelerator.get_state_dict(trainer.model))
