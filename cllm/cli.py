@@ -190,7 +190,10 @@ def decode_json(traj, summary: dict) -> dict:
         "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
         "device": traj.meta.device, "dtype": traj.meta.dtype,
         "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
-        "fast_forwarded": summary["fast_forwarded"], "stationary": summary["stationary"],
+        "eos_token_id": traj.meta.eos_token_id,
+        "fast_forwarded": summary["fast_forwarded"],  # surplus: tokens beyond one per pass, summed (plain model ≈ 0)
+        "ff_rate": _finite(summary["ff_rate"]),  # the paper's per-pass rate, Table 3's quantity (plain model ≈ 1.0)
+        "stationary": summary["stationary"],
         "decode_seconds": summary["decode_seconds"],
         "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
                    for b in traj.blocks],
@@ -198,6 +201,11 @@ def decode_json(traj, summary: dict) -> dict:
     if traj.ar_tokens is not None:
         out |= {"ar_tokens": traj.ar_tokens, "matches_ar": traj.matches_ar, "ar_seconds": traj.ar_seconds}
     return out
+
+
+def _finite(x: float) -> float | None:
+    """NaN is not JSON: a run with no counted pass gets null."""
+    return None if math.isnan(x) else x
 
 
 def cmd_bench(args) -> None:

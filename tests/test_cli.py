@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from cllm import stats
 from cllm.cli import main
 from cllm.trajectory import load_trajectory
 
@@ -25,12 +26,14 @@ def test_decode_json_checks_ar_and_saves(tiny_model_dir, tmp_path, capsys):
     assert code == 0, err
     data = json.loads(out)
     for key in ("prompt", "prompt_ids", "tokens", "text", "n", "seed", "forward_passes", "tpf",
-                "fast_forwarded", "stationary", "blocks", "ar_tokens", "matches_ar"):
+                "fast_forwarded", "ff_rate", "eos_token_id", "stationary", "blocks", "ar_tokens", "matches_ar"):
         assert key in data
     assert data["matches_ar"] is True and data["tokens"] == data["ar_tokens"]
     assert [t for b in data["blocks"] for t in b["fixed_point"]] == data["tokens"]
     assert data["tpf"] == len(data["tokens"]) / data["forward_passes"]
     assert load_trajectory(save).tokens == data["tokens"]
+    assert data["eos_token_id"] == load_trajectory(save).meta.eos_token_id
+    assert abs(data["ff_rate"] - stats.ff_rate(load_trajectory(save))) < 1e-12 and data["ff_rate"] >= 1.0
 
 
 def test_decode_terminal_view(tiny_model_dir, capsys):
