@@ -124,6 +124,12 @@ def cell_statuses(block: Block) -> list[list[str]]:
     return rows
 
 
+def differ_from(a: list[int], b: list[int]) -> int | None:
+    """Index of the first token where two outputs differ (one ending early counts); None when equal."""
+    k = committed_prefix(a, b)
+    return k if k < max(len(a), len(b)) else None
+
+
 def tokens_per_forward(tokens: int, forward_passes: int) -> float:
     return tokens / forward_passes if forward_passes else 0.0
 
