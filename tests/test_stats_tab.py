@@ -19,11 +19,11 @@ def race(tiny_pair):
 
 
 def test_run_charts(race):
-    table, convergence, fast, stationary, iterations = stats_tab.run_charts(race)
+    table, convergence, fast, rate, stationary, iterations = stats_tab.run_charts(race)
     assert [m.split()[0] for m in table["metric"]] == ["ff_rate", "stationary", "tpf", "fast_forwarded"]
     assert table["paper"].tolist() == ["2.0-6.8x", "2.0-6.8x", "-", "-"]  # the surplus is not set beside the paper
     assert len(convergence.data) == len(race.base.blocks) + len(race.cllm.blocks)
-    assert [d.name for d in fast.data] == ["base", "cllm"]
+    assert [d.name for d in fast.data] == ["base", "cllm"] and [d.name for d in rate.data] == ["base", "cllm"]
 
 
 def test_run_charts_without_a_run():

@@ -46,8 +46,8 @@ def run_charts(race):
     runs = {"base": race.base, "cllm": race.cllm}
     frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in runs.items()], ignore_index=True)
     return (evaluate.table3(frame).frame(), figures.make_convergence_figure(runs),
-            figures.make_fast_forward_figure(runs), figures.make_stationary_figure(runs),
-            figures.make_iterations_figure(runs))
+            figures.make_fast_forward_figure(runs), figures.make_block_rate_figure(runs),
+            figures.make_stationary_figure(runs), figures.make_iterations_figure(runs))
 
 
 def load_prompts(source: str, upload, limit) -> list[str]:
@@ -146,10 +146,10 @@ def build(explore, tabs: gr.Tabs) -> None:
             table = gr.Dataframe(label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a paper "
                                  "range compare with the paper)", interactive=False)
             with gr.Row():
-                convergence, fast = gr.Plot(), gr.Plot()
+                convergence, fast, rate = gr.Plot(), gr.Plot(), gr.Plot()
             with gr.Row():
                 stationary, iterations = gr.Plot(), gr.Plot()
-        chart.click(run_charts, race, [table, convergence, fast, stationary, iterations], api_name="stats_run")
+        chart.click(run_charts, race, [table, convergence, fast, rate, stationary, iterations], api_name="stats_run")
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
                 base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="stats-base")
