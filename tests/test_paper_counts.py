@@ -130,3 +130,13 @@ def test_recorded_runs_are_not_trivial():
     """The comparison above would pass vacuously on AR-like runs: the recorded CLLM runs do fast-forward."""
     rates = [stats.ff_rate(load_race(p).cllm) for p in RECORDED]
     assert len(rates) == 6 and max(rates) > 1.5
+
+
+def test_hand_made_runs_with_eos_count_as_the_authors_code():
+    # EOS (7) right at pass 1 while position 1 is wrong: a stationary token, the last one counted
+    eos_stationary = Block([[9, 9, 9], [1, 9, 7], [1, 2, 7]], [0.1, 0.1])
+    for traj in (run(GUESS_PREFIX, CONFIRMED), run(SLOW, eos_stationary, eos=7), run(GUESS_PREFIX, EOS_CUT, eos=7)):
+        rate, fix_points = authors_counts(traj)
+        assert abs(stats.ff_rate(traj) - rate) < 1e-12
+        assert stats.run_summary(traj)["stationary"] == fix_points
+    assert authors_counts(run(SLOW, eos_stationary, eos=7)) == (1.25, 1)  # blocks 1.0 and (1 + 2) / 2
