@@ -169,7 +169,7 @@ def build(explore, tabs: gr.Tabs) -> None:
             ratios = gr.Dataframe(label="Table 3 view: the paper's fast-forward rate and stationary count per run, "
                                   "base vs CLLM, beside the paper's range (flagged runs left out)", interactive=False)
             bench = gr.Dataframe(label="Bench on the same prompts: our greedy AR and Jacobi beside HF generate "
-                                 "(greedy) and HF prompt lookup (draft 10); vs_hf_greedy = tokens/s ÷ HF greedy's",
+                                 f"(greedy) and HF prompt lookup (draft {PeerConfig.draft}); vs_hf_greedy = tokens/s ÷ HF greedy's",
                                  interactive=False)
             agg = gr.Dataframe(label="Per model: all runs, then without the flagged ones", interactive=False)
             with gr.Row():
