@@ -235,13 +235,10 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_stats(args) -> None:
-    import pandas as pd
-
-    from cllm.collocations import KINDS, collocation_table
-    from cllm.evaluate import aggregate, compare_pair, kept, n_sweep, rate_breakdown, table3
+    from cllm.bench import dataset_rows
+    from cllm.evaluate import compare_pair, n_sweep
+    from cllm.report import pair_report
     from cllm.trajectory import atomic_write_text
-
-    from cllm.bench import DATASET_COLUMNS, dataset_rows, format_table
 
     config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
     ns = _int_list(args.sweep, "--sweep") if args.sweep is not None else None
@@ -249,33 +246,13 @@ def cmd_stats(args) -> None:
         check_output_path(args.csv, "--csv file")
     if args.top < 1:
         raise ValueError("--top must be at least 1")
-    base, cllm = load_model(args.base, args.device), load_model(args.cllm, args.device)
-    trajs, frame = compare_pair(base, cllm, prompts, config, _stderr_progress)
-    agg = aggregate(frame)
+    models = {"base": load_model(args.base, args.device), "cllm": load_model(args.cllm, args.device)}
+    trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
     if args.csv is not None:
         atomic_write_text(Path(args.csv), frame.to_csv(index=False))
-    with pd.option_context("display.width", 200, "display.max_columns", 24):
-        print("all runs:\n" + agg.to_string(index=False), "\n")
-        if args.exclude != "none":
-            print(f"without runs flagged {args.exclude}:\n" + aggregate(kept(frame, args.exclude)).to_string(index=False), "\n")
-        _print_table3(table3(frame, args.exclude))
-        print("bench (same runs; HF peers beside them):\n" + format_table(dataset_rows({"base": base, "cllm": cllm},
-              trajs, peer), DATASET_COLUMNS), "\n")
-        by_block, by_pass = rate_breakdown(trajs, frame, args.exclude)
-        print("paper ff rate by block:\n" + by_block.round(3).to_string(), "\n")
-        print("tokens each pass adds (paper count) by pass:\n" + by_pass.round(3).to_string(), "\n")
-        for kind in KINDS:
-            print(f"most {kind} spans (CLLM):")
-            table = collocation_table(trajs["cllm"], trajs["base"], kind, args.top, args.hide_loops)
-            print(table.drop(columns=["run", "block", "iteration", "position"]).to_string(), "\n")
-        if ns:
-            print(n_sweep({"base": base, "cllm": cllm}, prompts, config, ns, _stderr_progress).to_string(index=False))
-
-
-def _print_table3(table) -> None:
-    print(f"Table 3 view (runs kept: base {table.runs['base']}, cllm {table.runs['cllm']}; excluded: {table.exclude}); "
-          "compare only the rows with a paper range with the paper:")
-    print(table.frame().round(3).to_string(index=False), "\n")
+    print(pair_report(trajs, frame, dataset_rows(models, trajs, peer), args.exclude, args.top, args.hide_loops))
+    if ns:
+        print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
 
 
 def _stderr_progress(done: int, total: int, what: str) -> None:

@@ -21,7 +21,7 @@ from cllm.ui import figures
 from cllm.ui.common import model_name, on_gpu, race_file, race_summary, read_config, user_errors, whole_number
 from cllm.ui.grid import race_html
 
-MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~2 s per prompt pair at 64 tokens
+MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
 MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
 SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
 HELDOUT, UPLOAD = "shipped held-out prompts", "uploaded file"
