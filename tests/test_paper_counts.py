@@ -140,3 +140,13 @@ def test_hand_made_runs_with_eos_count_as_the_authors_code():
         assert abs(stats.ff_rate(traj) - rate) < 1e-12
         assert stats.run_summary(traj)["stationary"] == fix_points
     assert authors_counts(run(SLOW, eos_stationary, eos=7)) == (1.25, 1)  # blocks 1.0 and (1 + 2) / 2
+
+
+def test_the_terminal_view_names_both_counts():
+    from cllm.render import summary_line, terminal_lines
+
+    traj = run(GUESS_PREFIX, CONFIRMED)
+    assert "1 fast-forwarded beyond one per pass" in summary_line(traj)  # CONFIRMED: Δ = [2, 1, 0]
+    assert "paper ff rate 1.75 tokens/pass" in summary_line(traj)
+    lines = terminal_lines(traj, color=False)
+    assert "paper ff rate 2.00 tokens/pass" in lines[0] and "paper ff rate 1.50 tokens/pass" in lines[4]
