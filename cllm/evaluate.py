@@ -43,28 +43,31 @@ def token_run(tokens: list[int], eos_token_id: int | None) -> bool:
 
 
 def loop_flags(traj: Trajectory) -> list[bool]:
-    """Per output token: does it sit inside a loop, i.e. a line occurring LOOP_LINE_TIMES+ times (a token
-    holding a newline closes its line) or a run of AUTHORS_TOKEN_RUN identical tokens?"""
+    """Per output token: does it sit inside a loop, i.e. a line occurring LOOP_LINE_TIMES+ times or a run
+    of AUTHORS_TOKEN_RUN identical tokens?"""
     tokens = traj.tokens
     pieces = [traj.token_text.get(t, "") for t in tokens]
-    lines, current = [], []  # token indices of each line
+    lines = _token_lines(pieces)
+    texts = ["".join(pieces[k] for k in line) for line in lines]
+    loops, flags = looping_lines(texts), [False] * len(tokens)
+    for line, text in zip(lines, texts):
+        for k in line:
+            flags[k] = flags[k] or text.strip() in loops
+    for start in range(len(tokens) - AUTHORS_TOKEN_RUN + 1):
+        if len(set(tokens[start:start + AUTHORS_TOKEN_RUN])) == 1:
+            flags[start:start + AUTHORS_TOKEN_RUN] = [True] * AUTHORS_TOKEN_RUN
+    return flags
+
+
+def _token_lines(pieces: list[str]) -> list[list[int]]:
+    """Token indices of each line; a token holding a newline closes its line."""
+    lines, current = [], []
     for i, piece in enumerate(pieces):
         current.append(i)
         if "\n" in piece:
             lines.append(current)
             current = []
-    lines.append(current)
-    texts = ["".join(pieces[k] for k in line) for line in lines]
-    loops = looping_lines(texts)
-    flags = [False] * len(tokens)
-    for line, text in zip(lines, texts):
-        if text.strip() in loops:
-            for k in line:
-                flags[k] = True
-    for start in range(len(tokens) - AUTHORS_TOKEN_RUN + 1):
-        if len(set(tokens[start:start + AUTHORS_TOKEN_RUN])) == 1:
-            flags[start:start + AUTHORS_TOKEN_RUN] = [True] * AUTHORS_TOKEN_RUN
-    return flags
+    return lines + [current]
 
 
 def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress: Progress | None = None,

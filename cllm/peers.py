@@ -15,13 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from transformers import GenerationConfig
 
 PEERS = ("hf_greedy", "hf_prompt_lookup")
 
 
 @dataclass(frozen=True)
 class PeerConfig:
-    draft: int = 10  # prompt_lookup_num_tokens: tokens drafted from the prompt per call (HF's example uses 10)
+    draft: int = 10  # prompt_lookup_num_tokens: tokens drafted per call from the text so far (prompt and
+    # output; HF's documentation example uses 10)
     max_new_tokens: int = 64  # the same budget as our decoders
 
 
@@ -73,11 +75,8 @@ def hf_generate(model, prompt_ids: list[int], config: PeerConfig, eos_token_id: 
                 lookup: bool) -> PeerRun:
     """model.generate, greedy (do_sample=False), with prompt lookup when `lookup`; batch of one, no padding."""
     ids = torch.tensor([prompt_ids], device=model.device)
-    extra = {"prompt_lookup_num_tokens": config.draft} if lookup else {}
     with torch.inference_mode(), call_clock(model) as seen:
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=config.max_new_tokens,
-                             do_sample=False, eos_token_id=eos_token_id, pad_token_id=eos_token_id
-                             if eos_token_id is not None else 0, **extra)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=_greedy(config, eos_token_id, lookup))
         if out.is_cuda:
             torch.cuda.synchronize()
         end = time.perf_counter()
@@ -85,6 +84,16 @@ def hf_generate(model, prompt_ids: list[int], config: PeerConfig, eos_token_id: 
     if eos_token_id in tokens:
         tokens = tokens[:tokens.index(eos_token_id) + 1]
     return PeerRun(tokens, max(seen[0] - 1, 0), end - seen[1] if seen[0] else 0.0)
+
+
+def _greedy(config: PeerConfig, eos_token_id: int | None, lookup: bool) -> GenerationConfig:
+    """Plain greedy whatever the checkpoint says: `generate` fills every knob left None from the model's own
+    generation_config (transformers 5), which may carry a repetition penalty, a minimum length or beams, so
+    the knobs that change greedy output are set to their neutral values here."""
+    return GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
+                            encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0, min_new_tokens=0,
+                            eos_token_id=eos_token_id, pad_token_id=0 if eos_token_id is None else eos_token_id,
+                            prompt_lookup_num_tokens=config.draft if lookup else None)
 
 
 def run_peer(model, prompts_ids: list[list[int]], ar_tokens: list[list[int]], config: PeerConfig,

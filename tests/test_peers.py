@@ -1,5 +1,6 @@
 """HF peers: same output as our greedy AR (budget and EOS alike), forward calls measured by a hook."""
 import pytest
+import torch
 
 from cllm.jacobi import greedy_decode
 from cllm.peers import PeerConfig, hf_generate, run_peer
@@ -44,3 +45,17 @@ def test_run_peer_rows_hold_outputs_to_ar(arch_model):
     assert wrong.matches_ar == 0.5
     with pytest.raises(ValueError, match="decoder must be one of"):
         run_peer(arch_model, prompts, ar, PeerConfig(), None, "lookahead")
+
+
+def test_the_checkpoints_generation_defaults_do_not_leak_in():
+    """transformers 5 fills unset generate knobs from model.generation_config: ours must stay plain greedy."""
+    from conftest import tiny_model
+
+    model = tiny_model("llama", seed=3)
+    ours = greedy_decode(model, PROMPT, 32).tokens
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.no_repeat_ngram_size = 2
+    model.generation_config.min_new_tokens = 32
+    assert model.generate(torch.tensor([PROMPT]), max_new_tokens=32, do_sample=False)[0, len(PROMPT):].tolist() != ours
+    for lookup in (False, True):
+        assert hf_generate(model, PROMPT, PeerConfig(max_new_tokens=32), None, lookup).tokens == ours
