@@ -1,4 +1,9 @@
-"""Benchmarks: AR vs Jacobi on each model over a prompt set, and the cost of an n-token pass.
+"""Benchmarks: each model over a prompt set by our greedy AR and Jacobi and by what a user would run instead
+(HF generate greedy, HF prompt lookup: cllm.peers), and the cost of an n-token pass.
+
+tokens_per_s leaves every decoder's prefill out (see cllm.peers for HF's); `speedup` is against our greedy
+AR, `vs_hf_greedy` against HF generate's greedy on the same model; matches_ar is each row's exactness
+against our greedy AR. ff_rate is the paper's per-pass rate (Jacobi only); fast_forwarded the surplus.
 
 Figures are measured here and printed; tests check behaviour, never timings.
 """
@@ -14,10 +19,12 @@ from cllm.decode import encode_prompt
 from cllm.evaluate import aggregate, evaluate, prompt_frame, repeated_line
 from cllm.jacobi import CachedLM, JacobiConfig, jacobi_decode
 from cllm.models import LoadedModel, device_label
+from cllm.peers import PEERS, PeerConfig, run_peer
 from cllm.train_eval import perplexity
 
 COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
-           "matches_ar", "fast_forwarded", "stationary", "overhead", "repeats", "perplexity")
+           "vs_hf_greedy", "matches_ar", "ff_rate", "fast_forwarded", "stationary", "overhead", "repeats", "perplexity")
+DATASET_COLUMNS = COLUMNS[:-3]  # a dataset run's table: no overhead, repeats or perplexity (they re-decode)
 MAX_BLOCK_COST_WIDTH = 1024  # widest block timed (the widest a trajectory file holds)
 
 
@@ -34,21 +41,62 @@ def forward_timer(model):
         post.remove()
 
 
-def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress=None) -> list[dict]:
-    """Two rows for one model, greedy AR then Jacobi, from the same runs `stats` uses (cllm.evaluate)."""
+def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress=None,
+                peer: PeerConfig | None = None) -> list[dict]:
+    """Four rows for one model: greedy AR then Jacobi, from the same runs `stats` uses (cllm.evaluate), then
+    the HF peers on the same prompts and budget."""
     trajs = evaluate(loaded, prompts, config, progress)
+    peer = peer or PeerConfig(max_new_tokens=config.max_new_tokens)
+    ar, jacobi = ours_rows(loaded, trajs)
+    ar |= quality(loaded, prompts, trajs)
+    jacobi["overhead"] = jacobi_overhead(loaded, prompts[:8], config)
+    return [ar, jacobi] + peer_rows(loaded, trajs, peer)
+
+
+def dataset_rows(models: dict[str, LoadedModel], trajs: dict[str, list], peer: PeerConfig) -> list[dict]:
+    """The bench table of runs already evaluated (the Stats tab's and `stats`' dataset run): our two rows
+    from them, the HF peers run now; no quality or overhead columns (those re-decode)."""
+    rows = []
+    for role, loaded in models.items():
+        rows += [r | {"model": role} for r in ours_rows(loaded, trajs[role]) + peer_rows(loaded, trajs[role], peer)]
+    return with_hf_speedup(rows)
+
+
+def ours_rows(loaded: LoadedModel, trajs) -> list[dict]:
+    """Greedy AR and Jacobi rows of evaluated runs (trajectories carrying their AR check)."""
     agg = aggregate(prompt_frame(trajs, loaded.name)).iloc[0]
     ar_tokens = sum(len(t.ar_tokens) for t in trajs)
-    common = {"model": loaded.name, "prompts": len(prompts)}
+    common = {"model": loaded.name, "prompts": len(trajs)}
     return [
         common | {"decoder": "ar", "tokens": ar_tokens, "forward_passes": ar_tokens, "tpf": 1.0,
                   "tokens_per_s": ar_tokens / agg["ar_seconds"], "speedup": 1.0, "matches_ar": 1.0,
-                  "fast_forwarded": 0, "stationary": 0, "overhead": None} | quality(loaded, prompts, trajs),
+                  "fast_forwarded": 0, "stationary": 0, "overhead": None},
         common | {"decoder": "jacobi", "tokens": int(agg["tokens"]), "forward_passes": int(agg["forward_passes"]),
                   "tpf": float(agg["tpf"]), "tokens_per_s": float(agg["tokens_per_s"]), "speedup": float(agg["speedup"]),
-                  "matches_ar": float(agg["matches_ar"]), "fast_forwarded": int(agg["fast_forwarded"]),
-                  "stationary": int(agg["stationary"]), "overhead": jacobi_overhead(loaded, prompts[:8], config)},
+                  "matches_ar": float(agg["matches_ar"]), "ff_rate": float(agg["ff_rate"]),
+                  "fast_forwarded": int(agg["fast_forwarded"]), "stationary": int(agg["stationary"])},
     ]
+
+
+def peer_rows(loaded: LoadedModel, trajs, peer: PeerConfig) -> list[dict]:
+    """The HF peers over the prompts of `trajs` (same ids, budget, EOS), held to their greedy AR tokens."""
+    if peer.max_new_tokens != trajs[0].meta.max_new_tokens:
+        raise ValueError("the peers must run with the same token budget as the trajectories")
+    ids, ar = [t.prompt_ids for t in trajs], [t.ar_tokens for t in trajs]
+    ar_rate = sum(len(a) for a in ar) / sum(t.ar_seconds for t in trajs)
+    rows = []
+    for decoder in PEERS:
+        r = run_peer(loaded.model, ids, ar, peer, loaded.eos_token_id, decoder)
+        rows.append({"decoder": decoder, "model": loaded.name, "prompts": len(trajs), "tokens": r.tokens,
+                     "forward_passes": r.calls, "tpf": r.tpf, "tokens_per_s": r.tokens_per_s,
+                     "speedup": r.tokens_per_s / ar_rate, "matches_ar": r.matches_ar})
+    return rows
+
+
+def with_hf_speedup(rows: list[dict]) -> list[dict]:
+    """Add vs_hf_greedy to every row: its tokens/s over HF greedy's on the same model."""
+    hf = {r["model"]: r["tokens_per_s"] for r in rows if r["decoder"] == "hf_greedy"}
+    return [r | {"vs_hf_greedy": r["tokens_per_s"] / hf[r["model"]] if hf.get(r["model"]) else None} for r in rows]
 
 
 def quality(loaded: LoadedModel, prompts: list[str], trajs) -> dict:
@@ -70,11 +118,12 @@ def jacobi_overhead(loaded: LoadedModel, prompts: list[str], config: JacobiConfi
     return 1.0 - forward_seconds[0] / total
 
 
-def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig) -> dict:
-    rows = [row for loaded in models for row in bench_model(loaded, prompts, config)]
+def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig, peer: PeerConfig | None = None) -> dict:
+    peer = peer or PeerConfig(max_new_tokens=config.max_new_tokens)
+    rows = with_hf_speedup([row for loaded in models for row in bench_model(loaded, prompts, config, peer=peer)])
     device = models[0].model.device
     return {"device": device_label(device), "threads": torch.get_num_threads(), "n": config.n,
-            "max_new_tokens": config.max_new_tokens, "rows": rows}
+            "max_new_tokens": config.max_new_tokens, "draft": peer.draft, "rows": rows}
 
 
 def block_cost(loaded: LoadedModel, widths: list[int], context: int = 64, repeats: int = 20) -> list[dict]:

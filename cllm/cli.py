@@ -8,9 +8,11 @@ import math
 import sys
 from pathlib import Path
 
+from cllm.evaluate import EXCLUDE
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
+from cllm.peers import PeerConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
 from cllm.unlikelihood import UnlikelihoodConfig
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
@@ -41,6 +43,7 @@ def build_parser() -> Parser:
     bench.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
     bench.add_argument("--limit", type=int, default=None, help="use the first N prompts")
     _decoding_args(bench)
+    _draft_arg(bench)
     bench.add_argument("--json", action="store_true")
 
     st = sub.add_parser("stats", help="base vs CLLM over a prompt set: per-prompt table, ratios, collocations")
@@ -52,6 +55,11 @@ def build_parser() -> Parser:
     st.add_argument("--csv", metavar="FILE", help="write the per-prompt table to FILE")
     st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64")
     st.add_argument("--top", type=int, default=10, help="collocations to list per kind")
+    st.add_argument("--exclude", choices=EXCLUDE, default="token_run", help="runs left out of the kept aggregate, "
+                    "Table 3 and the breakdowns: token_run (the authors' rule: 10 identical tokens in a row), looping "
+                    "(a line 3+ times), either, none")
+    _draft_arg(st)
+    st.add_argument("--hide-loops", action="store_true", help="leave collocations inside a loop out of the lists")
 
     rec = sub.add_parser("record", help="record base-vs-CLLM races of a prompt set into the gallery")
     rec.add_argument("--base", default=DEFAULT_BASE)
@@ -211,14 +219,23 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
+def _draft_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--draft", type=int, default=PeerConfig.draft, help="tokens HF prompt lookup drafts per call")
+
+
+def _peer(args) -> PeerConfig:
+    if args.draft < 1:
+        raise ValueError("--draft must be at least 1")
+    return PeerConfig(draft=args.draft, max_new_tokens=args.max_new_tokens)
+
+
 def _config(args) -> JacobiConfig:
     return JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init)
 
 
 def cmd_decode(args) -> None:
-    from cllm.decode import check_prompt, decode_prompt
+    from cllm.decode import check_prompt, decode_json, decode_prompt
     from cllm.render import terminal_lines
-    from cllm.stats import run_summary
 
     config = _config(args)
     check_prompt(args.prompt)
@@ -229,39 +246,23 @@ def cmd_decode(args) -> None:
     if args.save is not None:
         save_trajectory(traj, args.save)
     if args.json:
-        print(json.dumps(decode_json(traj, run_summary(traj)), ensure_ascii=False))
+        print(json.dumps(decode_json(traj), ensure_ascii=False))
     else:
         print("\n".join(terminal_lines(traj, color=sys.stdout.isatty())))
-
-
-def decode_json(traj, summary: dict) -> dict:
-    out = {
-        "model": traj.meta.model, "prompt": traj.prompt, "prompt_ids": traj.prompt_ids, "tokens": traj.tokens,
-        "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
-        "device": traj.meta.device, "dtype": traj.meta.dtype,
-        "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
-        "fast_forwarded": summary["fast_forwarded"], "stationary": summary["stationary"],
-        "decode_seconds": summary["decode_seconds"],
-        "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
-                   for b in traj.blocks],
-    }
-    if traj.ar_tokens is not None:
-        out |= {"ar_tokens": traj.ar_tokens, "matches_ar": traj.matches_ar, "ar_seconds": traj.ar_seconds}
-    return out
 
 
 def cmd_bench(args) -> None:
     from cllm.bench import format_table, run_bench
 
-    config, prompts = _config(args), _read_prompt_args(args)
+    config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
     second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
     models = [load_model(name, args.device) for name in [args.base, second] if name]
-    result = run_bench(models, prompts, config)
+    result = run_bench(models, prompts, config, peer)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"device: {result['device']} ({result['threads']} threads), {len(prompts)} prompts, "
-              f"n = {config.n}, max_new_tokens = {config.max_new_tokens}")
+              f"n = {config.n}, max_new_tokens = {config.max_new_tokens}, prompt lookup draft = {peer.draft}")
         print(format_table(result["rows"]))
 
 
@@ -284,31 +285,24 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_stats(args) -> None:
-    import pandas as pd
-
-    from cllm.collocations import KINDS, collocation_table
-    from cllm.evaluate import aggregate, compare_pair, n_sweep, ratio_table
+    from cllm.bench import dataset_rows
+    from cllm.evaluate import compare_pair, n_sweep
+    from cllm.report import pair_report
     from cllm.trajectory import atomic_write_text
 
-    config, prompts = _config(args), _read_prompt_args(args)
+    config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
     ns = _int_list(args.sweep, "--sweep") if args.sweep is not None else None
     if args.csv is not None:
         check_output_path(args.csv, "--csv file")
     if args.top < 1:
         raise ValueError("--top must be at least 1")
-    base, cllm = load_model(args.base, args.device), load_model(args.cllm, args.device)
-    trajs, frame = compare_pair(base, cllm, prompts, config, _stderr_progress)
-    agg = aggregate(frame)
+    models = {"base": load_model(args.base, args.device), "cllm": load_model(args.cllm, args.device)}
+    trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
     if args.csv is not None:
         atomic_write_text(Path(args.csv), frame.to_csv(index=False))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(agg.to_string(index=False), "\n")
-        print(ratio_table(agg).to_string(index=False), "\n")
-        for kind in KINDS:
-            print(f"most {kind} spans (CLLM):")
-            print(collocation_table(trajs["cllm"], trajs["base"], kind, args.top).drop(columns=["run", "block", "iteration", "position"]).to_string(), "\n")
-        if ns:
-            print(n_sweep({"base": base, "cllm": cllm}, prompts, config, ns, _stderr_progress).to_string(index=False))
+    print(pair_report(trajs, frame, dataset_rows(models, trajs, peer), args.exclude, args.top, args.hide_loops))
+    if ns:
+        print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
 
 
 def _stderr_progress(done: int, total: int, what: str) -> None:

@@ -1,10 +1,13 @@
 """Decode a text prompt with a loaded model: the one code path the CLI, the bench and the app share."""
 from __future__ import annotations
 
+import math
+
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import LoadedModel, token_text
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
 from cllm.race import Race, default_title
+from cllm.stats import run_summary
 from cllm.trajectory import Trajectory
 
 
@@ -48,3 +51,29 @@ def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: Jacob
 def _set_token_text(loaded: LoadedModel, traj: Trajectory) -> None:
     used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or [])
     traj.token_text = token_text(loaded.tokenizer, used)
+
+
+def decode_json(traj: Trajectory) -> dict:
+    """A run as `decode --json` prints it."""
+    summary = run_summary(traj)
+    out = {
+        "model": traj.meta.model, "prompt": traj.prompt, "prompt_ids": traj.prompt_ids, "tokens": traj.tokens,
+        "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
+        "device": traj.meta.device, "dtype": traj.meta.dtype,
+        "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
+        "eos_token_id": traj.meta.eos_token_id,
+        "fast_forwarded": summary["fast_forwarded"],  # surplus: tokens beyond one per pass, summed (plain model ≈ 0)
+        "ff_rate": _finite(summary["ff_rate"]),  # the paper's per-pass rate, Table 3's quantity (plain model ≈ 1.0)
+        "stationary": summary["stationary"],
+        "decode_seconds": summary["decode_seconds"],
+        "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
+                   for b in traj.blocks],
+    }
+    if traj.ar_tokens is not None:
+        out |= {"ar_tokens": traj.ar_tokens, "matches_ar": traj.matches_ar, "ar_seconds": traj.ar_seconds}
+    return out
+
+
+def _finite(x: float) -> float | None:
+    """NaN is not JSON: a run with no counted pass gets null."""
+    return None if math.isnan(x) else x

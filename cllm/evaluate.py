@@ -1,12 +1,14 @@
 """Run models over a prompt set: the one code path behind `bench`, `stats` and the app's Stats tab."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from cllm import stats
+from cllm.collect import has_repeat
 from cllm.decode import decode_prompt, encode_prompt
 from cllm.jacobi import JacobiConfig, check_inputs
 from cllm.models import LoadedModel
@@ -14,14 +16,58 @@ from cllm.trajectory import Trajectory
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) -> None
 SWEEP_NS = (4, 8, 16, 32, 64)
-PROMPT_COLUMNS = ["model", "prompt", "tokens", "forward_passes", "tpf", "fast_forwarded", "stationary",
-                  "decode_seconds", "ar_seconds", "speedup", "matches_ar"]
+PROMPT_COLUMNS = ["model", "prompt", "tokens", "forward_passes", "tpf", "fast_forwarded", "ff_rate", "stationary",
+                  "decode_seconds", "ar_seconds", "speedup", "matches_ar", "token_run", "looping"]
+LOOP_LINE_TIMES = 3  # the project's looping flag: one non-blank line 3 or more times in a continuation
+AUTHORS_TOKEN_RUN = 10  # the authors' exclusion: a run whose output holds 10 identical consecutive tokens
+EXCLUDE = ("none", "token_run", "looping", "either")  # which flagged runs an aggregate leaves out
+PAPER_TABLE3 = (2.0, 6.8)  # the paper's Table 3: CLLM / target ratios of both counts, across its datasets
 
 
-def repeated_line(text: str, times: int = 3) -> bool:
+def looping_lines(lines: list[str], times: int = LOOP_LINE_TIMES) -> set[str]:
+    """The non-blank lines (stripped) that occur `times` or more times."""
+    stripped = [ln.strip() for ln in lines if ln.strip()]
+    return {ln for ln in set(stripped) if stripped.count(ln) >= times}
+
+
+def repeated_line(text: str, times: int = LOOP_LINE_TIMES) -> bool:
     """Degenerate repetition: one non-blank line occurring `times` or more times in a continuation."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return any(lines.count(ln) >= times for ln in set(lines))
+    return bool(looping_lines(text.splitlines(), times))
+
+
+def token_run(tokens: list[int], eos_token_id: int | None) -> bool:
+    """The authors' exclusion rule (their detect_repetitive_patterns, named for n-grams but checking one
+    token): AUTHORS_TOKEN_RUN identical consecutive tokens before the first EOS."""
+    end = tokens.index(eos_token_id) if eos_token_id in tokens else len(tokens)
+    return has_repeat(tokens[:end], AUTHORS_TOKEN_RUN)
+
+
+def loop_flags(traj: Trajectory) -> list[bool]:
+    """Per output token: does it sit inside a loop, i.e. a line occurring LOOP_LINE_TIMES+ times or a run
+    of AUTHORS_TOKEN_RUN identical tokens?"""
+    tokens = traj.tokens
+    pieces = [traj.token_text.get(t, "") for t in tokens]
+    lines = _token_lines(pieces)
+    texts = ["".join(pieces[k] for k in line) for line in lines]
+    loops, flags = looping_lines(texts), [False] * len(tokens)
+    for line, text in zip(lines, texts):
+        for k in line:
+            flags[k] = flags[k] or text.strip() in loops
+    for start in range(len(tokens) - AUTHORS_TOKEN_RUN + 1):
+        if len(set(tokens[start:start + AUTHORS_TOKEN_RUN])) == 1:
+            flags[start:start + AUTHORS_TOKEN_RUN] = [True] * AUTHORS_TOKEN_RUN
+    return flags
+
+
+def _token_lines(pieces: list[str]) -> list[list[int]]:
+    """Token indices of each line; a token holding a newline closes its line."""
+    lines, current = [], []
+    for i, piece in enumerate(pieces):
+        current.append(i)
+        if "\n" in piece:
+            lines.append(current)
+            current = []
+    return lines + [current]
 
 
 def evaluate(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress: Progress | None = None,
@@ -54,18 +100,32 @@ def prompt_frame(trajs: list[Trajectory], model: str) -> pd.DataFrame:
     rows = []
     for i, traj in enumerate(trajs):
         s = stats.run_summary(traj)
-        rows.append({"model": model, "prompt": i} | {k: s[k] for k in PROMPT_COLUMNS[2:]})
+        flags = {"token_run": token_run(traj.tokens, traj.meta.eos_token_id),
+                 "looping": repeated_line(traj.text_of(traj.tokens))}
+        rows.append({"model": model, "prompt": i} | {k: s[k] for k in PROMPT_COLUMNS[2:-2]} | flags)
     return pd.DataFrame(rows, columns=PROMPT_COLUMNS)
 
 
+def kept(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
+    """The per-prompt rows left once runs flagged by `exclude` (one of EXCLUDE) are dropped."""
+    if exclude not in EXCLUDE:
+        raise ValueError(f"exclude must be one of {', '.join(EXCLUDE)}; got {exclude!r}")
+    if exclude == "none":
+        return frame
+    drop = frame["token_run"] | frame["looping"] if exclude == "either" else frame[exclude]
+    return frame[~drop.astype(bool)]
+
+
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model: totals, TPF over all tokens, wall-clock speedup over all time, share matching AR."""
+    """Per model: totals, TPF over all tokens, wall-clock speedup over all time, share matching AR; the
+    paper's counts as the authors average them (ff_rate and stationary per run, over runs); flagged runs."""
     g = frame.groupby("model", sort=False)
     out = pd.DataFrame({
         "prompts": g.size(), "tokens": g["tokens"].sum(), "forward_passes": g["forward_passes"].sum(),
         "fast_forwarded": g["fast_forwarded"].sum(), "stationary": g["stationary"].sum(),
+        "ff_rate": g["ff_rate"].mean(), "stationary_per_run": g["stationary"].mean(),
         "decode_seconds": g["decode_seconds"].sum(), "ar_seconds": g["ar_seconds"].sum(),
-        "matches_ar": g["matches_ar"].mean(),
+        "matches_ar": g["matches_ar"].mean(), "token_runs": g["token_run"].sum(), "looping": g["looping"].sum(),
     })
     out.insert(3, "tpf", out["tokens"] / out["forward_passes"])
     out["tokens_per_s"] = out["tokens"] / out["decode_seconds"]
@@ -81,14 +141,63 @@ def compare_pair(base: LoadedModel, cllm: LoadedModel, prompts: list[str], confi
     return trajs, frame
 
 
-def ratio_table(agg: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 3 shape: fast-forwarded and stationary totals, base vs CLLM, and their ratio."""
-    by = agg.set_index("model")
+@dataclass(frozen=True)
+class Table3Row:
+    metric: str
+    base: float  # mean per run over the kept runs
+    cllm: float
+    ratio: float  # cllm / base (inf when base is 0, NaN when a side has no kept run)
+    paper: str  # the paper's published ratio range where the metric is Table 3's; "-" where it is not
+
+
+@dataclass(frozen=True)
+class Table3:
+    """The paper's Table 3 for a pair over a prompt set: its two counts as its code averages them, base
+    vs CLLM, beside the published range; plus TPF and the surplus count, which Table 3 does not hold."""
+    rows: list[Table3Row]
+    exclude: str  # which flagged runs were left out (EXCLUDE)
+    runs: dict[str, int]  # kept runs per model
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(r) for r in self.rows], columns=["metric", "base", "cllm", "ratio", "paper"])
+
+
+TABLE3_METRICS = (  # (row label, per-prompt column, in the paper's Table 3?)
+    ("ff_rate (paper: tokens per pass)", "ff_rate", True),
+    ("stationary (paper: per run)", "stationary", True),
+    ("tpf (per run)", "tpf", False),
+    ("fast_forwarded surplus (per run)", "fast_forwarded", False),
+)
+
+
+def table3(frame: pd.DataFrame, exclude: str = "none") -> Table3:
+    """Table 3 over the per-prompt frame of compare_pair (models "base" and "cllm")."""
+    means = kept(frame, exclude).groupby("model")
     rows = []
-    for metric in ("fast_forwarded", "stationary", "tpf"):
-        base, cllm = by.loc["base", metric], by.loc["cllm", metric]
-        rows.append({"metric": metric, "base": base, "cllm": cllm, "ratio": cllm / base if base else float("inf")})
-    return pd.DataFrame(rows)
+    for label, column, in_paper in TABLE3_METRICS:
+        base, cllm = (float(means[column].mean().get(role, math.nan)) for role in ("base", "cllm"))
+        ratio = cllm / base if base else (math.inf if cllm else math.nan)
+        rows.append(Table3Row(label, base, cllm, ratio, f"{PAPER_TABLE3[0]}-{PAPER_TABLE3[1]}x" if in_paper else "-"))
+    runs = {role: int((kept(frame, exclude)["model"] == role).sum()) for role in ("base", "cllm")}
+    return Table3(rows, exclude, runs)
+
+
+def rate_breakdown(trajs: dict[str, list[Trajectory]], frame: pd.DataFrame, exclude: str = "none"
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper rate of the kept runs broken down, one column per model: by block index (mean per-block
+    rate over runs) and by pass index (mean tokens the j-th pass adds, over the blocks that reach it)."""
+    keep = kept(frame, exclude)
+    blocks, passes = [], []
+    for role, i in zip(keep["model"], keep["prompt"]):
+        for k, block in enumerate(trajs[role][i].blocks):
+            gains = stats.paper_passes(block)
+            if gains:
+                blocks.append({"model": role, "block": k, "ff_rate": sum(gains) / len(gains)})
+            passes += [{"model": role, "pass": j, "tokens": g} for j, g in enumerate(gains, 1)]
+    by_block = pd.DataFrame(blocks, columns=["model", "block", "ff_rate"])
+    by_pass = pd.DataFrame(passes, columns=["model", "pass", "tokens"])
+    return (by_block.pivot_table(index="block", columns="model", values="ff_rate", aggfunc="mean"),
+            by_pass.pivot_table(index="pass", columns="model", values="tokens", aggfunc="mean"))
 
 
 def n_sweep(models: dict[str, LoadedModel], prompts: list[str], config: JacobiConfig, ns=SWEEP_NS,

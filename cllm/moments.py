@@ -109,5 +109,6 @@ def summary_numbers(race: Race) -> dict[str, float]:
     out = {}
     for role in ROLES:
         s = stats.run_summary(getattr(race, role))
-        out |= {f"{role}_{key}": s[key] for key in ("tpf", "forward_passes", "tokens", "fast_forwarded", "stationary")}
+        out |= {f"{role}_{key}": s[key] for key in ("tpf", "forward_passes", "tokens", "fast_forwarded",
+                                                                 "ff_rate", "stationary")}
     return out

@@ -18,7 +18,8 @@ def terminal_lines(traj: Trajectory, color: bool = True) -> list[str]:
     lines = []
     for k, block in enumerate(traj.blocks):
         lines.append(f"block {k}: {block.width} tokens, {block.iterations} iterations, "
-                     f"{stats.fast_forwarded(block)} fast-forwarded, {stats.stationary(block)} stationary")
+                     f"{stats.fast_forwarded(block)} fast-forwarded beyond one per pass, "
+                     f"{stats.stationary(block)} stationary{_rate(stats.paper_ff_rate(block))}")
         for j, (state, row) in enumerate(zip(block.states, stats.cell_statuses(block))):
             cells = [_cell(visible(traj.token_text.get(t, f"<{t}>")), status, color) for t, status in zip(state, row)]
             lines.append(f"  {'guess' if j == 0 else f'it {j:>3}'} | " + " ".join(cells))
@@ -37,5 +38,11 @@ def summary_line(traj: Trajectory) -> str:
     s = stats.run_summary(traj)
     match = {None: "not checked", True: "yes", False: "NO"}[s["matches_ar"]]
     return (f"{s['tokens']} tokens in {s['forward_passes']} forward passes (TPF {s['tpf']:.2f}), "
-            f"{s['fast_forwarded']} fast-forwarded, {s['stationary']} stationary, "
+            f"{s['fast_forwarded']} fast-forwarded beyond one per pass, {s['stationary']} stationary"
+            f"{_rate(s['ff_rate'])}, "
             f"{s['decode_seconds']:.3f}s; equals greedy AR: {match}")
+
+
+def _rate(rate: float | None) -> str:
+    """The paper's fast-forward rate, when the run or block has a counted pass (NaN / None: none)."""
+    return "" if rate is None or rate != rate else f", paper ff rate {rate:.2f} tokens/pass"

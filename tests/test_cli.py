@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from cllm import stats
 from cllm.cli import main
 from cllm.trajectory import load_trajectory
 
@@ -25,12 +26,14 @@ def test_decode_json_checks_ar_and_saves(tiny_model_dir, tmp_path, capsys):
     assert code == 0, err
     data = json.loads(out)
     for key in ("prompt", "prompt_ids", "tokens", "text", "n", "seed", "forward_passes", "tpf",
-                "fast_forwarded", "stationary", "blocks", "ar_tokens", "matches_ar"):
+                "fast_forwarded", "ff_rate", "eos_token_id", "stationary", "blocks", "ar_tokens", "matches_ar"):
         assert key in data
     assert data["matches_ar"] is True and data["tokens"] == data["ar_tokens"]
     assert [t for b in data["blocks"] for t in b["fixed_point"]] == data["tokens"]
     assert data["tpf"] == len(data["tokens"]) / data["forward_passes"]
     assert load_trajectory(save).tokens == data["tokens"]
+    assert data["eos_token_id"] == load_trajectory(save).meta.eos_token_id
+    assert abs(data["ff_rate"] - stats.ff_rate(load_trajectory(save))) < 1e-12 and data["ff_rate"] >= 1.0
 
 
 def test_decode_terminal_view(tiny_model_dir, capsys):
@@ -48,12 +51,13 @@ def test_bench_table_and_json(tiny_model_dir, tmp_path, capsys):
                          "--max-new-tokens", "8", "--json")
     assert code == 0, err
     rows = json.loads(out)["rows"]
-    assert [r["decoder"] for r in rows] == ["ar", "jacobi"]
+    assert [r["decoder"] for r in rows] == ["ar", "jacobi", "hf_greedy", "hf_prompt_lookup"]
     assert rows[0]["tpf"] == 1.0 and rows[1]["matches_ar"] == 1.0 and rows[1]["prompts"] == 2
     assert 0 <= rows[0]["repeats"] <= 1 and 1 < rows[0]["perplexity"] < 1e6  # the AR row: the model as a writer
     code, out, _ = run(capsys, "bench", "--base", str(tiny_model_dir), "--prompts", str(prompts), "--n", "4",
                        "--max-new-tokens", "8")
-    assert "decoder" in out and "jacobi" in out and "device: CPU" in out
+    assert "decoder" in out and "jacobi" in out and "device: CPU" in out and "hf_prompt_lookup" in out
+    assert "prompt lookup draft = 10" in out and "vs_hf_greedy" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -98,7 +102,8 @@ def test_stats_command_writes_csv_equal_to_bench(tiny_model_dir, tmp_path, capsy
     code, out, err = run(capsys, "stats", "--base", str(tiny_model_dir), "--cllm", str(tiny_model_dir), *common,
                          "--csv", str(csv), "--sweep", "2,4")
     assert code == 0, err
-    assert "most fast_forwarded spans" in out and "ratio" in out
+    assert "most fast_forwarded spans" in out and "ratio" in out and "2.0-6.8x" in out and "hf_prompt_lookup" in out
+    assert "without runs flagged token_run" in out and "paper ff rate by block" in out
     frame = pd.read_csv(csv)
     assert set(frame["model"]) == {"base", "cllm"} and len(frame) == 6 and frame["matches_ar"].all()
     code, out, _ = run(capsys, "bench", "--base", str(tiny_model_dir), *common, "--json")

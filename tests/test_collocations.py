@@ -51,3 +51,17 @@ def test_collocation_table_counts_and_shares():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="kind must be one of"):
         C.collocation_table([], [], "other")
+
+
+def test_spans_inside_a_loop_are_marked_and_can_be_hidden():
+    # output "x\n" "x\n" "y\n" "x\n": the line "x" occurs 3 times (a loop). Both blocks fast-forward the span
+    # (2, 1, 2) = "\nx\n": in block 0 it lies inside the loop; in block 1 its first "\n" closes the "y" line.
+    loop = Block(states=[[0] * 4, [1, 0, 0, 0], [1, 2, 1, 2]], iteration_seconds=[0.1, 0.1])
+    out = Block(states=[[0] * 4, [3, 0, 0, 0], [3, 2, 1, 2]], iteration_seconds=[0.1, 0.1])
+    t = traj(loop, out)
+    t.token_text = {1: "x", 2: "\n", 3: "y"}
+    assert [e.in_loop for e in C.events([t]) if e.kind == "fast_forwarded"] == [True, False]
+    row = C.collocation_table([t], [], "fast_forwarded").iloc[0]
+    assert (row["text"], row["cllm_count"], row["in_loop"]) == ("\nx\n", 2, 1)
+    row = C.collocation_table([t], [], "fast_forwarded", hide_loops=True).iloc[0]
+    assert (row["cllm_count"], row["in_loop"], row["block"]) == (1, 0, 1)

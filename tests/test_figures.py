@@ -18,7 +18,9 @@ def test_convergence_one_line_per_block():
 
 def test_bar_figures():
     ff = F.make_fast_forward_figure(runs())
-    assert [list(d.y) for d in ff.data] == [[0, 0, 0, 0], [0, 3]]
+    assert [list(d.y) for d in ff.data] == [[1, 1, 1, 1], [1, 4]]  # the paper's count: tokens each pass adds
+    rate = F.make_block_rate_figure(runs())
+    assert [list(d.y) for d in rate.data] == [[1.0, 1.0], [2.5]]
     st = F.make_stationary_figure(runs())
     assert [list(d.y) for d in st.data] == [[0, 0], [2]]
     it = F.make_iterations_figure(runs())

@@ -52,3 +52,14 @@ def test_learn_step_endpoint(app_server):
     for bogus in ("9. bogus", "", "../../etc/passwd"):
         with pytest.raises(AppError, match="not in the list of choices"):
             client.predict(bogus, api_name="/learn_step")
+
+
+def test_the_collocation_step_sets_the_paper_rate_not_the_surplus_beside_table_3():
+    from cllm import stats
+
+    text, _, _ = learn_tab.open_step(learn_tab.TITLES[7])
+    races = learn_tab.lesson_races()
+    rates = {role: sum(stats.ff_rate(getattr(r, role)) for _, r in races) / len(races) for role in ("base", "cllm")}
+    assert f"rate is {rates['cllm']:.2f} tokens per pass against the base model's {rates['base']:.2f}" in text
+    assert f"({rates['cllm'] / rates['base']:.1f}x)" in text and "2.0-6.8x" in text
+    assert "not the paper's" in text  # the surplus is named apart from Table 3

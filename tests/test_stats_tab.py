@@ -19,10 +19,11 @@ def race(tiny_pair):
 
 
 def test_run_charts(race):
-    table, convergence, fast, stationary, iterations = stats_tab.run_charts(race)
-    assert table["metric"].tolist() == ["fast_forwarded", "stationary", "tpf"]
+    table, convergence, fast, rate, stationary, iterations = stats_tab.run_charts(race)
+    assert [m.split()[0] for m in table["metric"]] == ["ff_rate", "stationary", "tpf", "fast_forwarded"]
+    assert table["paper"].tolist() == ["2.0-6.8x", "2.0-6.8x", "-", "-"]  # the surplus is not set beside the paper
     assert len(convergence.data) == len(race.base.blocks) + len(race.cllm.blocks)
-    assert [d.name for d in fast.data] == ["base", "cllm"]
+    assert [d.name for d in fast.data] == ["base", "cllm"] and [d.name for d in rate.data] == ["base", "cllm"]
 
 
 def test_run_charts_without_a_run():
@@ -34,8 +35,13 @@ def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\n\nclass A:\nimport os\n")
     out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
-    per_prompt, agg, ratios, dist, csv, ff, st, trajs = out
+    per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, trajs = out
     assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"} and per_prompt["matches_ar"].all()
+    assert bench["decoder"].tolist() == ["ar", "jacobi", "hf_greedy", "hf_prompt_lookup"] * 2
+    assert bench["matches_ar"].tolist() == [1.0] * 8 and "vs_hf_greedy" in bench.columns
+    assert agg["runs"].tolist() == ["all", "all", "without token_run", "without token_run"]
+    assert ratios["metric"][0].startswith("ff_rate") and set(by_block.columns) >= {"base", "cllm"}
+    assert by_pass["pass"].tolist()[0] == 1 and "in_loop" in ff.columns
     assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
     assert list(ff.columns)[:3] == ["text", "tokens", "cllm_count"]
     assert [len(trajs[role]) for role in ("base", "cllm")] == [2, 2]
@@ -74,7 +80,7 @@ def test_a_tampered_collocation_row_is_a_clear_error(change, message):
     from test_moments import JUMP, STAIRS, TWO, traj
 
     trajs = {"base": [traj(STAIRS, STAIRS)], "cllm": [traj(TWO, JUMP)]}
-    row = {"text": "x" * 500, "tokens": 4, "cllm_count": 1, "cllm_share": 1.0, "base_count": 0, "base_share": 0.0,
+    row = {"text": "x" * 500, "tokens": 4, "cllm_count": 1, "cllm_share": 1.0, "base_count": 0, "base_share": 0.0, "in_loop": 0,
            "run": 0, "block": 1, "iteration": 2, "position": 1} | change
     with pytest.raises(gr.Error, match=message):
         stats_tab.open_collocation(trajs, SimpleNamespace(row_value=[row[c] for c in COLUMNS]))

@@ -131,3 +131,23 @@ def test_pair_picker_and_examples(monkeypatch, tmp_path):
     assert common.pair_choices()[0][1] == "tiny-python|tiny-python-cllm"
     monkeypatch.setattr(explore_tab, "HELDOUT_PROMPTS", tmp_path / "absent.jsonl")
     assert explore_tab.example_prompts() == explore_tab.FALLBACK_PROMPTS
+
+
+def test_the_speed_up_says_when_the_texts_differ():
+    from cllm.race import Race
+    from cllm.stats import differ_from
+    from cllm.trajectory import Block, RunMeta, Trajectory
+
+    def run(tokens, passes, ar_seconds=None):
+        blocks = [Block([[0] * len(tokens)] + [tokens] * passes, [0.01] * passes)]
+        return Trajectory(RunMeta(n=4, vocab_size=10), [1], blocks, ar_tokens=tokens if ar_seconds else None,
+                          ar_seconds=ar_seconds)
+
+    same = common.race_summary(Race(run([1, 2, 3, 4], 4, 0.08), run([1, 2, 3, 4], 2, 0.08)))
+    assert "**2.00×** · same text" in same and "texts differ" not in same
+    assert "(2.00 tokens/pass vs 1.00 for its own greedy decoding; 4.00× its greedy's wall clock" in same
+    differ = common.race_summary(Race(run([1, 2, 3, 4], 4), run([1, 2, 5, 4], 2)))
+    assert "texts differ from token 3" in differ and "its greedy's wall clock" not in differ
+    assert differ_from([1, 2], [1, 2, 3]) == 2 and differ_from([1, 2], [1, 2]) is None
+    shipped = load_race("saved_trajectories/heldout-01.json")  # a recorded pair that writes different code
+    assert "texts differ from token 2" in common.race_summary(shipped)

@@ -10,25 +10,32 @@ import gradio as gr
 import pandas as pd
 
 from cllm import evaluate
+from cllm.bench import DATASET_COLUMNS, dataset_rows
 from cllm.collocations import COLUMNS, collocation_table
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
 from cllm.moments import Moment
+from cllm.peers import PeerConfig
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
 from cllm.ui.common import model_name, on_gpu, race_file, race_summary, read_config, user_errors, whole_number
 from cllm.ui.grid import race_html
 
-MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~2 s per prompt pair at 64 tokens
+MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
 MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
 SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
 HELDOUT, UPLOAD = "shipped held-out prompts", "uploaded file"
 EXPLAIN = (
-    "**Fast-forwarded** tokens: committed beyond one per forward pass. **Stationary** tokens: predicted "
-    "right while a token before them was still wrong, and never changed after. The paper finds both rise "
-    "2.0-6.8x from the target model to its CLLM: the CLLM has learned collocations, word sequences that "
-    "come together, so it can write several at once."
+    "**Fast-forward rate** (`ff_rate`, the paper's count): tokens each forward pass adds to the correct prefix, "
+    "averaged per block, then over blocks and runs, as the authors' code counts it (a plain model scores about "
+    "1.0). **Stationary** tokens: predicted right while a token before them was still wrong, and never changed "
+    "after (per run). The paper finds both rise 2.0-6.8x from the target model to its CLLM (its Table 3): the "
+    "CLLM has learned collocations, word sequences that come together, so it can write several at once. "
+    "**Fast-forwarded surplus** (`fast_forwarded`): tokens beyond one per pass, summed (a plain model scores "
+    "about 0); a different quantity, not to be set beside Table 3."
 )
+EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
+                  "either": "either", "none": "keep every run"}  # choice labels of the exclusion dropdown
 
 
 def run_charts(race):
@@ -38,9 +45,9 @@ def run_charts(race):
             raise ValueError("no run yet: run a prompt on the Explore tab (or load one from the Gallery) first")
     runs = {"base": race.base, "cllm": race.cllm}
     frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in runs.items()], ignore_index=True)
-    return (evaluate.ratio_table(evaluate.aggregate(frame)), figures.make_convergence_figure(runs),
-            figures.make_fast_forward_figure(runs), figures.make_stationary_figure(runs),
-            figures.make_iterations_figure(runs))
+    return (evaluate.table3(frame).frame(), figures.make_convergence_figure(runs),
+            figures.make_fast_forward_figure(runs), figures.make_block_rate_figure(runs),
+            figures.make_stationary_figure(runs), figures.make_iterations_figure(runs))
 
 
 def load_prompts(source: str, upload, limit) -> list[str]:
@@ -53,20 +60,39 @@ def load_prompts(source: str, upload, limit) -> list[str]:
 
 
 @on_gpu(duration=300)  # ZeroGPU's longest call; a 200-prompt set of 7B models may need a dedicated GPU
-def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, progress=gr.Progress()):
-    """Both models over a prompt set: per-prompt table, aggregates, ratios, distribution chart, CSV, collocations."""
+def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="token_run", hide_loops=False,
+                progress=gr.Progress()):
+    """Both models over a prompt set: per-prompt table, aggregates with and without flagged runs, Table 3,
+    distribution chart, CSV, collocations, the paper rate's breakdowns, and the bench table with the HF peers."""
     with user_errors():
         config = read_config(n, max_new_tokens, 0, "prompt")
+        if exclude not in evaluate.EXCLUDE:
+            raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
-        pair = [cached_model(model_name(base, "base")), cached_model(model_name(cllm, "CLLM"))]
-        trajs, frame = evaluate.compare_pair(*pair, prompts, config, _progress(progress, 2 * len(prompts)))
-    agg = evaluate.aggregate(frame)
+        pair = {"base": cached_model(model_name(base, "base")), "cllm": cached_model(model_name(cllm, "CLLM"))}
+        trajs, frame = evaluate.compare_pair(*pair.values(), prompts, config, _progress(progress, 2 * len(prompts)))
+        progress(1.0, desc="HF generate and prompt lookup on the same prompts")
+        bench = pd.DataFrame(dataset_rows(pair, trajs, PeerConfig(max_new_tokens=config.max_new_tokens)),
+                             columns=DATASET_COLUMNS)
     csv = Path(tempfile.mkdtemp(prefix="cllm-stats-")) / "stats.csv"
     frame.to_csv(csv, index=False)
-    ff = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
-    st = collocation_table(trajs["cllm"], trajs["base"], "stationary")
-    return (frame.round(4), agg.round(4), evaluate.ratio_table(agg).round(3),
-            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4), trajs)
+    ff, st = (collocation_table(trajs["cllm"], trajs["base"], kind, hide_loops=bool(hide_loops))
+              for kind in ("fast_forwarded", "stationary"))
+    by_block, by_pass = (t.reset_index().round(3) for t in evaluate.rate_breakdown(trajs, frame, exclude))
+    return (frame.round(4), _with_and_without(frame, exclude).round(4), evaluate.table3(frame, exclude).frame().round(3),
+            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4), by_block, by_pass,
+            bench.round(3), trajs)
+
+
+def _with_and_without(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
+    """Per-model aggregates over all runs, then over the runs left once the flagged ones are dropped."""
+    every = evaluate.aggregate(frame)
+    every.insert(0, "runs", "all")
+    if exclude == "none":
+        return every
+    kept = evaluate.aggregate(evaluate.kept(frame, exclude))
+    kept.insert(0, "runs", f"without {exclude}")
+    return pd.concat([every, kept], ignore_index=True)
 
 
 def open_collocation(trajs, evt: gr.SelectData):
@@ -117,12 +143,13 @@ def build(explore, tabs: gr.Tabs) -> None:
         gr.Markdown(EXPLAIN)
         with gr.Accordion("This run (from the Explore tab)", open=True):
             chart = gr.Button("Chart the current run", elem_id="stats-chart")
-            table = gr.Dataframe(label="Totals, base vs CLLM (ratio = CLLM ÷ base)", interactive=False)
+            table = gr.Dataframe(label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a paper "
+                                 "range compare with the paper)", interactive=False)
             with gr.Row():
-                convergence, fast = gr.Plot(), gr.Plot()
+                convergence, fast, rate = gr.Plot(), gr.Plot(), gr.Plot()
             with gr.Row():
                 stationary, iterations = gr.Plot(), gr.Plot()
-        chart.click(run_charts, race, [table, convergence, fast, stationary, iterations], api_name="stats_run")
+        chart.click(run_charts, race, [table, convergence, fast, rate, stationary, iterations], api_name="stats_run")
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
                 base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="stats-base")
@@ -135,9 +162,20 @@ def build(explore, tabs: gr.Tabs) -> None:
                                   elem_id="stats-limit")
                 n = gr.Number(16, label="Block size n", precision=None, elem_id="stats-n")
                 max_new = gr.Number(64, label="Max new tokens", precision=None, elem_id="stats-tokens")
+                exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value="token_run",
+                                      label="Leave out runs flagged by", elem_id="stats-exclude")
+                hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
                 go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
-            ratios = gr.Dataframe(label="Fast-forwarded and stationary totals, base vs CLLM", interactive=False)
-            agg = gr.Dataframe(label="Per model", interactive=False)
+            ratios = gr.Dataframe(label="Table 3 view: the paper's fast-forward rate and stationary count per run, "
+                                  "base vs CLLM, beside the paper's range (flagged runs left out)", interactive=False)
+            bench = gr.Dataframe(label="Bench on the same prompts: our greedy AR and Jacobi beside HF generate "
+                                 f"(greedy) and HF prompt lookup (draft {PeerConfig.draft}); vs_hf_greedy = tokens/s ÷ HF greedy's",
+                                 interactive=False)
+            agg = gr.Dataframe(label="Per model: all runs, then without the flagged ones", interactive=False)
+            with gr.Row():
+                by_block = gr.Dataframe(label="Paper ff rate by block", interactive=False, max_height=300)
+                by_pass = gr.Dataframe(label="Tokens each pass adds (paper count) by pass", interactive=False,
+                                       max_height=300)
             dist = gr.Plot()
             per_prompt = gr.Dataframe(label="Per prompt", interactive=False, max_height=300)
             csv = gr.File(label="Per-prompt table (CSV)")
@@ -148,8 +186,9 @@ def build(explore, tabs: gr.Tabs) -> None:
                 ff = gr.Dataframe(label="Fast-forwarded spans", interactive=False, max_height=400, elem_id="stats-ff")
                 st = gr.Dataframe(label="Stationary spans", interactive=False, max_height=400, elem_id="stats-st")
             dataset = gr.State(None)  # this visitor's last dataset run: {"base": [...], "cllm": [...]}
-            go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new],
-                     [per_prompt, agg, ratios, dist, csv, ff, st, dataset], api_name="stats_dataset",
+            go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new, exclude, hide_loops],
+                     [per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, dataset],
+                     api_name="stats_dataset",
                      concurrency_id="models", concurrency_limit=1)
             for spans in (ff, st):
                 spans.select(open_collocation, dataset, [explore.player, explore.status, explore.download, race, tabs],
