@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from cllm.decode import check_against_ar, decode_prompt
+from cllm.decode import decode_prompt
 from cllm.evaluate import repeated_line
 from cllm.jacobi import JacobiConfig
 from cllm.models import LoadedModel
+from cllm.peers import PeerConfig, hf_generate
 from cllm.sandbox import SandboxLimits, run_python
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex paper: where a completion ends
@@ -51,9 +51,10 @@ class ProblemResult:
     outcome: str  # the sandbox's word: passed, failed: <error>, timed out
     tokens: int  # generated tokens (uncut)
     forward_passes: int  # Jacobi passes
-    jacobi_seconds: float  # wall clock, prefill included
-    ar_seconds: float  # our greedy AR, decode only
-    hf_seconds: float | None  # HF generate, prefill included
+    jacobi_seconds: float  # decode wall clock, prefill excluded (as in bench)
+    ar_seconds: float  # our greedy AR, likewise
+    hf_seconds: float | None  # HF generate after its first call (the prefill, which yields token 1; cllm.peers)
+    hf_tokens: int | None  # tokens HF generate wrote
     equals_greedy: bool  # Jacobi output == our greedy AR output
     hf_equal: bool | None  # HF generate output == our greedy AR output
     repeating: bool  # a line repeated 3+ times in the uncut output (the project's looping flag)
@@ -70,7 +71,7 @@ class ModelReport:
     tpf: float  # tokens per Jacobi forward pass, all problems pooled
     jacobi_tokens_per_s: float
     hf_tokens_per_s: float | None
-    speedup_vs_hf: float | None  # HF generate time / Jacobi time, same problems
+    speedup_vs_hf: float | None  # Jacobi tokens/s over HF generate's, same problems (rates as in bench)
     equals_greedy: float  # fraction of problems where Jacobi == greedy
     repeating: float  # fraction of outputs flagged as looping
     canonical_perplexity: float | None  # of the canonical solutions given the prompts
@@ -102,35 +103,21 @@ def read_results(path: Path) -> list[ProblemResult]:
 
 def run_problem(loaded: LoadedModel, problem: dict, config: HumanEvalConfig) -> ProblemResult:
     jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed)
-    t0 = time.perf_counter()
-    traj = decode_prompt(loaded, problem["prompt"], jconfig, check_ar=False)
-    jacobi_seconds = time.perf_counter() - t0
-    check_against_ar(loaded, traj)
-    hf_seconds, hf_tokens = hf_greedy(loaded, traj.prompt_ids, config.max_new_tokens) if config.hf_generate else (None, None)
+    traj = decode_prompt(loaded, problem["prompt"], jconfig, check_ar=True)
+    hf = None
+    if config.hf_generate:
+        hf = hf_generate(loaded.model, traj.prompt_ids, PeerConfig(max_new_tokens=config.max_new_tokens),
+                         loaded.eos_token_id, lookup=False)
     text = traj.text_of(traj.tokens)
     completion = cut_completion(text)
     verdict = run_python(check_program(problem, completion), config.sandbox)
     return ProblemResult(
         model=loaded.name, task_id=problem["task_id"], completion=completion, passed=verdict.passed,
         outcome=verdict.outcome, tokens=len(traj.tokens), forward_passes=traj.forward_passes,
-        jacobi_seconds=jacobi_seconds, ar_seconds=traj.ar_seconds or 0.0, hf_seconds=hf_seconds,
-        equals_greedy=bool(traj.matches_ar), hf_equal=None if hf_tokens is None else hf_tokens == traj.ar_tokens,
+        jacobi_seconds=traj.decode_seconds, ar_seconds=traj.ar_seconds or 0.0,
+        hf_seconds=None if hf is None else hf.seconds, hf_tokens=None if hf is None else len(hf.tokens),
+        equals_greedy=bool(traj.matches_ar), hf_equal=None if hf is None else hf.tokens == traj.ar_tokens,
         repeating=repeated_line(text))
-
-
-def hf_greedy(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> tuple[float, list[int]]:
-    """(seconds, tokens cut after the first EOS) of HF generate, greedy, on the same ids."""
-    ids = torch.tensor([prompt_ids], device=loaded.model.device)
-    eos = loaded.eos_token_id
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                    do_sample=False, eos_token_id=eos, pad_token_id=eos if eos is not None else 0)
-    seconds = time.perf_counter() - t0
-    tokens = out[0, len(prompt_ids):].tolist()
-    if eos is not None and eos in tokens:
-        tokens = tokens[: tokens.index(eos) + 1]
-    return seconds, tokens
 
 
 def canonical_perplexity(loaded: LoadedModel, problems: list[dict]) -> float:
@@ -176,12 +163,14 @@ def report(model: str, results: list[ProblemResult], perplexity: float | None) -
     tokens = sum(r.tokens for r in results)
     jacobi, hf = sum(r.jacobi_seconds for r in results), sum(r.hf_seconds or 0.0 for r in results)
     has_hf = all(r.hf_seconds is not None for r in results)
+    hf_rate = sum(max((r.hf_tokens or 0) - 1, 0) for r in results) / hf if has_hf and hf else None  # see cllm.peers
+    jacobi_rate = tokens / jacobi if jacobi else 0.0
     count = max(len(results), 1)
     return ModelReport(
         model=model, problems=len(results), passed=sum(r.passed for r in results),
         pass_at_1=sum(r.passed for r in results) / count, tpf=tokens / max(sum(r.forward_passes for r in results), 1),
-        jacobi_tokens_per_s=tokens / jacobi if jacobi else 0.0, hf_tokens_per_s=tokens / hf if has_hf and hf else None,
-        speedup_vs_hf=hf / jacobi if has_hf and jacobi else None,
+        jacobi_tokens_per_s=jacobi_rate, hf_tokens_per_s=hf_rate,
+        speedup_vs_hf=jacobi_rate / hf_rate if hf_rate and jacobi_rate else None,
         equals_greedy=sum(r.equals_greedy for r in results) / count,
         repeating=sum(r.repeating for r in results) / count, canonical_perplexity=perplexity)
 
