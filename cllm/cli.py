@@ -32,7 +32,6 @@ def build_parser() -> Parser:
     dec.add_argument("--prompt", required=True)
     _decoding_args(dec)
     dec.add_argument("--check-ar", action="store_true", help="also run greedy AR and compare")
-    dec.add_argument("--chat", action="store_true", help="send the prompt as a user turn of the chat template")
     dec.add_argument("--json", action="store_true", help="print one JSON object")
     dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
     dec.add_argument("--trust-remote-code", action="store_true")
@@ -217,6 +216,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--chat", action="store_true", help="send each prompt as a user turn of the chat template")
 
 
 def _draft_arg(p: argparse.ArgumentParser) -> None:
@@ -241,8 +241,8 @@ def cmd_decode(args) -> None:
     check_prompt(args.prompt)
     if args.save is not None:  # a bad path fails now, not after the decode
         check_output_path(args.save, "--save file")
-    loaded = load_model(args.model, args.device, args.trust_remote_code)
-    traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar, chat=args.chat)
+    loaded = load_model(args.model, args.device, args.trust_remote_code).as_chat(args.chat)
+    traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar)
     if args.save is not None:
         save_trajectory(traj, args.save)
     if args.json:
@@ -256,7 +256,7 @@ def cmd_bench(args) -> None:
 
     config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
     second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
-    models = [load_model(name, args.device) for name in [args.base, second] if name]
+    models = [load_model(name, args.device).as_chat(args.chat) for name in [args.base, second] if name]
     result = run_bench(models, prompts, config, peer)
     if args.json:
         print(json.dumps(result))
@@ -296,7 +296,8 @@ def cmd_stats(args) -> None:
         check_output_path(args.csv, "--csv file")
     if args.top < 1:
         raise ValueError("--top must be at least 1")
-    models = {"base": load_model(args.base, args.device), "cllm": load_model(args.cllm, args.device)}
+    models = {"base": load_model(args.base, args.device).as_chat(args.chat),
+              "cllm": load_model(args.cllm, args.device).as_chat(args.chat)}
     trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
     if args.csv is not None:
         atomic_write_text(Path(args.csv), frame.to_csv(index=False))
@@ -347,7 +348,7 @@ def cmd_record(args) -> None:
     prefix = args.prefix or source.stem
     prompts = read_prompts(source, args.limit)
     names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
-    base, cllm = (load_model(name, args.device) for name in (args.base, args.cllm))
+    base, cllm = (load_model(name, args.device).as_chat(args.chat) for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):
         race = decode_race(base, cllm, prompt, config)
         path = add_to_gallery(race, Path(args.out), name)

@@ -11,21 +11,21 @@ from cllm.stats import run_summary
 from cllm.trajectory import Trajectory
 
 
-def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool = False) -> list[int]:
+def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
+    """The ids decoded for `prompt`: raw, or wrapped in the chat template when the model is used as chat."""
     check_prompt(prompt)
-    ids = prompt_token_ids(loaded.tokenizer, prompt, chat)
+    ids = prompt_token_ids(loaded.tokenizer, prompt, loaded.chat)
     if not ids:
         raise ValueError("the prompt encodes to no tokens")
     return ids
 
 
-def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True,
-                  chat: bool = False) -> Trajectory:
-    """Jacobi-decode `prompt` (with `chat`, as a user turn of the chat template); with check_ar also greedy AR,
-    so the record says whether they match."""
-    ids = encode_prompt(loaded, prompt, chat)
+def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True) -> Trajectory:
+    """Jacobi-decode `prompt` (as a user turn of the chat template when `loaded.chat`); with check_ar also
+    greedy AR, so the record says whether they match."""
+    ids = encode_prompt(loaded, prompt)
     traj = jacobi_decode(loaded.model, ids, config, loaded.eos_token_id)
-    traj.meta.model = loaded.name
+    traj.meta.model, traj.meta.chat = loaded.name, loaded.chat
     traj.prompt = prompt
     _set_token_text(loaded, traj)
     if check_ar:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -70,10 +70,15 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object  # a transformers tokenizer
     eos_token_id: int | None
+    chat: bool = False  # prompts go in as a user turn of the chat template (cllm.prompts.prompt_token_ids)
 
     @property
     def device(self) -> str:
         return str(self.model.device)
+
+    def as_chat(self, chat: bool = True) -> "LoadedModel":
+        """The same weights and tokenizer (shared, not copied), prompts encoded as chat or raw."""
+        return replace(self, chat=chat)
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -65,6 +65,7 @@ class RunMeta:
     dtype: str = "float32"
     vocab_size: int = 0  # bounds every token id in the file
     eos_token_id: int | None = None
+    chat: bool = False  # the prompt was sent as a user turn of the chat template (prompt_ids hold the template)
 
 
 @dataclass
@@ -245,6 +246,11 @@ def _seconds(value: object, name: str) -> float:
     return float(value)
 
 
+def _bool(value: object, name: str) -> bool:
+    _check(isinstance(value, bool), f"{name} must be true or false")
+    return value
+
+
 def _text(value: object, name: str, max_chars: int) -> str:
     _check(isinstance(value, str), f"{name} must be a string")
     _check(len(value) <= max_chars, f"{name} is longer than {max_chars} characters")
@@ -270,6 +276,7 @@ def _read_meta(raw: object) -> RunMeta:
         max_new_tokens=_int(raw.get("max_new_tokens"), "meta.max_new_tokens", 1, 1_000_000),
         seed=_int(raw.get("seed", 0), "meta.seed", -(2**63), 2**64 - 1),
         init=_text(raw.get("init", "prompt"), "meta.init", 40),
+        chat=_bool(raw.get("chat", False), "meta.chat"),
         device=_text(raw.get("device", "cpu"), "meta.device", 100),
         dtype=_text(raw.get("dtype", "float32"), "meta.dtype", 40),
         vocab_size=vocab,

@@ -59,3 +59,40 @@ def test_decode_cli_chat(chat_model_dir, capsys):
     tok = AutoTokenizer.from_pretrained(chat_model_dir)
     assert out["prompt"] == "hi" and out["prompt_ids"] == prompt_token_ids(tok, "hi", chat=True)
     assert out["matches_ar"] is True
+
+
+def test_chat_runs_record_it_and_round_trip(chat_model_dir, tmp_path):
+    from cllm.decode import decode_prompt
+    from cllm.jacobi import JacobiConfig
+    from cllm.trajectory import TrajectoryError, load_trajectory, save_trajectory
+
+    loaded = load_model(str(chat_model_dir), "cpu")
+    traj = decode_prompt(loaded.as_chat(), "hi", JacobiConfig(n=4, max_new_tokens=6))
+    assert traj.meta.chat and not loaded.chat  # the cached model is not changed
+    assert traj.prompt_ids == prompt_token_ids(loaded.tokenizer, "hi", chat=True)
+    save_trajectory(traj, tmp_path / "t.json")
+    assert load_trajectory(tmp_path / "t.json").meta.chat is True
+    data = json.loads((tmp_path / "t.json").read_text())
+    data["meta"]["chat"] = "yes"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(TrajectoryError, match="meta.chat must be true or false"):
+        load_trajectory(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("command", ["bench", "stats"])
+def test_bench_and_stats_pass_chat_to_every_model(chat_model_dir, tmp_path, monkeypatch, command):
+    import cllm.bench
+    import cllm.evaluate
+
+    seen = []
+
+    def capture(models, *args, **kwargs):
+        seen.extend(models.values() if isinstance(models, dict) else models)
+        raise ValueError("captured")
+    monkeypatch.setattr(cllm.bench, "run_bench", capture)
+    monkeypatch.setattr(cllm.evaluate, "compare_pair", lambda base, cllm, *a, **k: capture([base, cllm]))
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "hi"}) + "\n")
+    pair = ["--base", str(chat_model_dir)] + (["--cllm", str(chat_model_dir)] if command == "stats" else [])
+    assert main([command, *pair, "--prompts", str(prompts), "--n", "4", "--max-new-tokens", "4", "--chat"]) == 2
+    assert seen and all(m.chat for m in seen)
