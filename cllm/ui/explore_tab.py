@@ -14,8 +14,8 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_mode
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import Race, default_title
-from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, model_name, on_gpu, pair_choices, pair_of, race_file,
-                            race_summary, read_config, save_run, user_errors)
+from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, load_models, model_name, on_gpu, pair_choices, pair_of,
+                            race_file, race_summary, read_config, save_run, user_errors)
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
 
@@ -48,8 +48,7 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Prog
         config = read_config(n, max_new_tokens, seed, init)
         check_prompt(prompt)
         names = model_name(base, "base"), model_name(cllm, "CLLM")
-        progress(0.05, desc="loading models")
-        models = [cached_model(name) for name in names]
+        models = load_models(names, progress)
         run_id = uuid.uuid4().hex[:12]
         if config.max_new_tokens > config.n:
             preview = decode_both(models, prompt, replace(config, max_new_tokens=config.n))

@@ -12,13 +12,14 @@ import pandas as pd
 from cllm import evaluate
 from cllm.bench import DATASET_COLUMNS, dataset_rows
 from cllm.collocations import COLUMNS, collocation_table
-from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
-from cllm.ui.common import model_name, on_gpu, race_file, race_summary, read_config, user_errors, whole_number
+from cllm.ui.common import (load_models, model_name, on_gpu, race_file, race_summary, read_config, user_errors,
+                            whole_number)
 from cllm.ui.grid import race_html
 
 MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
@@ -69,7 +70,7 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
         if exclude not in evaluate.EXCLUDE:
             raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
-        pair = {"base": cached_model(model_name(base, "base")), "cllm": cached_model(model_name(cllm, "CLLM"))}
+        pair = dict(zip(("base", "cllm"), load_models([model_name(base, "base"), model_name(cllm, "CLLM")], progress)))
         trajs, frame = evaluate.compare_pair(*pair.values(), prompts, config, _progress(progress, 2 * len(prompts)))
         progress(1.0, desc="HF generate and prompt lookup on the same prompts")
         bench = pd.DataFrame(dataset_rows(pair, trajs, PeerConfig(max_new_tokens=config.max_new_tokens)),
@@ -120,7 +121,7 @@ def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr
             raise ValueError("pick at least one block size n")
         config = read_config(16, max_new_tokens, 0, "prompt")
         prompts = load_prompts(source, upload, limit)
-        models = {"base": cached_model(model_name(base, "base")), "cllm": cached_model(model_name(cllm, "CLLM"))}
+        models = dict(zip(("base", "cllm"), load_models([model_name(base, "base"), model_name(cllm, "CLLM")], progress)))
         sizes = sorted(int(n) for n in ns)
         sweep = evaluate.n_sweep(models, prompts, config, sizes, _progress(progress, 2 * len(sizes) * len(prompts)))
     return sweep.round(4), figures.make_sweep_figure(sweep, "tpf"), figures.make_sweep_figure(sweep, "speedup")
