@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from cllm.decoders import add_decoder_arguments, config_from_args
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
@@ -25,10 +26,11 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cllm", description="Jacobi decoding and Consistency LLMs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    dec = sub.add_parser("decode", help="Jacobi-decode one prompt and show its trajectory")
+    dec = sub.add_parser("decode", help="decode one prompt (Jacobi or another exact decoder) and show its trajectory")
     dec.add_argument("--model", default=DEFAULT_CLLM, help="registry name, local folder or hub id")
     dec.add_argument("--prompt", required=True)
     _decoding_args(dec)
+    add_decoder_arguments(dec)
     dec.add_argument("--check-ar", action="store_true", help="also run greedy AR and compare")
     dec.add_argument("--json", action="store_true", help="print one JSON object")
     dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
@@ -162,7 +164,10 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args) -> JacobiConfig:
-    return JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init)
+    common = {"n": args.n, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "init": args.init}
+    if not hasattr(args, "decoder"):  # commands without --decoder run plain Jacobi
+        return JacobiConfig(**common)
+    return config_from_args(args, common)
 
 
 def cmd_decode(args) -> None:
@@ -187,12 +192,14 @@ def cmd_decode(args) -> None:
 def decode_json(traj, summary: dict) -> dict:
     out = {
         "model": traj.meta.model, "prompt": traj.prompt, "prompt_ids": traj.prompt_ids, "tokens": traj.tokens,
-        "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
+        "text": traj.text_of(traj.tokens), "decoder": traj.meta.decoder, "options": traj.meta.options,
+        "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
         "device": traj.meta.device, "dtype": traj.meta.dtype,
         "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
         "fast_forwarded": summary["fast_forwarded"], "stationary": summary["stationary"],
         "decode_seconds": summary["decode_seconds"],
         "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
+                   | ({"drafts": b.drafts, "winners": b.winners, "gains": b.gains} if b.drafts is not None else {})
                    for b in traj.blocks],
     }
     if traj.ar_tokens is not None:

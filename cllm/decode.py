@@ -1,7 +1,8 @@
 """Decode a text prompt with a loaded model: the one code path the CLI, the bench and the app share."""
 from __future__ import annotations
 
-from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
+from cllm.decoders import decode
+from cllm.jacobi import JacobiConfig, greedy_decode
 from cllm.models import LoadedModel, token_text
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt  # noqa: F401 (the checks live with the prompt files)
 from cllm.race import Race, default_title
@@ -17,9 +18,10 @@ def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
 
 
 def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True) -> Trajectory:
-    """Jacobi-decode `prompt`; with check_ar also greedy AR, so the record says whether they match."""
+    """Decode `prompt` with the decoder `config` selects (a JacobiConfig: plain Jacobi; see cllm.decoders);
+    with check_ar also greedy AR, so the record says whether they match."""
     ids = encode_prompt(loaded, prompt)
-    traj = jacobi_decode(loaded.model, ids, config, loaded.eos_token_id)
+    traj = decode(loaded.model, ids, config, loaded.eos_token_id)
     traj.meta.model = loaded.name
     traj.prompt = prompt
     _set_token_text(loaded, traj)
@@ -44,5 +46,6 @@ def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: Jacob
 
 
 def _set_token_text(loaded: LoadedModel, traj: Trajectory) -> None:
-    used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or [])
+    drafted = [t for b in traj.blocks for pass_drafts in (b.drafts or []) for d in pass_drafts for t in d]
+    used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or []) + drafted
     traj.token_text = token_text(loaded.tokenizer, used)

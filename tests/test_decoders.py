@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from cllm.decoders import DECODERS, decode, decoder_name, make_config
+from cllm.decoders import DECODERS, decode, decoder_name, make_config, own_fields
 from cllm.decoders.lookup import LookupConfig, lookup_draft
 from cllm.decoders.multiblock import MultiblockConfig, follower_due
 from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step
@@ -227,3 +227,38 @@ def test_bad_version_2_records_are_clear_errors(change, message):
     change(data)
     with pytest.raises(TrajectoryError, match=message):
         trajectory_from_dict(data)
+
+
+def decoder_options(name: str) -> list[str]:
+    return [f.name for f in own_fields(name)]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, flags", [("recycle", ["--pool-size", "2", "--ngram", "3"]),
+                                         ("multiblock", ["--ratio", "0.5"]), ("lookup", ["--draft-len", "4"])])
+def test_cli_decode_with_each_decoder(tiny_model_dir, tmp_path, capsys, name, flags):
+    import json
+
+    from cllm.cli import main
+    from cllm.trajectory import load_trajectory
+
+    save = tmp_path / "t.json"
+    code = main(["decode", "--model", str(tiny_model_dir), "--prompt", "for i in range(10):\n    print(i)\n",
+                 "--n", "4", "--max-new-tokens", "12", "--decoder", name, *flags, "--check-ar", "--json", "--save", str(save)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["decoder"] == name and data["matches_ar"] is True
+    assert all(len(b["gains"]) == len(b["states"]) - 1 for b in data["blocks"])
+    given = {k.lstrip("-").replace("-", "_"): float(v) for k, v in zip(flags[::2], flags[1::2])}
+    options = load_trajectory(save).meta.options
+    assert options == data["options"] and {k: options[k] for k in given} == given  # flags given, others default
+    assert len(options) == len(decoder_options(name))
+
+def test_cli_rejects_another_decoders_option(tiny_model_dir, capsys):
+    from cllm.cli import main
+
+    code = main(["decode", "--model", str(tiny_model_dir), "--prompt", "x", "--decoder", "lookup", "--pool-size", "3"])
+    assert code == 2 and "--pool-size is an option of recycle, not of lookup" in capsys.readouterr().err

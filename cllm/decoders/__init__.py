@@ -62,3 +62,25 @@ def make_config(name: str, **settings) -> JacobiConfig:
     if extra:
         raise ValueError(f"decoder {name} has no option {', '.join(extra)}")
     return DECODERS[name].config(**settings)
+
+
+def add_decoder_arguments(parser) -> None:
+    """--decoder and every decoder's own options as flags, generated from the config dataclasses (the
+    defaults stay there: a flag left out means the dataclass default)."""
+    parser.add_argument("--decoder", choices=list(DECODERS), default=DEFAULT_DECODER,
+                        help="; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items()))
+    for name, spec in DECODERS.items():
+        for f in own_fields(name):
+            parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
+                                help=f"{name} only (default {f.default}; see {spec.config.__name__})")
+
+
+def config_from_args(args, common: dict) -> JacobiConfig:
+    """The chosen decoder's config from parsed flags; an option of another decoder is an error."""
+    mine = {f.name for f in own_fields(args.decoder)}
+    for name in DECODERS:
+        for f in own_fields(name):
+            if getattr(args, f.name, None) is not None and f.name not in mine:
+                raise ValueError(f"--{f.name.replace('_', '-')} is an option of {name}, not of {args.decoder}")
+    own = {k: getattr(args, k) for k in mine if getattr(args, k, None) is not None}
+    return make_config(args.decoder, **common, **own)
