@@ -74,7 +74,7 @@ class RunMeta:
     vocab_size: int = 0  # bounds every token id in the file
     eos_token_id: int | None = None
     decoder: str = "jacobi"  # a name of cllm.decoders.DECODERS
-    options: dict[str, float] = field(default_factory=dict)  # that decoder's own settings (pool size, ...)
+    options: dict[str, float | bool] = field(default_factory=dict)  # that decoder's own settings (pool size, ...)
 
 
 @dataclass
@@ -305,8 +305,8 @@ def _read_options(raw: object) -> dict[str, float]:
     _check(isinstance(raw, dict) and len(raw) <= 16, "meta.options must be an object of at most 16 settings")
     for key, value in raw.items():
         _check(len(key) <= 40 and key.isidentifier(), "meta.options keys must be short names")
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        _check(ok, f"meta.options.{key} must be a finite number")
+        ok = isinstance(value, (int, float)) and math.isfinite(value)  # bools are ints: on/off settings
+        _check(ok, f"meta.options.{key} must be a finite number or true/false")
     return dict(raw)
 
 

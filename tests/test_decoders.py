@@ -10,7 +10,7 @@ import torch
 from cllm.decoders import DECODERS, decode, decoder_name, make_config, own_fields
 from cllm.decoders.lookup import LookupConfig, lookup_draft
 from cllm.decoders.multiblock import MultiblockConfig, follower_due
-from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step
+from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step, recycled_guess
 from cllm.decoders.reference import REFERENCES
 from cllm.decoders.verify import accept, best, keep_length, reference_pass, tree_pass
 from cllm.jacobi import INITS, CachedLM, JacobiConfig, greedy_decode, jacobi_decode
@@ -27,7 +27,8 @@ def random_config(name: str, seed: int):
         prompt = (prompt * 4)[:40]
     common = {"n": rng.choice([1, 2, 3, 4, 7, 16, 64]), "max_new_tokens": rng.randint(1, 48),
               "seed": rng.randrange(10**6), "init": rng.choice(INITS)}
-    own = {"recycle": {"pool_size": rng.choice([1, 2, 4, 8]), "ngram": rng.choice([2, 3, 5, 8])},
+    own = {"recycle": {"pool_size": rng.choice([1, 2, 4, 8]), "ngram": rng.choice([2, 3, 5, 8]),
+                       "pool_guess": rng.random() < 0.7},
            "multiblock": {"ratio": rng.choice([0.1, 0.5, 0.85, 1.0])},
            "lookup": {"draft_len": rng.choice([1, 3, 10, 20]), "max_ngram": rng.choice([1, 2, 3])}}[name]
     return prompt, make_config(name, **common, **own)
@@ -149,6 +150,11 @@ def test_pool_keeps_the_newest_per_key_and_fits_the_room():
     assert pool.drafts(1, room=1, skip=[9]) == [[2], [4]]  # cut to the block's room
     assert pool.drafts(1, room=5, skip=[2, 3, 7]) == [[4, 5]]  # the block's own draft already covers [2, 3]
     assert pool.drafts(7, room=5, skip=[]) == [] and pool.drafts(1, room=0, skip=[]) == []  # empty pool / no room
+    assert pool.chain(1, 5) == [2, 3, 1, 4, 5] and pool.chain(3, 2) == [1, 4]  # newest n-gram of each key in turn
+    short = NgramPool(size=2, ngram=3)
+    short.add([6, 7, 8])
+    assert recycled_guess(short, [5, 6], [0] * 5, True) == [7, 8, 0, 0, 0]  # the chain ends: the guess goes on
+    assert recycled_guess(short, [5, 6], [0] * 5, False) == [0] * 5 and recycled_guess(short, [9], [0] * 2, True) == [0] * 2
 
 
 def test_lookup_draft():
@@ -216,7 +222,7 @@ def _v2_dict():
     (lambda d: d["blocks"][0]["winners"].__setitem__(0, 5), "out of range"),
     (lambda d: d["blocks"][0]["drafts"].__setitem__(0, [[10**6]]), "outside the vocabulary"),
     (lambda d: d["meta"].update(options={"pool size": 1}), "short names"),
-    (lambda d: d["meta"].update(options={"ratio": "x"}), "finite number"),
+    (lambda d: d["meta"].update(options={"ratio": "x"}), "finite number or true/false"),
     (lambda d: d["meta"].update(decoder=7), "meta.decoder must be a string"),
 ])
 def test_bad_version_2_records_are_clear_errors(change, message):
@@ -236,7 +242,7 @@ def decoder_options(name: str) -> list[str]:
 # --- the CLI ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, flags", [("recycle", ["--pool-size", "2", "--ngram", "3"]),
+@pytest.mark.parametrize("name, flags", [("recycle", ["--pool-size", "2", "--ngram", "3", "--pool-guess", "false"]),
                                          ("multiblock", ["--ratio", "0.5"]), ("lookup", ["--draft-len", "4"])])
 def test_cli_decode_with_each_decoder(tiny_model_dir, tmp_path, capsys, name, flags):
     import json
@@ -252,7 +258,7 @@ def test_cli_decode_with_each_decoder(tiny_model_dir, tmp_path, capsys, name, fl
     data = json.loads(out)
     assert data["decoder"] == name and data["matches_ar"] is True
     assert all(len(b["gains"]) == len(b["states"]) - 1 for b in data["blocks"])
-    given = {k.lstrip("-").replace("-", "_"): float(v) for k, v in zip(flags[::2], flags[1::2])}
+    given = {k.lstrip("-").replace("-", "_"): False if v == "false" else float(v) for k, v in zip(flags[::2], flags[1::2])}
     options = load_trajectory(save).meta.options
     assert options == data["options"] and {k: options[k] for k in given} == given  # flags given, others default
     assert len(options) == len(decoder_options(name))

@@ -71,7 +71,8 @@ def add_decoder_arguments(parser) -> None:
                         help="; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items()))
     for name, spec in DECODERS.items():
         for f in own_fields(name):
-            parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None,
+            kind = _yes_no if isinstance(f.default, bool) else type(f.default)
+            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
                                 help=f"{name} only (default {f.default}; see {spec.config.__name__})")
 
 
@@ -84,3 +85,11 @@ def config_from_args(args, common: dict) -> JacobiConfig:
                 raise ValueError(f"--{f.name.replace('_', '-')} is an option of {name}, not of {args.decoder}")
     own = {k: getattr(args, k) for k in mine if getattr(args, k, None) is not None}
     return make_config(args.decoder, **common, **own)
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")

@@ -7,7 +7,9 @@ longest verified draft wins (ties: the block's own state, then the most recently
 committed with the pass's own next token. The block's new state is the committed tokens followed by the
 Jacobi predictions of the remaining positions, as in plain Jacobi.
 
-The pool: after every pass, every n-gram of [last committed token] + the pass's Jacobi predictions goes in,
+A block starts from the pool too (`pool_guess`): the newest n-gram of the last committed token, then the
+newest of its last token, and so on (the rest as Jacobi's guess); its first pass verifies that as the
+block's own state, at no extra cost. The pool: after every pass, every n-gram of [last committed token] + the pass's Jacobi predictions goes in,
 keyed by its first token: the accepted tokens and the rejected tail alike (a tail that was right but at
 the wrong position, the pattern Jacobi Forcing's trajectory figure marks, is then tried where it fits).
 Per key at most G n-grams are kept, most recent first; an n-gram already pooled moves to the front.
@@ -26,6 +28,8 @@ from cllm.trajectory import Block, Trajectory
 class RecycleConfig(JacobiConfig):
     pool_size: int = 4  # G: pool n-grams verified per pass (and kept per key); lookahead ties G to its window
     ngram: int = 5  # n-gram length, the key token included (lookahead decoding's default N = 5)
+    pool_guess: bool = True  # start each block from the pool: chain the newest n-grams from the last
+    # committed token (the rest of the guess as `init` says); False: every block starts as Jacobi's
 
     def __post_init__(self):
         super().__post_init__()
@@ -49,6 +53,14 @@ class NgramPool:
             known.insert(0, gram)
             del known[self.size:]
 
+    def chain(self, key: int, width: int) -> list[int]:
+        """Up to `width` tokens following `key` by the newest n-gram of each key in turn (a recycled guess)."""
+        out: list[int] = []
+        while len(out) < width and self.grams.get(key):
+            out += self.grams[key][0]
+            key = out[-1]
+        return out[:width]
+
     def drafts(self, key: int, room: int, skip: list[int]) -> list[list[int]]:
         """Pooled continuations of `key`, cut to `room` tokens, without repeats or ones that are a
         prefix of `skip` (the block's own draft verifies those already)."""
@@ -67,6 +79,12 @@ def recycle_step(trunk_preds: list[int], own: list[int], drafts: list[list[int]]
     return w - 1, results[w].tokens
 
 
+def recycled_guess(pool: NgramPool, seq: list[int], guess: list[int], use_pool: bool) -> list[int]:
+    """The block's starting state: the pool's chain from the last committed token, then `guess`."""
+    start = pool.chain(seq[-1], len(guess)) if use_pool else []
+    return start + guess[len(start):]
+
+
 class Recycle(BlockDecoder):
     name = "recycle"
 
@@ -75,7 +93,7 @@ class Recycle(BlockDecoder):
         self.pool = NgramPool(config.pool_size, config.ngram)
 
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
-        state = self.guess(seq, width)
+        state = recycled_guess(self.pool, seq, self.guess(seq, width), self.config.pool_guess)
         log, final = PassLog([state]), 0
         while not ends_block(state, final, self.eos):
             log.start()

@@ -10,7 +10,7 @@ import torch
 
 from cllm.decoders.lookup import LookupConfig, lookup_draft
 from cllm.decoders.multiblock import MultiblockConfig
-from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step
+from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step, recycled_guess
 from cllm.decoders.verify import accept
 from cllm.jacobi import _full_logits, _inference, initial_guess, vocab_size_of
 from cllm.trajectory import Block
@@ -48,7 +48,7 @@ def recycle_uncached(model, prompt_ids: list[int], config: RecycleConfig, eos: i
     pool = NgramPool(config.pool_size, config.ngram)
 
     def block(seq, width, produced, guess):
-        state, final, log = guess(seq, width), 0, ([], [], [], [])
+        state, final, log = recycled_guess(pool, seq, guess(seq, width), config.pool_guess), 0, ([], [], [], [])
         log[0].append(state)
         while final < width and eos not in state[:final]:
             ctx = seq + state[:final]
