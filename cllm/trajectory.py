@@ -3,21 +3,20 @@
 A `Trajectory` holds every block's states from the initial guess to the fixed point, with timing and
 the run's metadata. Version 2 adds what the other decoders record: `meta.decoder` and its options, and per
 pass (optional, all three or none) the drafts verified, which one won and the tokens gained. A plain Jacobi
-record is still written as version 1, so readers from before version 2 keep reading it; both are read. `save_trajectory` writes it atomically; `load_trajectory` reads it back with
+record is still written as version 1, so readers from before version 2 keep reading it; both are read.
+`save_trajectory` writes it atomically; `load_trajectory` reads it back with
 validation, so a malformed or hostile file gives a `TrajectoryError` with a clear message, never a
 crash and never code execution (plain JSON, no pickle).
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import shutil
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from cllm.files import STALE_TEMP_SECONDS, atomic_write_text, check_output_path, drop_stale_temps  # noqa: F401 (were here)
 
 SCHEMA = "cllm-trajectory"
 SCHEMA_VERSION = 2  # the newest version written; READ_VERSIONS are read
@@ -28,7 +27,6 @@ MAX_BLOCKS = 4096
 MAX_BLOCK_WIDTH = 1024
 MAX_TEXT_CHARS = 200_000
 MAX_TOKEN_TEXT_CHARS = 256
-STALE_TEMP_SECONDS = 3600  # a temp file of an atomic write untouched this long was left by a killed writer
 
 
 class TrajectoryError(ValueError):
@@ -144,48 +142,6 @@ def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> Path:
     text = json.dumps(trajectory_to_dict(traj), ensure_ascii=False, separators=(",", ":"))
     atomic_write_text(path, text)
     return path
-
-
-def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
-    """Fail before any work when `path` cannot become a file: empty, a folder, or under a file."""
-    if not str(path).strip():
-        raise ValueError(f"the {what} name is empty")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"the {what} {path} is a folder; give a file name")
-    parent = next((p for p in path.parents if p.exists()), Path("."))  # the nearest folder that exists
-    if not parent.is_dir():
-        raise ValueError(f"the {what} {path} cannot be created: {parent} is a file, not a folder")
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a hidden temp file beside `path`, fsync, then rename over it: readers see the old file or the
-    new one, never part of one. A killed writer leaves only its hidden `.name.*.tmp` (dropped once stale)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    drop_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share, like any other
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> None:
-    """Remove temp files (or folders) that a killed writer of `path` left behind; a live save takes
-    seconds, so one untouched for an hour is a leftover, never work in progress."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            if time.time() - tmp.stat().st_mtime > age_seconds:
-                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-        except OSError:
-            continue  # another process removed it first, or it is not ours to remove
 
 
 def load_trajectory(path: str | os.PathLike) -> Trajectory:
