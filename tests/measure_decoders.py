@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python tests/measure_decoders.py            # bundled pair, 64 held-out prompts, n = 16
     OMP_NUM_THREADS=1 python tests/measure_decoders.py --layout   # cost of one verify pass: 4D mask vs batch rows
+    python tests/measure_decoders.py --sweep "multiblock:ratio=0.5" "recycle:ngram=8,pool_size=8"  # TPF only
 
 Per model and method: tokens, model calls (prefill included, as transformers' generate counts them), TPF (our
 decoders: tokens per decode pass, prefill excluded, as `bench`), tokens per call, wall seconds of the whole
@@ -119,6 +120,19 @@ def _rows_pass(lm: CachedLM, ctx, own, drafts):
     return preds
 
 
+def tpf_sweep(loaded, prompts: list[str], n: int, max_new: int, settings: list[str]) -> None:
+    """TPF (deterministic, no timing) of decoders with settings other than their defaults: `name:key=value,...`."""
+    ids_all = [encode_prompt(loaded, p) for p in prompts]
+    for setting in settings:
+        name, _, rest = setting.partition(":")
+        own = {k: (v == "true" if v in ("true", "false") else float(v) if "." in v else int(v))
+               for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+        config = make_config(name, n=n, max_new_tokens=max_new, **own)
+        trajs = [decode(loaded.model, ids, config, loaded.eos_token_id) for ids in ids_all]
+        tokens, passes = sum(len(t.tokens) for t in trajs), sum(t.forward_passes for t in trajs)
+        print(f"{loaded.name:18s} {setting:40s} TPF {tokens / passes:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="tiny-python,tiny-python-cllm")
@@ -126,6 +140,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--layout", action="store_true", help="only time one verify pass in the two layouts")
+    p.add_argument("--sweep", nargs="+", metavar="NAME:K=V,...", help="only TPF of these decoder settings")
     args = p.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     if args.layout:
@@ -134,6 +149,10 @@ def main() -> None:
             print(f"{label:20s} {seconds * 1000:7.2f} ms")
         return
     prompts = read_prompts(HELDOUT_PROMPTS, args.limit)
+    if args.sweep:
+        for name in args.models.split(","):
+            tpf_sweep(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens, args.sweep)
+        return
     for name in args.models.split(","):
         rows = measure(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens)
         print(f"\n{name}: {len(prompts)} prompts, n = {args.n}, max_new_tokens = {args.max_new_tokens}")
