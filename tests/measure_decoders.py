@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python tests/measure_decoders.py            # bundled pair, 64 held-out prompts, n = 16
     OMP_NUM_THREADS=1 python tests/measure_decoders.py --layout   # cost of one verify pass: 4D mask vs batch rows
+    OMP_NUM_THREADS=1 python tests/measure_decoders.py --also "recycle:ratio=0.85"  # time more settings too
     python tests/measure_decoders.py --sweep "multiblock:ratio=0.5" "recycle:ngram=8,pool_size=8"  # TPF only
 
 Per model and method: tokens, model calls (prefill included, as transformers' generate counts them), TPF (our
@@ -39,7 +40,7 @@ def hf_generate(model, ids: list[int], max_new: int, eos, lookup: bool) -> list[
     return out[0, len(ids):].tolist()
 
 
-def methods(loaded, n: int, max_new: int):
+def methods(loaded, n: int, max_new: int, also: list[str]):
     model, eos = loaded.model, loaded.eos_token_id
     out = {"ar (ours)": lambda ids: (greedy_decode(model, ids, max_new, eos).tokens, None),
            "hf greedy": lambda ids: (hf_generate(model, ids, max_new, eos, False), None),
@@ -47,6 +48,8 @@ def methods(loaded, n: int, max_new: int):
     for name in DECODERS:
         config = make_config(name, n=n, max_new_tokens=max_new)
         out[name] = lambda ids, c=config: _ours(model, ids, c, eos)
+    for setting in also:  # non-default settings, timed beside the defaults
+        out[setting] = lambda ids, c=parse_setting(setting, n, max_new): _ours(model, ids, c, eos)
     return out
 
 
@@ -55,8 +58,8 @@ def _ours(model, ids, config, eos):
     return traj.tokens, traj.forward_passes
 
 
-def measure(loaded, prompts: list[str], n: int, max_new: int) -> list[dict]:
-    runs = methods(loaded, n, max_new)
+def measure(loaded, prompts: list[str], n: int, max_new: int, also: list[str]) -> list[dict]:
+    runs = methods(loaded, n, max_new, also)
     totals = {k: {"tokens": 0, "calls": 0, "passes": 0, "seconds": 0.0, "forward": 0.0, "exact": 0} for k in runs}
     calls = [0]
     hook = loaded.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
@@ -120,14 +123,19 @@ def _rows_pass(lm: CachedLM, ctx, own, drafts):
     return preds
 
 
+def parse_setting(setting: str, n: int, max_new: int):
+    """`name:key=value,...` -> that decoder's config with those settings."""
+    name, _, rest = setting.partition(":")
+    own = {k: (v == "true" if v in ("true", "false") else float(v) if "." in v else int(v))
+           for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+    return make_config(name, n=n, max_new_tokens=max_new, **own)
+
+
 def tpf_sweep(loaded, prompts: list[str], n: int, max_new: int, settings: list[str]) -> None:
     """TPF (deterministic, no timing) of decoders with settings other than their defaults: `name:key=value,...`."""
     ids_all = [encode_prompt(loaded, p) for p in prompts]
     for setting in settings:
-        name, _, rest = setting.partition(":")
-        own = {k: (v == "true" if v in ("true", "false") else float(v) if "." in v else int(v))
-               for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
-        config = make_config(name, n=n, max_new_tokens=max_new, **own)
+        config = parse_setting(setting, n, max_new)
         trajs = [decode(loaded.model, ids, config, loaded.eos_token_id) for ids in ids_all]
         tokens, passes = sum(len(t.tokens) for t in trajs), sum(t.forward_passes for t in trajs)
         print(f"{loaded.name:18s} {setting:40s} TPF {tokens / passes:.2f}")
@@ -140,6 +148,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--layout", action="store_true", help="only time one verify pass in the two layouts")
+    p.add_argument("--also", nargs="+", metavar="NAME:K=V,...", help="also time these decoder settings")
     p.add_argument("--sweep", nargs="+", metavar="NAME:K=V,...", help="only TPF of these decoder settings")
     args = p.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
@@ -154,12 +163,12 @@ def main() -> None:
             tpf_sweep(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens, args.sweep)
         return
     for name in args.models.split(","):
-        rows = measure(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens)
+        rows = measure(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens, args.also or [])
         print(f"\n{name}: {len(prompts)} prompts, n = {args.n}, max_new_tokens = {args.max_new_tokens}")
-        print(f"{'method':12s} {'tokens':>6s} {'calls':>6s} {'TPF':>6s} {'tok/call':>8s} {'seconds':>8s} "
+        print(f"{'method':20s} {'tokens':>6s} {'calls':>6s} {'TPF':>6s} {'tok/call':>8s} {'seconds':>8s} "
               f"{'x HF greedy':>11s} {'outside fwd':>11s} {'= AR':>5s}")
         for r in rows:
-            print(f"{r['method']:12s} {r['tokens']:6d} {r['calls']:6d} {r['tpf']:6.2f} {r['tokens_per_call']:8.2f} "
+            print(f"{r['method']:20s} {r['tokens']:6d} {r['calls']:6d} {r['tpf']:6.2f} {r['tokens_per_call']:8.2f} "
                   f"{r['seconds']:8.2f} {r['x_hf_greedy']:11.2f} {r['outside_forward']:11.1%} {r['exact']:5.0%}")
 
 

@@ -28,7 +28,7 @@ def random_config(name: str, seed: int):
     common = {"n": rng.choice([1, 2, 3, 4, 7, 16, 64]), "max_new_tokens": rng.randint(1, 48),
               "seed": rng.randrange(10**6), "init": rng.choice(INITS)}
     own = {"recycle": {"pool_size": rng.choice([1, 2, 4, 8]), "ngram": rng.choice([2, 3, 5, 8]),
-                       "pool_guess": rng.random() < 0.7},
+                       "pool_guess": rng.random() < 0.7, "ratio": rng.choice([0.1, 0.5, 1.0, 1.0])},
            "multiblock": {"ratio": rng.choice([0.1, 0.5, 0.85, 1.0])},
            "lookup": {"draft_len": rng.choice([1, 3, 10, 20]), "max_ngram": rng.choice([1, 2, 3])}}[name]
     return prompt, make_config(name, **common, **own)
@@ -187,7 +187,7 @@ def test_registry_and_configs():
     with pytest.raises(ValueError, match="draft_len"):
         LookupConfig(draft_len=0)
     with pytest.raises(ValueError, match="no option ratio"):
-        make_config("recycle", ratio=0.5)
+        make_config("lookup", ratio=0.5)
     with pytest.raises(ValueError, match="unknown decoder"):
         make_config("beam")
 
@@ -267,4 +267,4 @@ def test_cli_rejects_another_decoders_option(tiny_model_dir, capsys):
     from cllm.cli import main
 
     code = main(["decode", "--model", str(tiny_model_dir), "--prompt", "x", "--decoder", "lookup", "--pool-size", "3"])
-    assert code == 2 and "--pool-size is an option of recycle, not of lookup" in capsys.readouterr().err
+    assert code == 2 and "--pool-size is not an option of lookup (it is one of recycle)" in capsys.readouterr().err

@@ -69,11 +69,15 @@ def add_decoder_arguments(parser) -> None:
     defaults stay there: a flag left out means the dataclass default)."""
     parser.add_argument("--decoder", choices=list(DECODERS), default=DEFAULT_DECODER,
                         help="; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items()))
-    for name, spec in DECODERS.items():
+    takers: dict[str, list] = {}  # option -> (decoder, field) of each decoder that takes it
+    for name in DECODERS:
         for f in own_fields(name):
-            kind = _yes_no if isinstance(f.default, bool) else type(f.default)
-            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
-                                help=f"{name} only (default {f.default}; see {spec.config.__name__})")
+            takers.setdefault(f.name, []).append((name, f))
+    for option, pairs in takers.items():
+        f = pairs[0][1]
+        kind = _yes_no if isinstance(f.default, bool) else type(f.default)
+        parser.add_argument("--" + option.replace("_", "-"), type=kind, default=None, help="; ".join(
+            f"{name}: default {g.default} (see {DECODERS[name].config.__name__})" for name, g in pairs))
 
 
 def config_from_args(args, common: dict) -> JacobiConfig:
@@ -82,7 +86,7 @@ def config_from_args(args, common: dict) -> JacobiConfig:
     for name in DECODERS:
         for f in own_fields(name):
             if getattr(args, f.name, None) is not None and f.name not in mine:
-                raise ValueError(f"--{f.name.replace('_', '-')} is an option of {name}, not of {args.decoder}")
+                raise ValueError(f"--{f.name.replace('_', '-')} is not an option of {args.decoder} (it is one of {name})")
     own = {k: getattr(args, k) for k in mine if getattr(args, k, None) is not None}
     return make_config(args.decoder, **common, **own)
 

@@ -49,14 +49,18 @@ class Multiblock(BlockDecoder):
     def follower_width(self, width: int) -> int:
         return min(self.config.n, self.config.max_new_tokens - self.produced - width)
 
+    def start_follower(self, seq: list[int], state: list[int], final: int) -> list[int]:
+        """A second block's initial guess once it is due, else []."""
+        later = self.follower_width(len(state))
+        return self.guess(seq + state[:final], later) if later > 0 and follower_due(final, len(state), self.config.ratio) else []
+
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
         state, self.pending = self.pending or self.guess(seq, width), None
         assert len(state) == width, "a promoted block has the width the run loop gives the next block"
         log, final, behind = PassLog([state]), 0, []
         while not ends_block(state, final, self.eos):
             log.start()
-            if not behind and self.follower_width(width) > 0 and follower_due(final, width, self.config.ratio):
-                behind = self.guess(seq + state[:final], self.follower_width(width))
+            behind = behind or self.start_follower(seq, state, final)
             ctx, start, window = seq + state[:final], lm.length, state[final:] + behind
             out = tree_pass(lm, ctx, window[:-1], [])
             tokens = accept(window, out.trunk).tokens[:width - final]

@@ -7,25 +7,32 @@ longest verified draft wins (ties: the block's own state, then the most recently
 committed with the pass's own next token. The block's new state is the committed tokens followed by the
 Jacobi predictions of the remaining positions, as in plain Jacobi.
 
+With `ratio` < 1 a second block rides behind the active one as in `multiblock` (Jacobi Forcing uses both
+tricks together); only the active block commits, and pool drafts stay within it.
+
 A block starts from the pool too (`pool_guess`): the newest n-gram of the last committed token, then the
 newest of its last token, and so on (the rest as Jacobi's guess); its first pass verifies that as the
-block's own state, at no extra cost. The pool: after every pass, every n-gram of [last committed token] + the pass's Jacobi predictions goes in,
-keyed by its first token: the accepted tokens and the rejected tail alike (a tail that was right but at
-the wrong position, the pattern Jacobi Forcing's trajectory figure marks, is then tried where it fits).
-Per key at most G n-grams are kept, most recent first; an n-gram already pooled moves to the front.
+block's own state, at no extra cost. The pool: after every pass, every n-gram of [last committed token] +
+the pass's Jacobi predictions goes in, keyed by its first token: the accepted tokens and the rejected tail
+alike (a tail that was right but at the wrong position, the pattern Jacobi Forcing's trajectory figure
+marks, is then tried where it fits). Per key at most G n-grams are kept, most recent first; an n-gram
+already pooled moves to the front.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cllm.decoders.base import BlockDecoder, PassLog, check_positive, ends_block, run_decoder
+from cllm.decoders.base import PassLog, check_positive, ends_block, run_decoder
+from cllm.decoders.multiblock import Multiblock, MultiblockConfig
 from cllm.decoders.verify import accept, best, keep_length, tree_pass
-from cllm.jacobi import CachedLM, JacobiConfig
+from cllm.jacobi import CachedLM
 from cllm.trajectory import Block, Trajectory
 
 
 @dataclass(frozen=True)
-class RecycleConfig(JacobiConfig):
+class RecycleConfig(MultiblockConfig):
+    ratio: float = 1.0  # as multiblock's r, for a second block behind the active one (Jacobi Forcing runs
+    # both tricks together); 1.0, the default: none, recycling alone
     pool_size: int = 4  # G: pool n-grams verified per pass (and kept per key); lookahead ties G to its window
     ngram: int = 5  # n-gram length, the key token included (lookahead decoding's default N = 5)
     pool_guess: bool = True  # start each block from the pool: chain the newest n-grams from the last
@@ -85,7 +92,9 @@ def recycled_guess(pool: NgramPool, seq: list[int], guess: list[int], use_pool: 
     return start + guess[len(start):]
 
 
-class Recycle(BlockDecoder):
+class Recycle(Multiblock):
+    """Recycling on multiblock's loop: with the default ratio 1.0 no second block ever starts."""
+
     name = "recycle"
 
     def __init__(self, config: RecycleConfig, vocab: int, eos_token_id: int | None):
@@ -93,19 +102,24 @@ class Recycle(BlockDecoder):
         self.pool = NgramPool(config.pool_size, config.ngram)
 
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
-        state = recycled_guess(self.pool, seq, self.guess(seq, width), self.config.pool_guess)
-        log, final = PassLog([state]), 0
+        state = self.pending or recycled_guess(self.pool, seq, self.guess(seq, width), self.config.pool_guess)
+        log, final, behind, self.pending = PassLog([state]), 0, [], None
         while not ends_block(state, final, self.eos):
             log.start()
-            ctx, start = seq + state[:final], lm.length
+            behind = behind or self.start_follower(seq, state, final)
+            ctx, start, window = seq + state[:final], lm.length, state[final:] + behind
             drafts = self.pool.drafts(ctx[-1], width - final - 1, state[final:])
-            out = tree_pass(lm, ctx, state[final:-1], drafts)  # own draft: as Jacobi feeds it
-            winner, tokens = recycle_step(out.trunk, state[final:], drafts, out.branches)
-            new = state[:final] + tokens + out.trunk[len(tokens):]
+            out = tree_pass(lm, ctx, window[:-1], drafts)  # own draft: as Jacobi feeds it
+            winner, tokens = recycle_step(out.trunk, window, drafts, out.branches)
+            tokens, split = tokens[:width - final], width - final  # only the active block commits
+            new, behind = state[:final] + tokens + out.trunk[len(tokens):split], out.trunk[split:]
             self.pool.add(ctx[-1:] + out.trunk)
-            lm.rollback(keep_length(start, ctx[start:] + state[final:-1], seq + new[:final + len(tokens)]))
+            lm.rollback(keep_length(start, ctx[start:] + window[:-1], seq + new[:final + len(tokens)]))
             state, final = new, final + len(tokens)
             log.add(state, drafts, winner, len(tokens))
+        self.produced += width
+        if behind and self.eos not in state[:final]:
+            self.pending = behind
         return log.block(self.eos, final)
 
 

@@ -45,20 +45,27 @@ def _run(model, prompt_ids, config, eos, block_fn) -> list[Block]:
 
 
 def recycle_uncached(model, prompt_ids: list[int], config: RecycleConfig, eos: int | None = None) -> list[Block]:
-    pool = NgramPool(config.pool_size, config.ngram)
+    pool, pending = NgramPool(config.pool_size, config.ngram), []
 
     def block(seq, width, produced, guess):
-        state, final, log = recycled_guess(pool, seq, guess(seq, width), config.pool_guess), 0, ([], [], [], [])
-        log[0].append(state)
+        state = pending.pop() if pending else recycled_guess(pool, seq, guess(seq, width), config.pool_guess)
+        final, behind, log = 0, [], ([state], [], [], [])
+        later = min(config.n, config.max_new_tokens - produced - width)  # width of the block after this one
         while final < width and eos not in state[:final]:
-            ctx = seq + state[:final]
+            if not behind and later > 0 and final >= math.ceil(config.ratio * width - 1e-9):
+                behind = guess(seq + state[:final], later)
+            ctx, window = seq + state[:final], state[final:] + behind
             drafts = pool.drafts(ctx[-1], width - final - 1, state[final:])
-            own = _preds(model, ctx, state[final:-1])
-            winner, tokens = recycle_step(own, state[final:], drafts, [_preds(model, ctx, d) for d in drafts])
-            state, final = state[:final] + tokens + own[len(tokens):], final + len(tokens)
+            own = _preds(model, ctx, window[:-1])
+            winner, tokens = recycle_step(own, window, drafts, [_preds(model, ctx, d) for d in drafts])
+            tokens = tokens[:width - final]
+            state, behind = state[:final] + tokens + own[len(tokens):width - final], own[width - final:]
+            final += len(tokens)
             pool.add(ctx[-1:] + own)
             for part, value in zip(log, (state, drafts, winner, len(tokens))):
                 part.append(value)
+        if behind and eos not in state[:final]:
+            pending.append(behind)
         return _record(*log, eos)
 
     return _run(model, prompt_ids, config, eos, block)
