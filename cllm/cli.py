@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cllm.evaluate import EXCLUDE
+from cllm.decoders import add_decoder_arguments, config_from_args
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
@@ -27,10 +28,11 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cllm", description="Jacobi decoding and Consistency LLMs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    dec = sub.add_parser("decode", help="Jacobi-decode one prompt and show its trajectory")
+    dec = sub.add_parser("decode", help="decode one prompt (Jacobi or another exact decoder) and show its trajectory")
     dec.add_argument("--model", default=DEFAULT_CLLM, help="registry name, local folder or hub id")
     dec.add_argument("--prompt", required=True)
     _decoding_args(dec)
+    add_decoder_arguments(dec)
     dec.add_argument("--check-ar", action="store_true", help="also run greedy AR and compare")
     dec.add_argument("--json", action="store_true", help="print one JSON object")
     dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
@@ -230,7 +232,10 @@ def _peer(args) -> PeerConfig:
 
 
 def _config(args) -> JacobiConfig:
-    return JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init)
+    common = {"n": args.n, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "init": args.init}
+    if not hasattr(args, "decoder"):  # commands without --decoder run plain Jacobi
+        return JacobiConfig(**common)
+    return config_from_args(args, common)
 
 
 def cmd_decode(args) -> None:

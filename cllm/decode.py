@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
+from cllm.decoders import decode
+from cllm.jacobi import JacobiConfig, greedy_decode
 from cllm.models import LoadedModel, token_text
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
 from cllm.race import Race, default_title
@@ -21,10 +22,11 @@ def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
 
 
 def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_ar: bool = True) -> Trajectory:
-    """Jacobi-decode `prompt` (as a user turn of the chat template when `loaded.chat`); with check_ar also
-    greedy AR, so the record says whether they match."""
+    """Decode `prompt` with the decoder `config` selects (a JacobiConfig: plain Jacobi; see cllm.decoders), as a
+    user turn of the chat template when `loaded.chat`; with check_ar also greedy AR, so the record says whether
+    they match."""
     ids = encode_prompt(loaded, prompt)
-    traj = jacobi_decode(loaded.model, ids, config, loaded.eos_token_id)
+    traj = decode(loaded.model, ids, config, loaded.eos_token_id)
     traj.meta.model, traj.meta.chat = loaded.name, loaded.chat
     traj.prompt = prompt
     _set_token_text(loaded, traj)
@@ -49,7 +51,8 @@ def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: Jacob
 
 
 def _set_token_text(loaded: LoadedModel, traj: Trajectory) -> None:
-    used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or [])
+    drafted = [t for b in traj.blocks for pass_drafts in (b.drafts or []) for d in pass_drafts for t in d]
+    used = traj.prompt_ids + [t for b in traj.blocks for s in b.states for t in s] + (traj.ar_tokens or []) + drafted
     traj.token_text = token_text(loaded.tokenizer, used)
 
 
@@ -58,7 +61,8 @@ def decode_json(traj: Trajectory) -> dict:
     summary = run_summary(traj)
     out = {
         "model": traj.meta.model, "prompt": traj.prompt, "prompt_ids": traj.prompt_ids, "tokens": traj.tokens,
-        "text": traj.text_of(traj.tokens), "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
+        "text": traj.text_of(traj.tokens), "decoder": traj.meta.decoder, "options": traj.meta.options,
+        "chat": traj.meta.chat, "n": traj.meta.n, "seed": traj.meta.seed, "init": traj.meta.init,
         "device": traj.meta.device, "dtype": traj.meta.dtype,
         "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
         "eos_token_id": traj.meta.eos_token_id,
@@ -67,6 +71,7 @@ def decode_json(traj: Trajectory) -> dict:
         "stationary": summary["stationary"],
         "decode_seconds": summary["decode_seconds"],
         "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
+                   | ({"drafts": b.drafts, "winners": b.winners, "gains": b.gains} if b.drafts is not None else {})
                    for b in traj.blocks],
     }
     if traj.ar_tokens is not None:

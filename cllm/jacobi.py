@@ -102,6 +102,20 @@ class CachedLM:
         )
         return out.logits[0]
 
+    def feed_masked(self, ids: list[int], positions: list[int], mask: torch.Tensor) -> torch.Tensor:
+        """Run `ids` after the cache at explicit `positions` under a boolean (len(ids), cached + len(ids))
+        mask of who attends to whom (drafts branching off one sequence); returns logits (len(ids), V)."""
+        start = self.length
+        out = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            cache_position=torch.arange(start, start + len(ids), device=self.device),  # cache slots, not positions
+            position_ids=torch.tensor([positions], device=self.device),
+            attention_mask=mask[None, None].to(self.device),  # (1, 1, q, kv): used as given
+            use_cache=True,
+            **{self.cache_arg: self.cache},
+        )
+        return out.logits[0]
+
     def rollback(self, length: int) -> None:
         """Drop cached positions from `length` on (their tokens turned out not final)."""
         extra = self.length - length

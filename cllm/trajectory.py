@@ -1,30 +1,32 @@
-"""Records of a Jacobi run, and their versioned JSON form.
+"""Records of a Jacobi run (or of another exact parallel decoder, cllm.decoders), and their versioned JSON form.
 
 A `Trajectory` holds every block's states from the initial guess to the fixed point, with timing and
-the run's metadata. `save_trajectory` writes it atomically; `load_trajectory` reads it back with
+the run's metadata. Version 2 adds what the other decoders record: `meta.decoder` and its options, and per
+pass (optional, all three or none) the drafts verified, which one won and the tokens gained. A plain Jacobi
+record is still written as version 1, so readers from before version 2 keep reading it; both are read.
+`save_trajectory` writes it atomically; `load_trajectory` reads it back with
 validation, so a malformed or hostile file gives a `TrajectoryError` with a clear message, never a
 crash and never code execution (plain JSON, no pickle).
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import shutil
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cllm.files import STALE_TEMP_SECONDS, atomic_write_text, check_output_path, drop_stale_temps  # noqa: F401 (were here)
+
 SCHEMA = "cllm-trajectory"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest version written; READ_VERSIONS are read
+READ_VERSIONS = (1, 2)
+MAX_DRAFTS = 64  # drafts recorded per pass (pool candidates verified together)
 MAX_FILE_BYTES = 8 * 1024 * 1024  # a 512-token run of n=64 is ~1 MB; anything far larger is not ours
 MAX_BLOCKS = 4096
 MAX_BLOCK_WIDTH = 1024
 MAX_TEXT_CHARS = 200_000
 MAX_TOKEN_TEXT_CHARS = 256
-STALE_TEMP_SECONDS = 3600  # a temp file of an atomic write untouched this long was left by a killed writer
 
 
 class TrajectoryError(ValueError):
@@ -37,6 +39,10 @@ class Block:
 
     states: list[list[int]]  # states[0] = initial guess, states[-1] = fixed point; all of one width
     iteration_seconds: list[float]  # wall time of each iteration; iteration j turns states[j] into states[j+1]
+    # Per pass, when the decoder verified drafts besides the block's own state (cllm.decoders):
+    drafts: list[list[list[int]]] | None = None  # the drafts verified by pass j (ids after the last committed one)
+    winners: list[int] | None = None  # index into drafts[j] of the accepted one; -1: the block's own state won
+    gains: list[int] | None = None  # tokens pass j committed (accepted prefix + the pass's own next token)
 
     @property
     def fixed_point(self) -> list[int]:
@@ -66,6 +72,8 @@ class RunMeta:
     vocab_size: int = 0  # bounds every token id in the file
     eos_token_id: int | None = None
     chat: bool = False  # the prompt was sent as a user turn of the chat template (prompt_ids hold the template)
+    decoder: str = "jacobi"  # a name of cllm.decoders.DECODERS
+    options: dict[str, float | bool] = field(default_factory=dict)  # that decoder's own settings (pool size, ...)
 
 
 @dataclass
@@ -104,16 +112,25 @@ class Trajectory:
         return "".join(self.token_text.get(i, "") for i in ids)
 
 
+def is_plain_jacobi(traj: Trajectory) -> bool:
+    """A record version 1 can hold: Jacobi, no per-pass draft fields."""
+    return traj.meta.decoder == "jacobi" and not traj.meta.options and all(b.drafts is None for b in traj.blocks)
+
+
 def trajectory_to_dict(traj: Trajectory) -> dict:
+    plain = is_plain_jacobi(traj)
+    meta = asdict(traj.meta)
+    if plain:
+        del meta["decoder"], meta["options"]
     return {
         "schema": SCHEMA,
-        "version": SCHEMA_VERSION,
+        "version": 1 if plain else SCHEMA_VERSION,
         "title": traj.title,
-        "meta": asdict(traj.meta),
+        "meta": meta,
         "prompt": traj.prompt,
         "prompt_ids": traj.prompt_ids,
         "prefill_seconds": traj.prefill_seconds,
-        "blocks": [asdict(b) for b in traj.blocks],
+        "blocks": [{k: v for k, v in asdict(b).items() if v is not None} for b in traj.blocks],
         "token_text": {str(k): v for k, v in sorted(traj.token_text.items())},
         "ar_tokens": traj.ar_tokens,
         "ar_seconds": traj.ar_seconds,
@@ -126,48 +143,6 @@ def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> Path:
     text = json.dumps(trajectory_to_dict(traj), ensure_ascii=False, separators=(",", ":"))
     atomic_write_text(path, text)
     return path
-
-
-def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
-    """Fail before any work when `path` cannot become a file: empty, a folder, or under a file."""
-    if not str(path).strip():
-        raise ValueError(f"the {what} name is empty")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"the {what} {path} is a folder; give a file name")
-    parent = next((p for p in path.parents if p.exists()), Path("."))  # the nearest folder that exists
-    if not parent.is_dir():
-        raise ValueError(f"the {what} {path} cannot be created: {parent} is a file, not a folder")
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a hidden temp file beside `path`, fsync, then rename over it: readers see the old file or the
-    new one, never part of one. A killed writer leaves only its hidden `.name.*.tmp` (dropped once stale)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    drop_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share, like any other
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> None:
-    """Remove temp files (or folders) that a killed writer of `path` left behind; a live save takes
-    seconds, so one untouched for an hour is a leftover, never work in progress."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            if time.time() - tmp.stat().st_mtime > age_seconds:
-                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-        except OSError:
-            continue  # another process removed it first, or it is not ours to remove
 
 
 def load_trajectory(path: str | os.PathLike) -> Trajectory:
@@ -210,11 +185,12 @@ def trajectory_from_dict(data: object) -> Trajectory:
     _check(isinstance(data, dict), "the file must hold a JSON object")
     _check(data.get("schema") == SCHEMA, f"not a trajectory file (schema should be {SCHEMA!r})")
     version = data.get("version")
-    _check(version == SCHEMA_VERSION, f"unsupported trajectory version {version!r} (this app reads version {SCHEMA_VERSION})")
-    meta = _read_meta(data.get("meta"))
+    _check(version in READ_VERSIONS and not isinstance(version, bool),
+           f"unsupported trajectory version {version!r} (this app reads versions 1 to {SCHEMA_VERSION})")
+    meta = _read_meta(data.get("meta"), version)
     ids = _id_list(data.get("prompt_ids"), "prompt_ids", meta.vocab_size, MAX_TEXT_CHARS)
     _check(len(ids) >= 1, "prompt_ids is empty")
-    blocks = _read_blocks(data.get("blocks"), meta)
+    blocks = _read_blocks(data.get("blocks"), meta, version)
     ar = data.get("ar_tokens")
     return Trajectory(
         meta=meta,
@@ -266,8 +242,10 @@ def _id_list(value: object, name: str, vocab_size: int, max_len: int) -> list[in
     return list(value)
 
 
-def _read_meta(raw: object) -> RunMeta:
+def _read_meta(raw: object, version: int) -> RunMeta:
     _check(isinstance(raw, dict), "meta must be an object")
+    if version == 1:
+        _check("decoder" not in raw and "options" not in raw, "meta.decoder and meta.options need version 2")
     eos = raw.get("eos_token_id")
     vocab = _int(raw.get("vocab_size"), "meta.vocab_size", 1, 10_000_000)
     return RunMeta(
@@ -281,10 +259,21 @@ def _read_meta(raw: object) -> RunMeta:
         dtype=_text(raw.get("dtype", "float32"), "meta.dtype", 40),
         vocab_size=vocab,
         eos_token_id=None if eos is None else _int(eos, "meta.eos_token_id", 0, vocab - 1),
+        decoder=_text(raw.get("decoder", "jacobi"), "meta.decoder", 40),
+        options=_read_options(raw.get("options", {})),
     )
 
 
-def _read_blocks(raw: object, meta: RunMeta) -> list[Block]:
+def _read_options(raw: object) -> dict[str, float]:
+    _check(isinstance(raw, dict) and len(raw) <= 16, "meta.options must be an object of at most 16 settings")
+    for key, value in raw.items():
+        _check(len(key) <= 40 and key.isidentifier(), "meta.options keys must be short names")
+        ok = isinstance(value, (int, float)) and math.isfinite(value)  # bools are ints: on/off settings
+        _check(ok, f"meta.options.{key} must be a finite number or true/false")
+    return dict(raw)
+
+
+def _read_blocks(raw: object, meta: RunMeta, version: int) -> list[Block]:
     _check(isinstance(raw, list), "blocks must be a list")
     _check(1 <= len(raw) <= MAX_BLOCKS, f"a trajectory has 1 to {MAX_BLOCKS} blocks, this one has {len(raw)}")
     blocks, total = [], 0
@@ -300,10 +289,29 @@ def _read_blocks(raw: object, meta: RunMeta) -> list[Block]:
         times = item.get("iteration_seconds")
         _check(isinstance(times, list) and len(times) == len(rows) - 1, f"{where}.iteration_seconds needs one entry per iteration")
         times = [_seconds(t, f"{where}.iteration_seconds") for t in times]
-        blocks.append(Block(states=rows, iteration_seconds=times))
+        blocks.append(Block(rows, times, *_read_passes(item, where, meta, len(times), version)))
         total += width
     _check(total <= meta.max_new_tokens, f"the blocks hold {total} tokens, more than max_new_tokens = {meta.max_new_tokens}")
     return blocks
+
+
+def _read_passes(item: dict, where: str, meta: RunMeta, passes: int, version: int) -> tuple:
+    """The optional per-pass fields of a block: all three or none, one entry per pass, winners in range."""
+    present = [k in item for k in ("drafts", "winners", "gains")]
+    if not any(present):
+        return None, None, None
+    _check(version >= 2, f"{where}: drafts, winners and gains need version 2")
+    _check(all(present), f"{where} must have drafts, winners and gains together")
+    drafts, winners, gains = item["drafts"], item["winners"], item["gains"]
+    for name, value in (("drafts", drafts), ("winners", winners), ("gains", gains)):
+        _check(isinstance(value, list) and len(value) == passes, f"{where}.{name} needs one entry per iteration")
+    rows = []
+    for j, (pass_drafts, winner, gain) in enumerate(zip(drafts, winners, gains)):
+        _check(isinstance(pass_drafts, list) and len(pass_drafts) <= MAX_DRAFTS, f"{where}.drafts[{j}] must be a list of at most {MAX_DRAFTS} drafts")
+        rows.append([_id_list(d, f"{where}.drafts", meta.vocab_size, MAX_BLOCK_WIDTH) for d in pass_drafts])
+        _int(winner, f"{where}.winners[{j}]", -1, len(pass_drafts) - 1)
+        _int(gain, f"{where}.gains[{j}]", 0, MAX_BLOCK_WIDTH)
+    return rows, list(winners), list(gains)
 
 
 def _read_token_text(raw: object, vocab_size: int) -> dict[int, str]:

@@ -1,0 +1,53 @@
+"""Atomic writes and output-path checks: the one copy (cllm.trajectory re-exports them, where they were first)."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+STALE_TEMP_SECONDS = 3600  # a temp file of an atomic write untouched this long was left by a killed writer
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Fail before any work when `path` cannot become a file: empty, a folder, or under a file."""
+    if not str(path).strip():
+        raise ValueError(f"the {what} name is empty")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"the {what} {path} is a folder; give a file name")
+    parent = next((p for p in path.parents if p.exists()), Path("."))  # the nearest folder that exists
+    if not parent.is_dir():
+        raise ValueError(f"the {what} {path} cannot be created: {parent} is a file, not a folder")
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a hidden temp file beside `path`, fsync, then rename over it: readers see the old file or the
+    new one, never part of one. A killed writer leaves only its hidden `.name.*.tmp` (dropped once stale)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    drop_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a saved run is a file to share, like any other
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> None:
+    """Remove temp files (or folders) that a killed writer of `path` left behind; a live save takes
+    seconds, so one untouched for an hour is a leftover, never work in progress."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > age_seconds:
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        except OSError:
+            continue  # another process removed it first, or it is not ours to remove
