@@ -66,7 +66,7 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
         assert panels.nth(i).locator("td.s-c, td.s-f").count() > 0
     assert player.locator("td.s-w").first.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert player.locator("td.s-c").first.evaluate("e => getComputedStyle(e).backgroundColor") == BLUE
-    title = player.locator("td").first.get_attribute("title")  # the hover text
+    title = player.locator("td").first.get_attribute("data-tip")  # the tooltip text (player.js draws it)
     assert re.search(r"id \d+ · position \d+ · (guess|pass \d+) · ", title)
 
     # pause wherever playback is, then scrub to the start: only each first block's guess row shows
