@@ -72,5 +72,5 @@ def test_collect_train_stop_save_and_race(app_server, train_slot, tiny_pair, tmp
         page.click("#run")
         player = page.locator("#explore-player")
         player.locator(".cr-verdict.cr-ok").nth(1).wait_for()  # both models, each equal to its greedy output
-        assert "browser-cllm" in player.locator(".cr-panel").nth(1).locator("code").get_attribute("title")
+        assert "browser-cllm" in player.locator(".cr-panel").nth(1).locator("code").get_attribute("data-tip")
         browser.close()

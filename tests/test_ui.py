@@ -131,3 +131,14 @@ def test_pair_picker_and_examples(monkeypatch, tmp_path):
     assert common.pair_choices()[0][1] == "tiny-python|tiny-python-cllm"
     monkeypatch.setattr(explore_tab, "HELDOUT_PROMPTS", tmp_path / "absent.jsonl")
     assert explore_tab.example_prompts() == explore_tab.FALLBACK_PROMPTS
+
+
+def test_the_page_opens_on_the_landing_race_with_its_prompt_in_the_box():
+    race = explore_tab.landing_race()
+    assert race is not None and not race.base.tokens == []
+    demo = app.build_app()
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert by_id["prompt"].value == race.prompt  # Run works at once
+    player = by_id["explore-player"].value
+    assert f'data-run="landing-{explore_tab.LANDING_RACE}"' in player and "data-open" not in player  # plays from 0
+    assert "Now playing" in by_id["explore-status"].value and "Learn" in by_id["explore-status"].value
