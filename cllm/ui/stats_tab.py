@@ -10,12 +10,13 @@ import gradio as gr
 import pandas as pd
 
 from cllm import evaluate
-from cllm.collocations import COLUMNS, collocation_table
+from cllm.collocations import collocation_table
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
 from cllm.moments import Moment
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
+from cllm.ui.collocation_view import display_table, row_place
 from cllm.ui.common import model_name, on_gpu, race_file, race_summary, read_config, user_errors, whole_number
 from cllm.ui.grid import race_html
 
@@ -66,25 +67,27 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, progress=g
     ff = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
     st = collocation_table(trajs["cllm"], trajs["base"], "stationary")
     return (frame.round(4), agg.round(4), evaluate.ratio_table(agg).round(3),
-            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4), trajs)
+            figures.make_distribution_figure(frame, "tpf"), str(csv), display_table(ff, trajs["cllm"]),
+            display_table(st, trajs["cllm"]), trajs)
 
 
 def open_collocation(trajs, evt: gr.SelectData):
     """A click on a collocation row opens its example in the Explore player, paused at that pass with the
-    span ringed, and switches to Explore (the race becomes the visitor's current run there)."""
+    span ringed, and switches to Explore (the race becomes the visitor's current run there, its prompt fills
+    the prompt box so Run decodes it)."""
     with user_errors():
         if not trajs or evt.row_value is None:
             raise ValueError("no dataset run to open: run both models over a prompt set first")
-        row = dict(zip(COLUMNS, evt.row_value))
+        row = row_place(evt.row_value)
         run, block, iteration, start, tokens = (whole_number(row.get(k), k, 0, MAX_ROW_INDEX)
                                                 for k in ("run", "block", "iteration", "position", "tokens"))
         if run >= len(trajs["cllm"]):
             raise ValueError("that row belongs to an earlier dataset run; run the set again")
         base, cllm = trajs["base"][run], trajs["cllm"][run]
-        span = str(row.get("text", ""))[:40]
+        span = str(evt.row_value[0])[:40]
         race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({span!r} at block {block + 1}, pass {iteration})")
         html = race_html(race, uuid.uuid4().hex[:12], focus=Moment("cllm", block, iteration, start, start + tokens))
-    return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore")
+    return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
 
 
 @on_gpu(duration=300)
@@ -152,7 +155,8 @@ def build(explore, tabs: gr.Tabs) -> None:
                      [per_prompt, agg, ratios, dist, csv, ff, st, dataset], api_name="stats_dataset",
                      concurrency_id="models", concurrency_limit=1)
             for spans in (ff, st):
-                spans.select(open_collocation, dataset, [explore.player, explore.status, explore.download, race, tabs],
+                spans.select(open_collocation, dataset,
+                             [explore.player, explore.status, explore.download, race, tabs, explore.prompt],
                              api_visibility="private")
         with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
             with gr.Row():
