@@ -28,6 +28,15 @@
     return el;
   }
   function hideTip() { if (tip) tip.style.display = "none"; }
+
+  // The Train tab's hold countdown (train_tab.status_html): data-left seconds as of when the line appeared.
+  setInterval(() => {
+    document.querySelectorAll(".tr-count[data-left]").forEach((el) => {
+      if (!el.cllmT0) el.cllmT0 = Date.now();
+      const left = Math.max(0, Number(el.dataset.left) - Math.floor((Date.now() - el.cllmT0) / 1000));
+      el.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    });
+  }, 1000);
   document.addEventListener("pointerdown", (e) => { if (!e.target.closest || !e.target.closest(".cr [data-tip]")) hideTip(); });
   document.addEventListener("scroll", hideTip, true);
 
