@@ -19,7 +19,13 @@
     if (!tip) { tip = document.createElement("div"); tip.className = "cr-tip"; tip.setAttribute("role", "tooltip"); document.body.appendChild(tip); }
     const parts = el.dataset.tip.split(" · ");
     tip.replaceChildren();
-    if (parts[0].startsWith("“")) { const c = document.createElement("code"); c.textContent = parts.shift(); tip.appendChild(c); }
+    const end = parts[0].startsWith("“") ? parts[0].lastIndexOf("” ") : -1; // a cell's “token” id N
+    if (end > 0) {
+      const c = document.createElement("code");
+      c.textContent = parts[0].slice(1, end);
+      tip.appendChild(c);
+      parts[0] = parts[0].slice(end + 2);
+    }
     parts.forEach((p) => { const d = document.createElement("div"); d.textContent = p; tip.appendChild(d); });
     tip.style.display = "block";
     const r = el.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
