@@ -113,7 +113,8 @@
       // grid's rows are shorter)
       st.panels.forEach((p) => { showPanel(p, st.t, st.partial); p.grids.style.minHeight = ""; });
       const tall = Math.max(...st.panels.map((p) => p.grids.offsetHeight));
-      st.panels.forEach((p) => { p.grids.style.minHeight = `${tall}px`; });
+      const row = new Set(st.panels.map((p) => p.section.offsetTop)).size === 1; // stacked panels need no match
+      if (row) st.panels.forEach((p) => { p.grids.style.minHeight = `${tall}px`; });
       q(".cr-scrub").value = st.t;
       q(".cr-clock").innerHTML = `pass <b>${st.t}</b> / ${st.ticks}`;
       q(".cr-play").textContent = st.timer ? "❚❚ Pause" : "▶ Play";
