@@ -38,7 +38,7 @@ def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     per_prompt, agg, ratios, dist, csv, ff, st, trajs = out
     assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"} and per_prompt["matches_ar"].all()
     assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
-    assert list(ff.columns)[:3] == ["span", "CLLM count", "base count"]  # the counts where a narrow table shows them
+    assert list(ff.columns)[:3] == ["CLLM count", "base count", "span"]  # the counts where a narrow table shows them
     assert [len(trajs[role]) for role in ("base", "cllm")] == [2, 2]
 
 

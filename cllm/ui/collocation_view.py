@@ -2,7 +2,8 @@
 
 Shown: the span with its whitespace visible (a span that is only a space or a new line would be a blank row),
 its token pieces (two spans that read alike, "self." as one token or as "self" + ".", are told apart), the
-counts right after the span (the first columns a narrow table shows), shares rounded, and where the CLLM's
+counts first (a long span must not push them out of a narrow table; spans are cut at MAX_SPAN_CHARS), shares
+rounded, and where the CLLM's
 first example is, counted as the player counts: prompt and block from 1, pass from 1, position from 0.
 """
 from __future__ import annotations
@@ -11,12 +12,13 @@ import pandas as pd
 
 from cllm.trajectory import Trajectory
 
+MAX_SPAN_CHARS = 32  # a longer span (a loop fast-forwarded whole) ends in …; its pieces column has it all
 WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 PIECE_SEP = " | "  # between the span's tokens; a real space inside a token shows as ␣, so this reads unambiguously
 SPAN, PIECES, TOKENS = "span", "tokens (pieces)", "tokens"
 CLLM_COUNT, BASE_COUNT, CLLM_SHARE, BASE_SHARE = "CLLM count", "base count", "CLLM share", "base share"
 PROMPT, BLOCK, PASS, POSITION = "prompt #", "block", "pass", "position"
-DISPLAY_COLUMNS = [SPAN, CLLM_COUNT, BASE_COUNT, TOKENS, PIECES, CLLM_SHARE, BASE_SHARE, PROMPT, BLOCK, PASS, POSITION]
+DISPLAY_COLUMNS = [CLLM_COUNT, BASE_COUNT, SPAN, TOKENS, PIECES, CLLM_SHARE, BASE_SHARE, PROMPT, BLOCK, PASS, POSITION]
 # column -> (raw column of cllm.collocations.COLUMNS, what the display adds to it)
 PLACES = {PROMPT: ("run", 1), BLOCK: ("block", 1), PASS: ("iteration", 0), POSITION: ("position", 0),
           TOKENS: ("tokens", 0)}
@@ -37,7 +39,7 @@ def pieces(trajs: list[Trajectory], run: int, block: int, start: int, tokens: in
 def display_table(frame: pd.DataFrame, cllm: list[Trajectory]) -> pd.DataFrame:
     """A cllm.collocations table as people read it (see the module note); `cllm` are the runs it counts."""
     rows = [{
-        SPAN: shown(r.text), CLLM_COUNT: int(r.cllm_count), BASE_COUNT: int(r.base_count), TOKENS: int(r.tokens),
+        SPAN: _cut(shown(r.text)), CLLM_COUNT: int(r.cllm_count), BASE_COUNT: int(r.base_count), TOKENS: int(r.tokens),
         PIECES: pieces(cllm, int(r.run), int(r.block), int(r.position), int(r.tokens)),
         CLLM_SHARE: round(float(r.cllm_share), 3), BASE_SHARE: round(float(r.base_share), 3),
         **{name: int(getattr(r, raw)) + add for name, (raw, add) in PLACES.items() if name != TOKENS},
@@ -45,11 +47,15 @@ def display_table(frame: pd.DataFrame, cllm: list[Trajectory]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DISPLAY_COLUMNS)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SPAN_CHARS else text[:MAX_SPAN_CHARS - 1] + "…"
+
+
 def row_place(row_value: list) -> dict:
-    """A clicked display row back to the raw places (run, block, iteration, position, tokens), counted from 0;
-    values are returned as they came when they are not numbers (the caller checks them)."""
+    """A clicked display row back to the raw places (run, block, iteration, position, tokens), counted from 0,
+    and its span as "text"; values are returned as they came when they are not numbers (the caller checks)."""
     row = dict(zip(DISPLAY_COLUMNS, row_value))
-    out = {}
+    out = {"text": row.get(SPAN, "")}
     for name, (raw, add) in PLACES.items():
         value = row.get(name)
         try:

@@ -84,7 +84,7 @@ def open_collocation(trajs, evt: gr.SelectData):
         if run >= len(trajs["cllm"]):
             raise ValueError("that row belongs to an earlier dataset run; run the set again")
         base, cllm = trajs["base"][run], trajs["cllm"][run]
-        span = str(evt.row_value[0])[:40]
+        span = str(row.get("text", ""))[:40]
         race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({span!r} at block {block + 1}, pass {iteration})")
         html = race_html(race, uuid.uuid4().hex[:12], focus=Moment("cllm", block, iteration, start, start + tokens))
     return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
