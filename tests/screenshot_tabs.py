@@ -5,7 +5,7 @@
 
 Not a test (pytest does not collect it). Explore: the landing race, paused partway; Learn: its third step;
 Gallery: a shipped race; Stats: the landing race charted and a dataset run of the bundled pair over a few
-held-out prompts (collocation tables); Train: the tab as a visitor finds it. Needs /usr/bin/chromium, the
+held-out prompts (collocation tables); Train: a short collection, the slot this browser's. Needs /usr/bin/chromium, the
 playwright package and the bundled pair (the Stats dataset run decodes with it).
 """
 from __future__ import annotations
@@ -58,8 +58,14 @@ def stats(page, prompts: int) -> None:
 
 
 def train(page) -> None:
+    """A short collection with the bundled base (8 prompts, 32 tokens each): the slot is this browser's."""
     page.get_by_role("tab", name="Train").click()
     page.locator("#train-slot").get_by_text("training slot").wait_for()
+    for elem_id, value in (("train-prompts", "8"), ("train-tokens", "32")):
+        page.locator(f"#{elem_id} input").fill(value)
+    page.click("#train-collect")
+    page.get_by_text("Now press Train").wait_for(timeout=600_000)
+    page.locator("#train-slot").get_by_text("yours, in this browser").wait_for()
 
 
 def main() -> None:
