@@ -165,7 +165,7 @@ def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES, focus
     settings = (f"n = {meta.n} · up to {meta.max_new_tokens} new tokens · seed {meta.seed} · init {meta.init} · "
                 f"{meta.device}")
     prompt = (f'<div class="cr-prompt"><div><b>{escape(race.title)}</b> <small>({escape(settings)})</small></div>'
-              f'<pre data-tip="the prompt both models continue">{escape(race.prompt)}</pre></div>')
+              f'<pre>{escape(race.prompt)}</pre></div>')
     panels = "".join(panel_html(getattr(race, role), role, label, caption, focus) for role, label, caption in roles)
     opening = f' data-open="{clock(race, focus)}"' if focus else ""
     return (f'<div class="cr" tabindex="0" data-run="{escape(run_id)}" data-ticks="{ticks}" '
