@@ -93,6 +93,14 @@ def test_tooltip_and_mini_map(browser, app_server):
     assert tip.locator("code").inner_text() == cell.inner_text()  # the whole token, as in the cell
     page.close()
 
+    touch = browser.new_page(viewport={"width": 900, "height": 1000}, has_touch=True)
+    touch.goto(app_server[0], wait_until="load")
+    touch.locator("#explore-player .cr-play", has_text="Pause").tap()  # hold the grid still
+    touch.locator("#explore-player table.cr-grid:not(.cr-off) tbody tr:not(.cr-off) td").first.tap()  # no hover: a tap
+    touch.locator(".cr-tip").wait_for(state="visible")
+    assert "position 0" in touch.locator(".cr-tip").inner_text()
+    touch.close()
+
 
 def test_the_training_slot_comes_back_after_a_reload(browser, app_server, train_slot, tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"  # short prompts: the tiny model's context is 128 tokens
@@ -110,6 +118,7 @@ def test_the_training_slot_comes_back_after_a_reload(browser, app_server, train_
     page.reload(wait_until="load")  # a new Gradio session, the same browser
     page.get_by_role("tab", name="Train").click()
     page.locator("#train-slot").get_by_text("The training slot is yours, in this browser (collected)").wait_for()
+    page.locator("#train-collected").get_by_text("Now press Train").wait_for()  # its collection line is back
 
     bob = open_page(browser, app_server[0], 1400)  # another visitor
     bob.get_by_role("tab", name="Train").click()

@@ -172,7 +172,7 @@ def build() -> ExploreView:
                 save = gr.Button("Save to gallery", size="md", elem_id="save")
                 saved = gr.Markdown(label="saved")
             download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
-        race = gr.State(first)
+        race = gr.State(None)  # the visitor's own run (the landing race is not theirs to save)
         tab.select(refresh_pairs, pair, pair, api_visibility="private", queue=False)
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair

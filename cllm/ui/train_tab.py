@@ -188,6 +188,14 @@ class TrainTab:
     def slot_status(self, request: gr.Request = None) -> str:
         return status_html(self.slot.view(_owner(request)))
 
+    def restore(self, request: gr.Request = None):
+        """After a reload, the owner's collection and training lines come back with the slot."""
+        view = self.slot.view(_owner(request))
+        if not view.mine:
+            return gr.skip(), gr.skip()
+        return (collect_html(view) if view.counts else gr.skip(),
+                train_html(view) if view.result is not None or view.history else gr.skip())
+
     def follow(self, owner: str, phase: str):
         """Views of the slot while `phase` runs (one per change, at most one per POLL_SECONDS), then the last
         one; a job that failed ends as gr.Error with its reason."""
@@ -340,7 +348,8 @@ def build(slot: TrainSlot) -> TrainTab:
                               elem_id="train-name")
             save = gr.Button("Save", scale=1, elem_id="train-save")
         saved = gr.Markdown(elem_id="train-saved")
-        tab.select(cb.slot_status, None, status, api_name="train_status")
+        tab.select(cb.slot_status, None, status, api_name="train_status").then(
+            cb.restore, None, [collected, trained], api_visibility="private", show_progress="hidden")
         gr.Timer(STATUS_SECONDS).tick(cb.slot_status, None, status, api_visibility="private", queue=False,
                                       show_progress="hidden")
         budget.input(lambda kind: R.minutes if kind == "minutes" else R.steps, budget, amount, api_visibility="private",
