@@ -4,7 +4,7 @@
     python tests/screenshot_tabs.py --out /tmp/s --width 900
 
 Not a test (pytest does not collect it). Explore: the landing race, paused partway; Learn: its third step;
-Gallery: a shipped race; Stats: the landing race charted and a dataset run of the bundled pair over a few
+Gallery: a shipped race; Stats: the landing prompt run and charted, and a dataset run of the bundled pair over a few
 held-out prompts (collocation tables); Train: a short collection, the slot this browser's. Needs /usr/bin/chromium, the
 playwright package and the bundled pair (the Stats dataset run decodes with it).
 """
@@ -49,6 +49,8 @@ def gallery(page) -> None:
 
 
 def stats(page, prompts: int) -> None:
+    page.click("#run")  # the landing prompt, decoded live: the visitor's own run, which Stats charts
+    page.locator("#explore-player .cr-verdict:not(.cr-pending)").nth(1).wait_for(timeout=600_000)
     page.get_by_role("tab", name="Stats").click()
     page.click("#stats-chart")
     page.locator("#stats-limit input").fill(str(prompts))
