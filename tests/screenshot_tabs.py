@@ -50,7 +50,7 @@ def gallery(page) -> None:
 
 def stats(page, prompts: int) -> None:
     page.click("#run")  # the landing prompt, decoded live: the visitor's own run, which Stats charts
-    page.locator("#explore-player .cr-verdict:not(.cr-pending)").nth(1).wait_for(timeout=600_000)
+    page.locator('#explore-player .cr:not([data-run^="landing-"]) .cr-verdict.cr-ok').nth(1).wait_for(timeout=600_000)
     page.get_by_role("tab", name="Stats").click()
     page.click("#stats-chart")
     page.locator("#stats-limit input").fill(str(prompts))

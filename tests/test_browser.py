@@ -57,7 +57,7 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
     fill(page, "cllm-model", tiny_pair[1])
     page.click("#run")
     player = page.locator("#explore-player")
-    player.locator(".cr-verdict.cr-ok").nth(1).wait_for()  # both runs checked against greedy decoding
+    player.locator('.cr:not([data-run^="landing-"]) .cr-verdict.cr-ok').nth(1).wait_for()  # both runs checked against greedy decoding
     panels = player.locator(".cr-panel")
     assert panels.count() == 2
     for i in range(2):  # blue and red cells in both grids, drawn in those colours
