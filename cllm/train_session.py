@@ -232,6 +232,7 @@ class TrainSlot:
         with self._cond:
             self._discard()
             self._clear()
+            self._waiting.clear()
             self._changed()
 
     # --- the slot's state ----------------------------------------------------------------------------

@@ -210,3 +210,12 @@ def test_following_redraws_at_most_once_a_second_and_ends_promptly(monkeypatch):
     gaps = [b[0] - a[0] for a, b in zip(times, times[1:-1])]
     assert len(times) <= 7 and all(g >= 0.45 for g in gaps)  # ~50 changes, at most one view per 0.5 s
     assert times[-1][1] == "trained" and times[-1][0] - start < 3.1  # the end is shown within a poll
+
+
+def test_discarding_a_running_collection_frees_the_slot_when_it_stops(train_slot, tiny_model_dir):
+    slot = train_slot
+    slot.start_collect("ada", "Ada", job(tiny_model_dir))
+    said = slot.discard("ada")  # while collecting (or, on a fast machine, just after)
+    assert said.startswith(("Discarding: the job stops", "Discarded"))
+    view = wait_for(slot, "bob", ("idle",))
+    assert not view.busy and view.owner == "" and slot.view("ada").counts == {}
