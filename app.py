@@ -3,6 +3,7 @@ import threading
 
 import gradio as gr
 
+from cllm.train_session import TrainSlot
 from cllm.ui import explore_tab, gallery_tab, learn_tab, stats_tab, train_tab
 from cllm.ui.common import limit_cpu_threads
 
@@ -13,7 +14,8 @@ QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own 
 MAX_UPLOAD = "20mb"  # a race file is at most 16 MiB (cllm.race.MAX_RACE_BYTES); refuse bigger uploads early
 
 
-def build_app() -> gr.Blocks:
+def build_app(slot: TrainSlot | None = None) -> gr.Blocks:
+    """The Blocks; `slot` is the server's one training slot (a new one when not given)."""
     # fill_width: two 16-column grids side by side need the room; delete_cache: hourly, drop old race downloads
     with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
@@ -22,18 +24,18 @@ def build_app() -> gr.Blocks:
             learn_tab.build()
             gallery_tab.build()
             stats_tab.build(explore, tabs)  # charts Explore's run; a collocation row opens in Explore
-            train_tab.build()
+            train_tab.build(slot or TrainSlot())  # the slot lives as long as this app
     return demo
 
 
-def serve(warm_up: bool = True, **launch_kwargs) -> gr.Blocks:
-    """Queue and launch (tests pass prevent_thread_lock=True); warm_up loads the default model pair in the
-    background, so the first Run does not pay for it."""
+def serve(warm_up: bool = True, slot: TrainSlot | None = None, **launch_kwargs) -> gr.Blocks:
+    """Queue and launch (tests pass prevent_thread_lock=True and their own training slot); warm_up loads the
+    default model pair in the background, so the first Run does not pay for it."""
     limit_cpu_threads()
     if warm_up:
         threading.Thread(target=explore_tab.warm_up, daemon=True).start()
-    demo = build_app().queue(default_concurrency_limit=QUEUE_LIMIT)
-    demo.launch(**{"max_file_size": MAX_UPLOAD} | launch_kwargs)
+    demo = build_app(slot).queue(default_concurrency_limit=QUEUE_LIMIT)
+    demo.launch(**{"max_file_size": MAX_UPLOAD, "head": train_tab.OWNER_HEAD} | launch_kwargs)
     return demo
 
 

@@ -11,7 +11,40 @@
 
   const nums = (s) => (s ? s.split(",").map(Number) : []);
   const sum = (a, n) => a.slice(0, n).reduce((x, y) => x + y, 0);
-  const ROW_EM = 1.75 + 2 / 11; // grid row in player.css: td height 1.75em + 2px border spacing at 11px
+
+  // One tooltip for every player on the page: the hovered (or tapped) element's data-tip, its first part
+  // (a cell's “token”) shown large. Built with textContent: the text is a model's output.
+  let tip = null;
+  function showTip(el) {
+    if (!tip) { tip = document.createElement("div"); tip.className = "cr-tip"; tip.setAttribute("role", "tooltip"); document.body.appendChild(tip); }
+    const parts = el.dataset.tip.split(" · ");
+    tip.replaceChildren();
+    const end = parts[0].startsWith("“") ? parts[0].lastIndexOf("” ") : -1; // a cell's “token” id N
+    if (end > 0) {
+      const c = document.createElement("code");
+      c.textContent = parts[0].slice(1, end);
+      tip.appendChild(c);
+      parts[0] = parts[0].slice(end + 2);
+    }
+    parts.forEach((p) => { const d = document.createElement("div"); d.textContent = p; tip.appendChild(d); });
+    tip.style.display = "block";
+    const r = el.getBoundingClientRect(), w = tip.offsetWidth, h = tip.offsetHeight;
+    tip.style.left = `${Math.max(4, Math.min(r.left, window.innerWidth - w - 4))}px`;
+    tip.style.top = `${r.bottom + h + 6 < window.innerHeight ? r.bottom + 4 : Math.max(4, r.top - h - 4)}px`;
+    return el;
+  }
+  function hideTip() { if (tip) tip.style.display = "none"; }
+
+  // The Train tab's hold countdown (train_tab.status_html): data-left seconds as of when the line appeared.
+  setInterval(() => {
+    document.querySelectorAll(".tr-count[data-left]").forEach((el) => {
+      if (!el.cllmT0) el.cllmT0 = Date.now();
+      const left = Math.max(0, Number(el.dataset.left) - Math.floor((Date.now() - el.cllmT0) / 1000));
+      el.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    });
+  }, 1000);
+  document.addEventListener("pointerdown", (e) => { if (!e.target.closest || !e.target.closest(".cr [data-tip]")) hideTip(); });
+  document.addEventListener("scroll", hideTip, true);
 
   function readPanel(section) {
     let start = 0;
@@ -24,8 +57,9 @@
       start += b.secs.length;
       return b;
     });
+    const map = Array.from(section.querySelectorAll(".cr-map button"));
     const field = (k) => section.querySelector(`[data-k="${k}"]`);
-    return { section, blocks, passes: start, total: blocks.reduce((n, b) => n + b.width, 0),
+    return { section, blocks, map, passes: start, total: blocks.reduce((n, b) => n + b.width, 0),
              grids: section.querySelector(".cr-grids"), bar: section.querySelector(".cr-progress i"),
              it: field("it"), tok: field("tok"), tpf: field("tpf"), time: field("time"), where: field("where") };
   }
@@ -47,6 +81,7 @@
     panel.blocks.forEach((b, i) => {
       b.table.classList.toggle("cr-off", i !== k);
       if (i < k) { tokens += b.width; seconds += sum(b.secs, b.secs.length); }
+      if (panel.map[i]) panel.map[i].classList.toggle("cr-cur", i === k);
       if (b.text) {
         b.text.classList.toggle("cr-off", i > k);
         Array.from(b.text.children).forEach((span, p) => span.classList.toggle("cr-pend", i === k && p >= b.commit[j]));
@@ -74,9 +109,12 @@
 
     function render() {
       if (!st.root) return;
-      // both grids take the taller one's height, so the texts below stay side by side
-      const rows = Math.max(...st.panels.map((p) => showPanel(p, st.t, st.partial)));
-      st.panels.forEach((p) => { p.grids.style.minHeight = `${(rows + 1) * ROW_EM + 0.5}em`; });
+      // both grids take the taller one's height, so the texts below stay side by side (measured: a compact
+      // grid's rows are shorter)
+      st.panels.forEach((p) => { showPanel(p, st.t, st.partial); p.grids.style.minHeight = ""; });
+      const tall = Math.max(...st.panels.map((p) => p.grids.offsetHeight));
+      const row = new Set(st.panels.map((p) => p.section.offsetTop)).size === 1; // stacked panels need no match
+      if (row) st.panels.forEach((p) => { p.grids.style.minHeight = `${tall}px`; });
       q(".cr-scrub").value = st.t;
       q(".cr-clock").innerHTML = `pass <b>${st.t}</b> / ${st.ticks}`;
       q(".cr-play").textContent = st.timer ? "❚❚ Pause" : "▶ Play";
@@ -124,6 +162,23 @@
       if (a === "play") { st.timer ? (stop(), render()) : play(); }
       if (a === "back") go(st.t - 1);
       if (a === "fwd") go(st.t + 1);
+      if (a === "block") { // a mini-map bar: show that block whole (the pass that ends it)
+        const panel = st.panels.find((p) => p.section.contains(act)), b = panel && panel.blocks[Number(act.dataset.k)];
+        if (b) go(b.start + b.secs.length);
+      }
+    });
+    // tooltips: hover with a mouse; a tap (touch, pen) shows one and a tap elsewhere hides it
+    let tipped = null;
+    element.addEventListener("pointerover", (e) => {
+      const el = e.pointerType === "mouse" && e.target.closest("[data-tip]");
+      if (el && element.contains(el)) tipped = showTip(el);
+    });
+    element.addEventListener("pointerout", (e) => {
+      if (e.pointerType === "mouse" && tipped && !tipped.contains(e.relatedTarget)) { hideTip(); tipped = null; }
+    });
+    element.addEventListener("pointerdown", (e) => {
+      const el = e.pointerType !== "mouse" && e.target.closest("[data-tip]");
+      if (el && element.contains(el)) tipped = showTip(el);
     });
     element.addEventListener("input", (e) => {
       if (e.target.classList.contains("cr-scrub")) go(Number(e.target.value));
@@ -143,5 +198,5 @@
     setup();
   }
 
-  window.cllmPlayer = { attach, locate };
+  window.cllmPlayer = { attach, locate, showTip, hideTip };
 })();

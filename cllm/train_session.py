@@ -9,6 +9,11 @@ ends it cleanly after the current step or batch. Another visitor's start is refu
 message says who holds the slot and what it is doing, while a job runs and while the owner's collected data
 or unsaved model waits for them (until `hold_seconds` after their last poll). A saved model holds nothing.
 
+The owner can discard (discard): data and unsaved model go, the slot is free. Visitors refused while it is
+busy see their place in line (by when they first asked; gone after `wait_seconds` unheard) and, for a hold,
+the seconds until it expires (SlotView.free_in). The run's state is one SlotState dataclass, replaced
+whole by a new claim.
+
 Decoding elsewhere in the app is not blocked: the job runs in its own thread, not in a request.
 """
 from __future__ import annotations
@@ -71,7 +76,37 @@ class SlotView:
     result: dict | None = None  # fit info once trained (before/after, steps, stopped_by, ...)
     saved: list[str] = field(default_factory=list)  # names saved so far
     error: str = ""
-    busy: str = ""  # for another visitor: the SlotBusy message a start would get now
+    busy: str = ""  # for another visitor: who holds the slot and what they do (no time: see free_in)
+    free_in: float | None = None  # seconds until an unwatched hold expires (collected or trained, not the viewer's)
+    place: int = 0  # for a visitor kept waiting: their place in line (1 = next), by when they first asked
+
+
+@dataclass
+class SlotState:
+    """Everything about the current run; a new claim starts from a fresh one (the slot's lock guards it)."""
+
+    phase: str = "idle"  # idle, collecting, collected, training, trained, saved, failed
+    owner: str = ""  # the holder's id (a browser's owner token, or a session hash)
+    label: str = ""  # the holder's name as they gave it
+    note: str = ""
+    error: str = ""
+    job: CollectJob | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # set: the job ends after its step or batch
+    started: float = 0.0  # time.monotonic() at the job's start
+    last_seen: float = 0.0  # time.monotonic() of the owner's last poll
+    counts: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+    before: Trajectory | None = None
+    probe: Trajectory | None = None
+    pending: Trajectory | None = None  # a probe decoded but not yet on screen (shown with the next step)
+    before_tpf: float | None = None
+    probe_step: int = 0
+    fit: object | None = None  # the trained model (cllm.train_rounds' fit) until saved or discarded
+    result: dict | None = None
+    data_ready: bool = False
+    rounds: int = 1
+    discard: bool = False  # the owner discarded a running job: forget it once it ends
 
 
 def cpu_threads() -> int:
@@ -86,8 +121,11 @@ class TrainSlot:
                  max_job_seconds: float = 3600.0, probe_tokens: int = 32):
         self.work_root, self.orphan_seconds, self.hold_seconds = work_root, orphan_seconds, hold_seconds
         self.max_job_seconds, self.probe_tokens = max_job_seconds, probe_tokens
+        self.wait_seconds = 60.0  # a waiting visitor not heard from for this long leaves the line
         self._cond = threading.Condition()
         self._probe_id = 0  # never reset: a new run's grids are new to the player too
+        self._version = 0  # never reset: a poller waiting on a version must see any change
+        self._waiting: dict[str, float] = {}  # visitors refused while busy -> last time seen (their place in line)
         self._thread: threading.Thread | None = None
         self._work: Path | None = None
         self._clear()
@@ -99,7 +137,7 @@ class TrainSlot:
             self._claim(owner)
             self._discard()
             self._clear()
-            self._owner, self._label, self._job = owner, label.strip() or "a visitor", job
+            self._s.owner, self._s.label, self._s.job = owner, label.strip() or "a visitor", job
             self._work = Path(tempfile.mkdtemp(prefix="cllm-train-tab-", dir=self.work_root))
             write_prompts(self._work / "prompts.jsonl", job.prompts)
             write_prompts(self._work / "heldout.jsonl", job.heldout)
@@ -107,50 +145,57 @@ class TrainSlot:
 
     def start_train(self, owner: str, config: TrainConfig) -> None:
         with self._cond:
-            if self._phase in RUNNING or owner != self._owner:
+            if self._s.phase in RUNNING or owner != self._s.owner:
                 self._claim(owner)  # raises while the slot is busy, or this visitor's own job still runs
-            if owner != self._owner or not self._data_ready:
+            if owner != self._s.owner or not self._s.data_ready:
                 raise ValueError("collect training data first (press Collect)")
-            self._fit, self._result, self._rounds = None, None, config.rounds
-            self._history, self._saved, self._before, self._before_tpf = [], [], None, None
-            self._probe, self._pending, self._probe_step = None, None, 0
+            self._s.fit, self._s.result, self._s.rounds = None, None, config.rounds
+            self._s.history, self._s.saved, self._s.before, self._s.before_tpf = [], [], None, None
+            self._s.probe, self._s.pending, self._s.probe_step = None, None, 0
             self._start("training", "loading the model and measuring it on held-out prompts",
                         lambda: self._run_train(config))
 
     def stop(self, owner: str) -> str:
         with self._cond:
-            if self._phase not in RUNNING:
+            if self._s.phase not in RUNNING:
                 return "Nothing is running."
-            if owner != self._owner:
+            if owner != self._s.owner:
                 raise SlotBusy(self._busy_message())
-            self._stop.set()
-            self._note = "stopping after the current step or batch"
+            self._s.stop.set()
+            self._s.note = "stopping after the current step or batch"
             self._changed()
-            unit = "step (or collection batch)" if self._phase == "training" else "batch"
-            return f"Stopping: {self._phase} ends after the current {unit}."
+            unit = "step (or collection batch)" if self._s.phase == "training" else "batch"
+            return f"Stopping: {self._s.phase} ends after the current {unit}."
 
     def save(self, owner: str, name: str, folder: Path | None = None) -> Path:
         """Save the owner's trained model under a new name (written outside the lock: a big model takes a while)."""
         trained_path(name, folder)  # a bad name is refused before anything else
         with self._cond:
-            if owner != self._owner and self._phase in (*RUNNING, *HOLDING):
+            if owner != self._s.owner and self._s.phase in (*RUNNING, *HOLDING):
                 raise SlotBusy(self._busy_message())
-            fit = self._fit if owner == self._owner else None
+            fit = self._s.fit if owner == self._s.owner else None
             if fit is None:
                 raise ValueError("nothing to save yet: collect, train, then save")
         path = save_trained(fit.model, fit.tokenizer, name, fit.info, folder)
         with self._cond:
-            if self._fit is fit:
-                self._saved.append(path.name)
-                self._phase = "saved"  # safe on disk: the slot no longer holds anyone up
+            if self._s.fit is fit:
+                self._s.saved.append(path.name)
+                self._s.phase = "saved"  # safe on disk: the slot no longer holds anyone up
                 self._changed()
         return path
 
     def view(self, owner: str) -> SlotView:
-        """The slot as `owner` sees it; a poll by the owner also says they are still watching."""
+        """The slot as `owner` sees it; a poll by the owner also says they are still watching, and one by a
+        visitor kept waiting keeps their place in line."""
         with self._cond:
-            if owner == self._owner:
-                self._last_seen = time.monotonic()
+            now = time.monotonic()
+            if owner == self._s.owner:
+                self._s.last_seen = now
+            self._waiting = {who: t for who, t in self._waiting.items() if now - t < self.wait_seconds}
+            if self._busy_for(owner):
+                self._waiting[owner] = now  # a dict keeps insertion order: the first to ask stays first
+            else:
+                self._waiting.pop(owner, None)
             return self._view(owner)
 
     def wait(self, owner: str, version: int, timeout: float) -> SlotView:
@@ -159,63 +204,83 @@ class TrainSlot:
             self._cond.wait_for(lambda: self._version != version, timeout)
         return self.view(owner)
 
+    def discard(self, owner: str) -> str:
+        """The owner gives the slot up: data and unsaved model are dropped (a running job first stops after
+        its step or batch)."""
+        with self._cond:
+            if self._s.phase in ("idle", "saved", "failed") or owner != self._s.owner:
+                if self._s.phase in (*RUNNING, *HOLDING) and owner != self._s.owner:
+                    raise SlotBusy(self._busy_message())
+                return "Nothing to discard: the slot holds nothing of yours."
+            if self._s.phase in RUNNING:
+                self._s.stop.set()
+                self._s.discard, self._s.note = True, "discarding: stopping after the current step or batch"
+                self._changed()
+                return "Discarding: the job stops after its current step or batch, then the slot is free."
+            self._discard()
+            self._clear()
+            self._changed()
+            return "Discarded: the slot is free."
+
     def reset(self) -> None:
         """Stop any job, wait for it, and forget everything (for tests and server restarts)."""
         with self._cond:
-            self._stop.set()
+            self._s.stop.set()
             thread = self._thread
         if thread is not None:
             thread.join()
         with self._cond:
             self._discard()
             self._clear()
+            self._waiting.clear()
             self._changed()
 
     # --- the slot's state ----------------------------------------------------------------------------
 
     def _clear(self) -> None:
-        self._phase, self._owner, self._label, self._note, self._error = "idle", "", "", "", ""
-        self._job: CollectJob | None = None
-        self._stop, self._started, self._last_seen = threading.Event(), 0.0, 0.0
-        self._counts, self._history, self._saved = {}, [], []
-        self._before = self._probe = self._pending = self._before_tpf = None
-        self._probe_step, self._fit, self._result, self._data_ready, self._rounds = 0, None, None, False, 1
-        self._version = getattr(self, "_version", 0)
+        self._s = SlotState()
 
     def _claim(self, owner: str) -> None:
-        if self._phase in RUNNING:
-            if owner == self._owner:
-                job = "collection" if self._phase == "collecting" else "training"
+        if self._s.phase in RUNNING:
+            if owner == self._s.owner:
+                job = "collection" if self._s.phase == "collecting" else "training"
                 raise SlotBusy(f"Your {job} is still running: wait for it or press Stop.")
             raise SlotBusy(self._busy_message())
-        if self._phase in HOLDING and owner != self._owner and not self._expired():
+        if self._s.phase in HOLDING and owner != self._s.owner and not self._expired():
             raise SlotBusy(self._busy_message())
 
     def _expired(self) -> bool:
-        return time.monotonic() - self._last_seen > self.hold_seconds
+        return time.monotonic() - self._s.last_seen > self.hold_seconds
 
-    def _busy_message(self) -> str:
-        minutes = (time.monotonic() - self._started) / 60
-        if self._phase == "collecting":
-            c = self._counts
+    def _busy_message(self, timed: bool = True) -> str:
+        minutes = (time.monotonic() - self._s.started) / 60
+        if self._s.phase == "collecting":
+            c = self._s.counts
             done = f"{c['prompts_done']}/{c['prompts_total']} prompts" if c else "starting"
             what = f"collecting training data ({done})"
-        elif self._phase == "training":
-            step = self._history[-1]["step"] if self._history else 0
-            what = f"training a CLLM of {self._job.model} (step {step}, {minutes:.1f} min in)"
+        elif self._s.phase == "training":
+            step = self._s.history[-1]["step"] if self._s.history else 0
+            what = f"training a CLLM of {self._s.job.model} (step {step}, {minutes:.1f} min in)"
         else:
-            left = max(0.0, (self.hold_seconds - (time.monotonic() - self._last_seen)) / 60)
-            what = (f"holding {'collected data' if self._phase == 'collected' else 'an unsaved model'} "
-                    f"(free in {left:.0f} min unless they come back)")
-        return f"Busy: {self._label} is {what}. One training at a time per server; the other tabs still work."
+            left = max(0.0, (self.hold_seconds - (time.monotonic() - self._s.last_seen)) / 60)
+            when = f"free in {left:.0f} min unless they come back" if timed else "free when the countdown ends, unless they come back"
+            what = f"holding {'collected data' if self._s.phase == 'collected' else 'an unsaved model'} ({when})"
+        return f"Busy: {self._s.label} is {what}. One training at a time per server; the other tabs still work."
+
+    def _busy_for(self, owner: str) -> bool:
+        """The slot is someone else's now (a start by `owner` would be refused)."""
+        mine = bool(self._s.owner) and owner == self._s.owner
+        return not mine and (self._s.phase in RUNNING or self._s.phase in HOLDING and not self._expired())
 
     def _view(self, owner: str) -> SlotView:
-        mine = bool(self._owner) and owner == self._owner
-        busy = "" if mine or self._phase not in (*RUNNING, *HOLDING) or (
-            self._phase in HOLDING and self._expired()) else self._busy_message()
-        return SlotView(self._phase, self._label, mine, self._note, self._version, dict(self._counts),
-                        list(self._history), self._before_tpf, self._before, self._probe, self._probe_step,
-                        self._probe_id, self._result, list(self._saved), self._error, busy)
+        mine = bool(self._s.owner) and owner == self._s.owner
+        busy = self._busy_for(owner)
+        free_in = self.hold_seconds - (time.monotonic() - self._s.last_seen) if busy and self._s.phase in HOLDING else None
+        place = list(self._waiting).index(owner) + 1 if busy and owner in self._waiting else 0
+        return SlotView(self._s.phase, self._s.label, mine, self._s.note, self._version, dict(self._s.counts),
+                        list(self._s.history), self._s.before_tpf, self._s.before, self._s.probe, self._s.probe_step,
+                        self._probe_id, self._s.result, list(self._s.saved), self._s.error,
+                        self._busy_message(timed=False) if busy else "", free_in, place)
 
     def _changed(self) -> None:
         self._version += 1
@@ -226,12 +291,12 @@ class TrainSlot:
         if self._work is not None:
             shutil.rmtree(self._work, ignore_errors=True)
             self._work = None
-        self._fit = None
+        self._s.fit = None
 
     def _start(self, phase: str, note: str, target) -> None:
-        self._phase, self._note, self._error = phase, note, ""
-        self._stop = threading.Event()
-        self._started = self._last_seen = time.monotonic()
+        self._s.phase, self._s.note, self._s.error = phase, note, ""
+        self._s.stop = threading.Event()
+        self._s.started = self._s.last_seen = time.monotonic()
         self._thread = threading.Thread(target=self._guarded, args=(target,), daemon=True, name=f"cllm-{phase}")
         self._changed()
         self._thread.start()
@@ -243,39 +308,44 @@ class TrainSlot:
             with _threads(cpu_threads()):
                 phase = target()
             with self._cond:
-                self._phase, self._note = phase, ""
+                self._s.phase, self._s.note = phase, ""
                 self._changed()
         except Exception as e:  # the job's thread has no caller: its error is shown to the owner instead
             with self._cond:
-                self._phase, self._note, self._error = "failed", "", str(e) or type(e).__name__
+                self._s.phase, self._s.note, self._s.error = "failed", "", str(e) or type(e).__name__
+                self._changed()
+        with self._cond:
+            if self._s.discard:  # the owner discarded it while it ran
+                self._discard()
+                self._clear()
                 self._changed()
 
     def _run_collect(self) -> str:
-        loaded = load_model(self._job.model)
+        loaded = load_model(self._s.job.model)
         self._set(note="collecting Jacobi trajectories")
-        meta = collect(loaded, self._work / "prompts.jsonl", self._work / "data", self._job.config, progress=False,
-                       on_progress=self._on_collect, stop=self._stop)
-        self._set(counts=self._counts | {"stopped": meta["stopped"], "seconds": meta["this_run"]["seconds"]},
+        meta = collect(loaded, self._work / "prompts.jsonl", self._work / "data", self._s.job.config, progress=False,
+                       on_progress=self._on_collect, stop=self._s.stop)
+        self._set(counts=self._s.counts | {"stopped": meta["stopped"], "seconds": meta["this_run"]["seconds"]},
                   data_ready=True)
         return "collected"
 
     def _run_train(self, config: TrainConfig) -> str:
-        fit = fit_rounds(self._job.model, self._work / "data", config, self._work / "heldout.jsonl",
-                         on_metrics=self._on_metrics, stop=self._stop, progress=False, probe=self._on_probe,
+        fit = fit_rounds(self._s.job.model, self._work / "data", config, self._work / "heldout.jsonl",
+                         on_metrics=self._on_metrics, stop=self._s.stop, progress=False, probe=self._on_probe,
                          on_collect=self._on_round_collect, work_dir=self._work)
         fit.trainer = None  # its optimizer state is not needed to save the weights
-        fit.info |= {"made_by": MADE_BY, "data_dir": f"collected in the app from {self._job.source} (not kept)"}
+        fit.info |= {"made_by": MADE_BY, "data_dir": f"collected in the app from {self._s.job.source} (not kept)"}
         with self._cond:
-            if self._pending is not None:  # the measurement after training
+            if self._s.pending is not None:  # the measurement after training
                 self._show_probe(fit.info["steps"])
-            self._fit, self._result = fit, fit.info
+            self._s.fit, self._s.result = fit, fit.info
             self._changed()
         return "trained"
 
     def _set(self, **fields) -> None:
         with self._cond:
             for name, value in fields.items():
-                setattr(self, f"_{name}", value)
+                setattr(self._s, name, value)
             self._changed()
 
     def _on_collect(self, counts: dict) -> None:
@@ -284,21 +354,21 @@ class TrainSlot:
 
     def _on_round_collect(self, counts: dict) -> None:
         """Progress of a later round's collection from the weights trained so far."""
-        if self._stop.is_set():
+        if self._s.stop.is_set():
             return  # the note says it is stopping
         with self._cond:
-            if self._pending is not None:  # the last round's final measurement: no step follows it to show it
-                self._show_probe(self._history[-1]["step"] if self._history else 0)
+            if self._s.pending is not None:  # the last round's final measurement: no step follows it to show it
+                self._show_probe(self._s.history[-1]["step"] if self._s.history else 0)
         self._set(note=f"round {counts['round']} of {counts['rounds']}: collecting trajectories from the current "
                        f"weights, {counts['prompts_done']} / {counts['prompts_total']} prompts")
         self._check_watchers()
 
     def _on_metrics(self, metrics: dict) -> None:
         with self._cond:
-            self._history.append(metrics)
-            if not self._stop.is_set():  # else the note says it is stopping
-                self._note = f"round {metrics['round']} of {self._rounds}" if self._rounds > 1 else "training"
-            if self._pending is not None:
+            self._s.history.append(metrics)
+            if not self._s.stop.is_set():  # else the note says it is stopping
+                self._s.note = f"round {metrics['round']} of {self._s.rounds}" if self._s.rounds > 1 else "training"
+            if self._s.pending is not None:
                 self._show_probe(metrics["step"])
             self._changed()
         self._check_watchers()
@@ -307,29 +377,29 @@ class TrainSlot:
         """After a held-out measurement: keep its TPF if it is the base model's, and decode the first held-out
         prompt that fits with the current weights (the live grid)."""
         with self._cond:
-            first = self._before_tpf is None  # the measurement before training
+            first = self._s.before_tpf is None  # the measurement before training
             if first:
-                self._before_tpf = measured["tpf"]
+                self._s.before_tpf = measured["tpf"]
                 self._changed()
         traj = self._decode_probe(loaded)
         if traj is None:
             return
         with self._cond:
             if first:
-                self._before, self._pending = traj, traj
+                self._s.before, self._s.pending = traj, traj
                 self._show_probe(0)
             else:
-                self._pending = traj  # shown with the step that _on_metrics reports next
+                self._s.pending = traj  # shown with the step that _on_metrics reports next
             self._changed()
 
     def _show_probe(self, step: int) -> None:
         """The pending probe becomes the one on screen, as of `step` (caller holds the lock)."""
-        self._probe, self._probe_step, self._pending = self._pending, step, None
+        self._s.probe, self._s.probe_step, self._s.pending = self._s.pending, step, None
         self._probe_id += 1
 
     def _decode_probe(self, loaded: LoadedModel) -> Trajectory | None:
-        config = JacobiConfig(n=self._job.config.n, max_new_tokens=self.probe_tokens)
-        for prompt in self._job.heldout:
+        config = JacobiConfig(n=self._s.job.config.n, max_new_tokens=self.probe_tokens)
+        for prompt in self._s.job.heldout:
             try:
                 return decode_prompt(loaded, prompt, config, check_ar=True)
             except ValueError:  # too long for the model's context with these tokens
@@ -340,13 +410,13 @@ class TrainSlot:
         """Stop a job nobody watches any more, or one past the hard time cap."""
         with self._cond:
             now = time.monotonic()
-            if now - self._last_seen > self.orphan_seconds:
-                self._note = "stopping: nobody is watching (the tab was closed)"
-            elif now - self._started > self.max_job_seconds:
-                self._note = f"stopping: past the {self.max_job_seconds / 60:.0f}-minute cap"
+            if now - self._s.last_seen > self.orphan_seconds:
+                self._s.note = "stopping: nobody is watching (the tab was closed)"
+            elif now - self._s.started > self.max_job_seconds:
+                self._s.note = f"stopping: past the {self.max_job_seconds / 60:.0f}-minute cap"
             else:
                 return
-            self._stop.set()
+            self._s.stop.set()
             self._changed()
 
 

@@ -67,6 +67,20 @@ def read_trained(path: Path) -> TrainedModel:
                         _tpf(record.get("after")))
 
 
+def trained_note(model: str) -> str:
+    """One line on a model saved from the Train tab, named by its folder (as the Explore pair picker names it);
+    "" for anything else. Only folders directly under trained_dir() are read: the name may come from a file."""
+    path = Path(model)
+    try:
+        if path.parent.resolve() != trained_dir().resolve():
+            return ""
+        t = read_trained(path)
+    except (ValueError, OSError):
+        return ""
+    tpf = f", held-out TPF {t.tpf_before:.2f} → {t.tpf_after:.2f}" if t.tpf_before and t.tpf_after else ""
+    return f"a CLLM trained in this app's Train tab from {t.base_model} (n = {t.n}{tpf})"
+
+
 def list_trained(folder: Path | None = None) -> list[TrainedModel]:
     """Every valid trained model in the folder, by name; folders that are not one are left out."""
     folder = folder or trained_dir()

@@ -74,7 +74,15 @@ def tiny_pair(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_server(tiny_pair, tmp_path_factory):
+def server_slot():
+    """The training slot of the app the tests serve (the app owns one; tests share this one)."""
+    from cllm.train_session import TrainSlot
+
+    return TrainSlot()
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_pair, tmp_path_factory, server_slot):
     """The app served on 127.0.0.1 (a free port) with empty gallery and trained-model folders:
     (url, gallery folder, trained-models folder)."""
     import os
@@ -85,7 +93,8 @@ def app_server(tiny_pair, tmp_path_factory):
                "CLLM_TRAINED_DIR": tmp_path_factory.mktemp("trained")}
     old = {name: os.environ.get(name) for name in folders}
     os.environ.update({name: str(path) for name, path in folders.items()})
-    demo = app.serve(warm_up=False, server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = app.serve(warm_up=False, slot=server_slot, server_name="127.0.0.1", server_port=None,
+                     prevent_thread_lock=True, quiet=True)
     yield demo.local_url, folders["CLLM_GALLERY_DIR"], folders["CLLM_TRAINED_DIR"]
     demo.close()
     for name, value in old.items():
@@ -96,13 +105,12 @@ def app_server(tiny_pair, tmp_path_factory):
 
 
 @pytest.fixture()
-def train_slot():
-    """The app's training slot, empty before and after the test, its timeouts restored (tests share one
-    server process)."""
-    from cllm.ui.train_tab import SLOT
-
-    timeouts = SLOT.orphan_seconds, SLOT.hold_seconds
-    SLOT.reset()
-    yield SLOT
-    SLOT.reset()
-    SLOT.orphan_seconds, SLOT.hold_seconds = timeouts
+def train_slot(server_slot):
+    """The served app's training slot, empty before and after the test, its timeouts restored (tests share
+    one server process)."""
+    slot = server_slot
+    timeouts = slot.orphan_seconds, slot.hold_seconds
+    slot.reset()
+    yield slot
+    slot.reset()
+    slot.orphan_seconds, slot.hold_seconds = timeouts

@@ -57,7 +57,7 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
     fill(page, "cllm-model", tiny_pair[1])
     page.click("#run")
     player = page.locator("#explore-player")
-    player.locator(".cr-verdict.cr-ok").nth(1).wait_for()  # both runs checked against greedy decoding
+    player.locator('.cr:not([data-run^="landing-"]) .cr-verdict.cr-ok').nth(1).wait_for()  # both runs checked against greedy decoding
     panels = player.locator(".cr-panel")
     assert panels.count() == 2
     for i in range(2):  # blue and red cells in both grids, drawn in those colours
@@ -66,7 +66,7 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
         assert panels.nth(i).locator("td.s-c, td.s-f").count() > 0
     assert player.locator("td.s-w").first.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert player.locator("td.s-c").first.evaluate("e => getComputedStyle(e).backgroundColor") == BLUE
-    title = player.locator("td").first.get_attribute("title")  # the hover text
+    title = player.locator("td").first.get_attribute("data-tip")  # the tooltip text (player.js draws it)
     assert re.search(r"id \d+ · position \d+ · (guess|pass \d+) · ", title)
 
     # pause wherever playback is, then scrub to the start: only each first block's guess row shows

@@ -37,9 +37,10 @@ def test_cell_classes_follow_statuses():
 
 def test_tooltips_and_escaping():
     html = grid.block_grid_html(make_traj(JUMP), 0)
-    assert "“?” id 9 · position 0 · guess · not yet final" in html
-    assert "“&lt;script&gt;” id 3 · position 2 · pass 1 · stationary" in html
-    assert "“↵” id 4 · position 3 · pass 2 · fast-forwarded" in html
+    assert 'data-tip="“?” id 9 · position 0 · guess · not the final token yet"' in html
+    assert "“&lt;script&gt;” id 3 · position 2 · pass 1 · stationary: " in html
+    assert "“↵” id 4 · position 3 · pass 2 · fast-forwarded: " in html
+    assert ">&lt;script&gt;</td>" in html and " title=" not in html  # whole in the cell; no native tooltip
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert ">·</td>" in html and ">↵</td>" in html  # whitespace made visible
 
@@ -77,3 +78,30 @@ def test_a_focus_opens_the_player_there_and_rings_its_cells():
     cllm_panel = html.split('data-role="cllm"')[1]
     assert rows_of(cllm_panel, 1)[2] == ["s-c", "s-c cr-focus", "s-f cr-focus", "s-f cr-focus", "s-f cr-focus"]
     assert html.count("cr-focus") == 4 and "data-open" not in grid.race_html(race, "r")
+
+
+def test_legend_and_tooltip_use_the_same_words():
+    for status, words in grid.STATUS_WORDS.items():
+        assert grid.escape(words) in grid.LEGEND_HTML
+    light_blue = grid.STATUS_WORDS["correct"]
+    assert "will still change" in light_blue and "light blue" in grid.LEGEND_HTML
+    assert all(f"<code>{mark}</code>" in grid.LEGEND_HTML for mark in "·↵⇥")
+
+
+def test_compact_grids_mini_map_notes_and_loops():
+    wide = Block(states=[[1] * 32, [1] * 32], iteration_seconds=[0.1])
+    assert 'class="cr-grid cr-n32"' in grid.block_grid_html(make_traj(wide), 0)
+    assert 'class="cr-grid"' in grid.block_grid_html(make_traj(JUMP), 0)
+    html = grid.panel_html(make_traj(JUMP, SECOND), "base", "Base", "")
+    assert re.findall(r'data-act="block" data-k="(\d)"[^>]*>(\d+)</button>', html) == [("0", "2"), ("1", "1")]
+    assert "cr-loop" not in html and "cr-about" not in html  # an unknown model: no note
+    assert "4 M-parameter Llama" in grid.about_html("tiny-python")
+    loop = {1: "x = 1\n", 2: "y\n"}
+    looping = Trajectory(meta=make_traj(JUMP).meta, prompt_ids=[1], prompt="p", token_text=loop,
+                         blocks=[Block(states=[[1, 1, 1, 2, 1]], iteration_seconds=[])])
+    assert "This output loops" in grid.loop_html(looping)
+
+
+def test_the_prompt_is_shown_not_folded():
+    html = grid.race_html(Race(make_traj(JUMP), make_traj(JUMP), title="t"), "r")
+    assert "<details" not in html and '<div class="cr-prompt">' in html and "<pre" in html

@@ -55,3 +55,15 @@ def test_a_collocation_row_opens_in_explore(page, tiny_pair, tmp_path):
     player.locator(".cr-focus").first.wait_for()
     assert player.is_visible()  # the Explore tab is showing
     assert clock(player) == int(player.locator(".cr").get_attribute("data-open"))
+    prompt = page.locator("#prompt textarea").input_value()
+    assert prompt in PROMPTS  # the example's prompt is in the box: Run decodes it at once
+
+
+def test_collocation_counts_are_on_screen(page):
+    """Run after test_a_collocation_row_opens_in_explore (same page): the count columns are not scrolled away."""
+    page.get_by_role("tab", name="Stats").click()
+    table = page.locator("#stats-ff")
+    header = table.get_by_role("columnheader", name="CLLM count").first
+    header.wait_for()
+    box, cell = table.bounding_box(), header.bounding_box()
+    assert box["x"] <= cell["x"] and cell["x"] + cell["width"] <= box["x"] + box["width"] + 1

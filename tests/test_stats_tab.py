@@ -10,6 +10,7 @@ from cllm.jacobi import JacobiConfig
 from cllm.models import cached_model
 from cllm.race import load_race
 from cllm.ui import stats_tab
+from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,9 @@ def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     assert bench["matches_ar"].tolist() == [1.0] * 8 and "vs_hf_greedy" in bench.columns
     assert agg["runs"].tolist() == ["all", "all", "without token_run", "without token_run"]
     assert ratios["metric"][0].startswith("ff_rate") and set(by_block.columns) >= {"base", "cllm"}
-    assert by_pass["pass"].tolist()[0] == 1 and "in_loop" in ff.columns
+    assert by_pass["pass"].tolist()[0] == 1 and "in a loop" in ff.columns
     assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
-    assert list(ff.columns)[:3] == ["text", "tokens", "cllm_count"]
+    assert list(ff.columns)[:4] == ["CLLM count", "base count", "in a loop", "span"]  # counts where a narrow table shows them
     assert [len(trajs[role]) for role in ("base", "cllm")] == [2, 2]
 
 
@@ -58,13 +59,17 @@ def test_a_collocation_row_opens_its_example_in_explore():
     table = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
     row = table[table["tokens"] == 4].iloc[0]  # JUMP's pass 2: positions 1..4 of run 1, block 1
     assert (row["run"], row["block"], row["iteration"], row["position"]) == (1, 1, 2, 1)
-    html, summary, download, race, tabs = stats_tab.open_collocation(trajs, SimpleNamespace(row_value=list(row[COLUMNS])))
+    shown = display_table(table, trajs["cllm"])
+    clicked = shown[shown["tokens"] == 4].iloc[0]
+    assert (clicked["prompt #"], clicked["block"], clicked["pass"], clicked["position"]) == (2, 2, 2, 1)  # as the player counts
+    html, summary, download, race, tabs, prompt = stats_tab.open_collocation(trajs, SimpleNamespace(row_value=list(clicked)))
+    assert prompt == trajs["cllm"][1].prompt  # Explore's prompt box: Run works at once
     assert race.cllm is trajs["cllm"][1] and race.base is trajs["base"][1]
     assert 'data-open="3"' in html and html.count("cr-focus") == 4  # pass 1 of block 0 + pass 2 of block 1
     assert tabs.selected == "explore" and "CLLM" in summary
     assert load_race(download).cllm.blocks[1].states == JUMP.states  # the download is the race on screen
     with pytest.raises(gr.Error, match="run both models over a prompt set first"):
-        stats_tab.open_collocation(None, SimpleNamespace(row_value=list(row[COLUMNS])))
+        stats_tab.open_collocation(None, SimpleNamespace(row_value=list(clicked)))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -82,8 +87,12 @@ def test_a_tampered_collocation_row_is_a_clear_error(change, message):
     trajs = {"base": [traj(STAIRS, STAIRS)], "cllm": [traj(TWO, JUMP)]}
     row = {"text": "x" * 500, "tokens": 4, "cllm_count": 1, "cllm_share": 1.0, "base_count": 0, "base_share": 0.0, "in_loop": 0,
            "run": 0, "block": 1, "iteration": 2, "position": 1} | change
+    frame = pd.DataFrame([{**row, "run": 0, "block": 1, "tokens": 4}], columns=COLUMNS)
+    shown = display_table(frame, trajs["cllm"]).iloc[0].to_dict()  # the row as the table shows it, then tampered
+    shown.update({"prompt #": row["run"] + 1 if isinstance(row["run"], int) else row["run"],
+                  "block": row["block"] + 1, "pass": row["iteration"], "tokens": row["tokens"]})
     with pytest.raises(gr.Error, match=message):
-        stats_tab.open_collocation(trajs, SimpleNamespace(row_value=[row[c] for c in COLUMNS]))
+        stats_tab.open_collocation(trajs, SimpleNamespace(row_value=[shown[c] for c in DISPLAY_COLUMNS]))
 
 
 @pytest.mark.parametrize("content, name, message", [

@@ -89,11 +89,11 @@ def test_bad_collect_inputs(args, message):
     (("global", 10, 1e-3, "minutes", 3, 25, 64, 2.5), "rounds must be a whole number"),
     (("global", 10, 1e-3, "steps", 2, 25, 64, 3), r"max-steps \(2\) must be at least rounds \(3\)"),
 ])
-def test_bad_train_inputs_fail_before_anything_starts(args, message):
-    version = train_tab.SLOT.view("local").version
+def test_bad_train_inputs_fail_before_anything_starts(args, message, train_slot):
+    version = train_slot.view("local").version
     with pytest.raises(gr.Error, match=message):
-        list(train_tab.train_model(*args))
-    assert train_tab.SLOT.view("local").version == version
+        list(train_tab.TrainTab(train_slot).train_model(*args))
+    assert train_slot.view("local").version == version
 
 
 def test_the_tabs_default_run_is_the_clis():
@@ -125,7 +125,8 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
     slot.start_collect("local", "Ada", job(tiny_model_dir))
     wait_for(slot, "local", ("collected",))
     assert "Now press <b>Train</b>" in train_tab.collect_html(slot.view("local"))
-    outputs = list(train_tab.train_model("global", 1.0, 3e-3, "steps", 6, 2, 8, 3))  # 3 rounds of 2 steps
+    tab = train_tab.TrainTab(slot)
+    outputs = list(tab.train_model("global", 1.0, 3e-3, "steps", 6, 2, 8, 3))  # 3 rounds of 2 steps
     status, loss_fig, tpf_fig, grid = outputs[-1]
     assert len(outputs) >= 2 and "Trained" not in outputs[0][0]  # streamed: the first view is of a running job
     assert "Trained" in status and "6 steps (3 rounds)" in status and "= its own greedy output on 100%" in status
@@ -133,9 +134,10 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
     starts = [s for s in tpf_fig.layout.shapes if s.x0 == s.x1]  # the rounds' dashed lines (the AR line is flat)
     assert sorted(s.x0 for s in starts) == [2, 4]
     assert "Before training" in grid and "After step 6" in grid and grid.count("✓ identical to greedy") == 2
-    assert "Saved **tab-cllm**" in train_tab.save_model("tab-cllm")
+    assert "CLLM in training from " in grid.split('data-role="cllm"')[1]  # the trained panel is not named as the base
+    assert "Saved **tab-cllm**" in tab.save_model("tab-cllm")
     with pytest.raises(gr.Error, match="not a valid name"):
-        train_tab.save_model("../x")
+        tab.save_model("../x")
     labels = dict((v, label) for label, v in explore_tab.refresh_pairs("tiny-python|tiny-python-cllm").choices)
     assert " vs tab-cllm (trained here, n = 4, TPF " in labels["trained:tab-cllm"]
     base, cllm, n = explore_tab.pick_pair("trained:tab-cllm")
@@ -145,7 +147,34 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
 
 
 def test_slot_status_words(train_slot):
-    assert train_tab.slot_status() == "The training slot is free: nobody is training."
+    assert "The training slot is free: nobody is training." in train_tab.TrainTab(train_slot).slot_status()
+
+
+def test_the_owner_is_the_browser_cookie_else_the_session():
+    def request(cookies, session="s1"):
+        return SimpleNamespace(cookies=cookies, session_hash=session)
+
+    token = "0123456789abcdef" * 2
+    assert train_tab._owner(request({train_tab.OWNER_COOKIE: token})) == token  # same after a reload
+    assert train_tab._owner(request({train_tab.OWNER_COOKIE: "x; drop"})) == "s1"  # malformed: the session
+    assert train_tab._owner(request({})) == "s1" and train_tab._owner(None) == "local"
+    assert train_tab.OWNER_COOKIE in train_tab.OWNER_HEAD and "getRandomValues" in train_tab.OWNER_HEAD
+
+
+def test_others_see_a_countdown_and_their_place_and_the_owner_can_discard(train_slot, tiny_model_dir):
+    slot, tab = train_slot, train_tab.TrainTab(train_slot)
+    slot.start_collect("ada", "Ada", job(tiny_model_dir))
+    wait_for(slot, "ada", ("collected",))
+    bob, cy = slot.view("bob"), slot.view("cy")
+    assert (bob.place, cy.place) == (1, 2) and 0 < cy.free_in <= slot.hold_seconds
+    line = train_tab.status_html(slot.view("cy"))
+    assert "Busy: Ada is holding collected data" in line and 'class="tr-count" data-left="' in line
+    assert "<b>2nd</b> in line" in line
+    assert "yours, in this browser (collected): press Train, or Discard" in train_tab.status_html(slot.view("ada"))
+    with pytest.raises(train_tab.SlotBusy):
+        slot.discard("bob")  # not Bob's
+    assert slot.discard("ada") == "Discarded: the slot is free."
+    assert slot.view("bob").phase == "idle" and slot.view("bob").place == 0
 
 
 def test_readme_shows_the_tabs_run():
@@ -174,11 +203,19 @@ class _TickingSlot:
 
 
 def test_following_redraws_at_most_once_a_second_and_ends_promptly(monkeypatch):
-    monkeypatch.setattr(train_tab, "SLOT", _TickingSlot(2.5))
     monkeypatch.setattr(train_tab, "POLL_SECONDS", 0.5)
     start, times = time.monotonic(), []
-    for view in train_tab._follow("local", "training"):
+    for view in train_tab.TrainTab(_TickingSlot(2.5)).follow("local", "training"):
         times.append((time.monotonic(), view.phase))
     gaps = [b[0] - a[0] for a, b in zip(times, times[1:-1])]
     assert len(times) <= 7 and all(g >= 0.45 for g in gaps)  # ~50 changes, at most one view per 0.5 s
     assert times[-1][1] == "trained" and times[-1][0] - start < 3.1  # the end is shown within a poll
+
+
+def test_discarding_a_running_collection_frees_the_slot_when_it_stops(train_slot, tiny_model_dir):
+    slot = train_slot
+    slot.start_collect("ada", "Ada", job(tiny_model_dir))
+    said = slot.discard("ada")  # while collecting (or, on a fast machine, just after)
+    assert said.startswith(("Discarding: the job stops", "Discarded"))
+    view = wait_for(slot, "bob", ("idle",))
+    assert not view.busy and view.owner == "" and slot.view("ada").counts == {}

@@ -151,3 +151,14 @@ def test_the_speed_up_says_when_the_texts_differ():
     assert differ_from([1, 2], [1, 2, 3]) == 2 and differ_from([1, 2], [1, 2]) is None
     shipped = load_race("saved_trajectories/heldout-01.json")  # a recorded pair that writes different code
     assert "texts differ from token 2" in common.race_summary(shipped)
+
+
+def test_the_page_opens_on_the_landing_race_with_its_prompt_in_the_box():
+    race = explore_tab.landing_race()
+    assert race is not None and not race.base.tokens == []
+    demo = app.build_app()
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert by_id["prompt"].value == race.prompt  # Run works at once
+    player = by_id["explore-player"].value
+    assert f'data-run="landing-{explore_tab.LANDING_RACE}"' in player and "data-open" not in player  # plays from 0
+    assert "Now playing" in by_id["explore-status"].value and "Learn" in by_id["explore-status"].value

@@ -13,10 +13,10 @@ from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
-from cllm.race import Race, default_title
+from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, load_models, model_name, on_gpu, pair_choices, pair_of,
                             race_file, race_summary, read_config, save_run, user_errors)
-from cllm.ui.grid import race_html
+from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
@@ -29,6 +29,27 @@ INTRO = (
     "writes, only reached in fewer passes when several tokens come out right at once. The Consistency "
     "LLM (right) was trained to do that, so it usually finishes first."
 )
+
+
+# The race the page opens on, playing. heldout-03: the largest speed-up (60 -> 24 passes, 2.5x) among the
+# shipped races whose outputs neither loop nor degenerate (02 and 06 loop, 04 and 05 repeat one token), both
+# equal to greedy, with fast-forwarded (44) and stationary (12) tokens to see in the first blocks.
+LANDING_RACE = "heldout-03"
+
+
+def landing_race() -> Race | None:
+    """The shipped race the page opens on (None if the checkout lacks it: the player then waits for Run)."""
+    try:
+        return load_from_gallery(GALLERY_DIR, LANDING_RACE)
+    except (RaceError, OSError):
+        return None
+
+
+def landing_caption(race: Race) -> str:
+    b, c = race.base.forward_passes, race.cllm.forward_passes
+    return (f"▶ **Now playing** a recorded race on a held-out prompt: the Consistency LLM needs {c} forward passes "
+            f"where its base needs {b}. New here? The **Learn** tab explains it step by step. Press **Run** to "
+            "decode this prompt live, or edit it first.")
 
 
 def example_prompts(limit: int = 8) -> list[str]:
@@ -110,15 +131,18 @@ class ExploreView(NamedTuple):
     player: gr.HTML
     status: gr.Markdown
     download: gr.File  # the race on screen as a JSON file
+    prompt: gr.Textbox  # a collocation row puts its example's prompt here, so Run decodes it
 
 
 def build() -> ExploreView:
-    """Adds the tab; returns the components other tabs read or fill."""
+    """Adds the tab, opening on the landing race in motion with its prompt in the box; returns the components
+    other tabs read or fill."""
+    first = landing_race()
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
-                prompt = gr.Textbox(label="Prompt", lines=5, max_lines=12, placeholder="Code or text to continue…",
+                prompt = gr.Textbox(first.prompt if first else "", label="Prompt", lines=5, max_lines=12, placeholder="Code or text to continue…",
                                     elem_id="prompt")
                 gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Held-out prompts (click one)",
                             examples_per_page=4)
@@ -138,15 +162,16 @@ def build() -> ExploreView:
                     init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")
-        status = gr.Markdown(label="summary")
-        player = make_player("explore-player")
+        status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
+                             elem_id="explore-status")
+        player = make_player("explore-player", race_html(first, f"landing-{LANDING_RACE}") if first else EMPTY_HTML)
         with gr.Row():
             with gr.Column(scale=3):
                 name = gr.Textbox(label="Name for the gallery", placeholder="e.g. fibonacci-n16", elem_id="save-name")
                 save = gr.Button("Save to gallery", size="md", elem_id="save")
                 saved = gr.Markdown(label="saved")
             download = gr.File(label="This run as a race file (JSON)", scale=2, height=120)
-        race = gr.State(None)
+        race = gr.State(None)  # the visitor's own run (the landing race is not theirs to save)
         tab.select(refresh_pairs, pair, pair, api_visibility="private", queue=False)
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair
@@ -154,4 +179,4 @@ def build() -> ExploreView:
         run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
-    return ExploreView(race, player, status, download)
+    return ExploreView(race, player, status, download, prompt)

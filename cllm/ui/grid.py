@@ -9,43 +9,49 @@ from __future__ import annotations
 from html import escape
 
 from cllm import stats
+from cllm.evaluate import repeated_line
+from cllm.models import model_note
 from cllm.moments import Moment, clock
 from cllm.race import Race
 from cllm.render import visible
+from cllm.trained import trained_note
 from cllm.trajectory import Trajectory
 
-# CSS class of each cell status (assets/player.css draws them) and the words its tooltip uses.
+# CSS class of each cell status (assets/player.css draws them) and the words the legend and the tooltip share.
 STATUS_CLASS = {stats.COMMITTED: "s-c", stats.FAST_FORWARDED: "s-f", stats.STATIONARY: "s-s",
                 stats.CORRECT: "s-k", stats.WRONG: "s-w"}
-STATUS_WORDS = {stats.COMMITTED: "committed", stats.FAST_FORWARDED: "fast-forwarded", stats.STATIONARY: "stationary",
-                stats.CORRECT: "right for now (changes later)", stats.WRONG: "not yet final"}  # the legend explains
-MAX_CELL_CHARS = 5  # longer tokens are cut in the cell; the tooltip has them whole
+STATUS_WORDS = {stats.COMMITTED: "committed: it and every token before it are final",
+                stats.FAST_FORWARDED: "fast-forwarded: committed in the same pass as the token before it",
+                stats.STATIONARY: "stationary: final already, behind a wrong token, and never changes again",
+                stats.CORRECT: "equals the final token for now, but will still change before the block settles",
+                stats.WRONG: "not the final token yet"}
 ROLES = (("base", "Base model", "trained the usual way"),
          ("cllm", "Consistency LLM", "the base model fine-tuned to reach the final row in fewer passes"))
 SPEEDS = (1, 2, 4, 8, 16)  # forward passes per second the player offers
 DEFAULT_SPEED = 4
+COMPACT_N = 32  # from this block size on the grid is compact (smaller cells; 64: colour only, text in the tooltip)
 EMPTY_HTML = ('<div class="cr-empty">Pick a prompt and press <b>Run</b>: both models decode it, then the '
               'race replays here, one forward pass at a time.</div>')
+_CHIPS = ((stats.WRONG, "red, dashed"), (stats.CORRECT, "light blue"), (stats.COMMITTED, "dark blue, underlined"),
+          (stats.FAST_FORWARDED, "»"), (stats.STATIONARY, "⚓"))
 LEGEND_HTML = (
     '<div class="cr-legend">Each row is one forward pass that rewrites the whole block. '
-    '<span class="cr-chip s-k">tok</span> blue: already the final token · '
-    '<span class="cr-chip s-w">tok</span> red, dashed: not yet · '
-    '<span class="cr-chip s-c">tok</span> solid, underlined: committed (it and all before it are final) · '
-    '<span class="cr-chip s-f">tok</span> fast-forwarded (committed in the same pass as the token before it) · '
-    '<span class="cr-chip s-s">tok</span> stationary (right early, behind a wrong token, and never changes) · '
-    'hover a cell for details.</div>'
+    + " · ".join(f'<span class="cr-chip {STATUS_CLASS[s]}">tok</span> {how}: {escape(STATUS_WORDS[s])}'
+                 for s, how in _CHIPS)
+    + '. Marks in tokens: <code>·</code> space, <code>↵</code> new line, <code>⇥</code> tab. '
+    'Hover or tap a cell for the whole token, its id, position and pass.</div>'
 )
 
 
 def cell_html(text: str, token: int, position: int, iteration: int, status: str, focus: bool = False) -> str:
-    """One token of one state; the tooltip names token id, position, iteration and status; `focus` rings
-    the cell (a moment a lesson or a collocation row points at)."""
+    """One token of one state, whole (the CSS clips it with … where the cell is too narrow); its tooltip
+    (data-tip, drawn by player.js) names the token, id, position, pass and status; `focus` rings the cell
+    (a moment a lesson or a collocation row points at)."""
     shown = visible(text)
-    cut = shown if len(shown) <= MAX_CELL_CHARS else shown[: MAX_CELL_CHARS - 1] + "…"
     when = "guess" if iteration == 0 else f"pass {iteration}"
-    title = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
+    tip = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
     classes = STATUS_CLASS[status] + " cr-focus" * focus
-    return f'<td class="{classes}" title="{escape(title)}">{escape(cut)}</td>'
+    return f'<td class="{classes}" data-tip="{escape(tip)}">{escape(shown)}</td>'
 
 
 def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> str:
@@ -62,8 +68,10 @@ def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> st
         cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s, i in ringed)
                         for i, (t, s) in enumerate(zip(state, statuses)))
         rows.append(f'<tr data-it="{j}"><th>{label}</th>{cells}</tr>')
-    corner = '<th title="rows: forward passes; columns: positions in the block">pass</th>'
-    return (f'<table class="cr-grid" data-block="{k}" data-width="{block.width}" data-commit="{curve}" '
+    corner = '<th data-tip="rows: forward passes; columns: positions in the block">pass</th>'
+    size = " cr-n32" if block.width >= COMPACT_N else ""
+    size += " cr-n64" if block.width >= 2 * COMPACT_N else ""
+    return (f'<table class="cr-grid{size}" data-block="{k}" data-width="{block.width}" data-commit="{curve}" '
             f'data-secs="{secs}"><thead><tr>{corner}{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -72,7 +80,7 @@ def text_html(traj: Trajectory) -> str:
     blocks = []
     for k, block in enumerate(traj.blocks):
         tokens = "".join(f"<span>{escape(traj.token_text.get(t, ''))}</span>" for t in block.fixed_point)
-        blocks.append(f'<span class="cr-tb" data-block="{k}" title="block {k + 1}">{tokens}</span>')
+        blocks.append(f'<span class="cr-tb" data-block="{k}" data-tip="block {k + 1}">{tokens}</span>')
     return f'<pre class="cr-text">{"".join(blocks)}</pre>'
 
 
@@ -87,7 +95,8 @@ def verdict_html(traj: Trajectory) -> str:
 
 
 def panel_html(traj: Trajectory, role: str, label: str, caption: str, focus: Moment | None = None) -> str:
-    """One model's side: name, live counters, the blocks' grids, its text and the AR check."""
+    """One model's side: name and what it is, live counters, a map of its blocks, the blocks' grids, its text,
+    a flag if the text loops, and the AR check."""
     s = stats.run_summary(traj)
     counters = (f'<span>passes <b data-k="it">{s["forward_passes"]}</b></span>'
                 f'<span>tokens <b data-k="tok">{s["tokens"]}</b></span>'
@@ -100,10 +109,36 @@ def panel_html(traj: Trajectory, role: str, label: str, caption: str, focus: Mom
             f'{verdict_html(traj)}')
     return (f'<section class="cr-panel" data-role="{role}"><header><span class="cr-role">{label}</span> '
             f'<span class="cr-caption">{caption}</span>'
-            f'<code title="{escape(traj.meta.model)}">{escape(_short(traj.meta.model))}</code></header>'
-            f'<div class="cr-counters">{counters}</div><div class="cr-progress" title="tokens committed">'
-            f'<i style="width: 100%"></i></div><div class="cr-grids">{grids}</div>'
-            f'{text_html(traj)}<div class="cr-foot">{foot}</div></section>')
+            f'<code data-tip="{escape(traj.meta.model)}">{escape(_short(traj.meta.model))}</code></header>'
+            f'{about_html(traj.meta.model)}'
+            f'<div class="cr-counters">{counters}</div><div class="cr-progress" data-tip="tokens committed">'
+            f'<i style="width: 100%"></i></div>{map_html(traj)}<div class="cr-grids">{grids}</div>'
+            f'{text_html(traj)}{loop_html(traj)}<div class="cr-foot">{foot}</div></section>')
+
+
+def about_html(model: str) -> str:
+    """The model in one line (size, training data) from the registry, or from a Train-tab model's record."""
+    note = model_note(model) or trained_note(model)
+    return f'<div class="cr-about">{escape(note)}</div>' if note else ""
+
+
+def loop_html(traj: Trajectory) -> str:
+    """A flag when the output repeats one line three or more times (cllm.evaluate.repeated_line): a looping
+    text is easy to fast-forward, so its speed-up says less."""
+    if not repeated_line(traj.text_of(traj.tokens)):
+        return ""
+    return ('<div class="cr-loop">⟳ This output loops: one line repeats 3 or more times. Loops are easy to '
+            'fast-forward, so they flatter the speed-up.</div>')
+
+
+def map_html(traj: Trajectory) -> str:
+    """All blocks at a glance: one bar per block, as tall as its passes (out of its width, the most a block
+    can take), the pass count inside; a click jumps the player to the end of that block."""
+    bars = "".join(
+        f'<button type="button" data-act="block" data-k="{k}" style="--h: {min(1.0, b.iterations / b.width):.3f}" '
+        f'data-tip="block {k + 1}: {b.iterations} passes for {b.width} tokens (click to show it)">'
+        f'{b.iterations}</button>' for k, b in enumerate(traj.blocks))
+    return f'<div class="cr-map" aria-label="passes per block">{bars}</div>'
 
 
 def controls_html(ticks: int) -> str:
@@ -129,8 +164,8 @@ def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES, focus
     meta = race.cllm.meta
     settings = (f"n = {meta.n} · up to {meta.max_new_tokens} new tokens · seed {meta.seed} · init {meta.init} · "
                 f"{meta.device}")
-    prompt = (f'<details class="cr-prompt"><summary>{escape(race.title)} <small>({escape(settings)})</small></summary>'
-              f'<pre>{escape(race.prompt)}</pre></details>')
+    prompt = (f'<div class="cr-prompt"><div><b>{escape(race.title)}</b> <small>({escape(settings)})</small></div>'
+              f'<pre>{escape(race.prompt)}</pre></div>')
     panels = "".join(panel_html(getattr(race, role), role, label, caption, focus) for role, label, caption in roles)
     opening = f' data-open="{clock(race, focus)}"' if focus else ""
     return (f'<div class="cr" tabindex="0" data-run="{escape(run_id)}" data-ticks="{ticks}" '

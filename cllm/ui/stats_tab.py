@@ -11,13 +11,14 @@ import pandas as pd
 
 from cllm import evaluate
 from cllm.bench import DATASET_COLUMNS, dataset_rows
-from cllm.collocations import COLUMNS, collocation_table
+from cllm.collocations import collocation_table
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
+from cllm.ui.collocation_view import display_table, row_place
 from cllm.ui.common import (load_models, model_name, on_gpu, race_file, race_summary, read_config, user_errors,
                             whole_number)
 from cllm.ui.grid import race_html
@@ -81,7 +82,8 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
               for kind in ("fast_forwarded", "stationary"))
     by_block, by_pass = (t.reset_index().round(3) for t in evaluate.rate_breakdown(trajs, frame, exclude))
     return (frame.round(4), _with_and_without(frame, exclude).round(4), evaluate.table3(frame, exclude).frame().round(3),
-            figures.make_distribution_figure(frame, "tpf"), str(csv), ff.round(4), st.round(4), by_block, by_pass,
+            figures.make_distribution_figure(frame, "tpf"), str(csv), display_table(ff, trajs["cllm"]),
+            display_table(st, trajs["cllm"]), by_block, by_pass,
             bench.round(3), trajs)
 
 
@@ -98,11 +100,12 @@ def _with_and_without(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
 
 def open_collocation(trajs, evt: gr.SelectData):
     """A click on a collocation row opens its example in the Explore player, paused at that pass with the
-    span ringed, and switches to Explore (the race becomes the visitor's current run there)."""
+    span ringed, and switches to Explore (the race becomes the visitor's current run there, its prompt fills
+    the prompt box so Run decodes it)."""
     with user_errors():
         if not trajs or evt.row_value is None:
             raise ValueError("no dataset run to open: run both models over a prompt set first")
-        row = dict(zip(COLUMNS, evt.row_value))
+        row = row_place(evt.row_value)
         run, block, iteration, start, tokens = (whole_number(row.get(k), k, 0, MAX_ROW_INDEX)
                                                 for k in ("run", "block", "iteration", "position", "tokens"))
         if run >= len(trajs["cllm"]):
@@ -111,7 +114,7 @@ def open_collocation(trajs, evt: gr.SelectData):
         span = str(row.get("text", ""))[:40]
         race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({span!r} at block {block + 1}, pass {iteration})")
         html = race_html(race, uuid.uuid4().hex[:12], focus=Moment("cllm", block, iteration, start, start + tokens))
-    return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore")
+    return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
 
 
 @on_gpu(duration=300)
@@ -192,7 +195,8 @@ def build(explore, tabs: gr.Tabs) -> None:
                      api_name="stats_dataset",
                      concurrency_id="models", concurrency_limit=1)
             for spans in (ff, st):
-                spans.select(open_collocation, dataset, [explore.player, explore.status, explore.download, race, tabs],
+                spans.select(open_collocation, dataset,
+                             [explore.player, explore.status, explore.download, race, tabs, explore.prompt],
                              api_visibility="private")
         with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
             with gr.Row():

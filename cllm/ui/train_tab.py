@@ -1,13 +1,20 @@
 """Train: turn a base model into a CLLM live. Collect Jacobi trajectories, fine-tune while the loss and
 held-out TPF curves and a live grid update, Stop, Save; the saved model joins Explore's pair picker.
 
-The work runs in the server's one training slot (cllm.train_session); the Collect and Train events are
-generators that follow it and redraw about once a second, so they hold no model lock and the other tabs
-keep decoding. A second visitor gets a "busy" message that names who is training, not an error.
+The work runs in the server's one training slot (cllm.train_session.TrainSlot, made by app.py and handed
+to build); the Collect and Train events are generators that follow it and redraw about once a second, so
+they hold no model lock and the other tabs keep decoding. A second visitor gets a "busy" message that names
+who is training, a live countdown of a hold and their place in line, not an error.
+
+The slot belongs to a browser, not a page load: the page sets a random owner cookie once (OWNER_HEAD,
+first-party, SameSite=Strict) and every request carries it, so a reload gets the slot back. API clients,
+which send no cookie, are told apart by their session as before.
 """
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 
@@ -25,7 +32,14 @@ from cllm.ui.common import N_RANGE, model_name, user_errors, whole_number
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
 
-SLOT = TrainSlot()  # one per server process: one training at a time
+OWNER_COOKIE = "cllm_owner"
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+# launch(head=...): the owner cookie, made once per browser from 16 random bytes (getRandomValues works on plain http too)
+OWNER_HEAD = ("<script>(function () { if (/(?:^|; )" + OWNER_COOKIE + "=[0-9a-f]{32}/.test(document.cookie)) return;"
+              " const b = new Uint8Array(16); crypto.getRandomValues(b);"
+              " const t = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');"
+              " document.cookie = '" + OWNER_COOKIE + "=' + t + '; path=/; max-age=31536000; SameSite=Strict'; })();</script>")
+STATUS_SECONDS = 5  # the slot line refreshes this often (a hold's countdown ticks every second in the browser)
 SHIPPED, UPLOAD = "shipped training prompts", "uploaded file"
 MAX_PROMPTS = 2000  # the shipped set's size; ~3 minutes of collection per round on 2 CPU cores at 64 tokens
 MAX_TOKENS = 256
@@ -47,7 +61,14 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
 
 
 def _owner(request: gr.Request | None) -> str:
-    return (request.session_hash if request is not None else None) or "local"
+    """The browser's owner cookie when it sent a well-formed one, else the session (API clients), else "local"."""
+    if request is None:
+        return "local"
+    try:
+        token = dict(request.cookies).get(OWNER_COOKIE, "")
+    except AttributeError:
+        token = ""
+    return token if _TOKEN.fullmatch(token or "") else request.session_hash or "local"
 
 
 def collect_job(base, source, upload, limit, n, max_new) -> CollectJob:
@@ -105,82 +126,116 @@ def _number(value, name: str, low: float, high: float, low_ok: bool = False) -> 
     return number
 
 
-def collect_data(who, base, source, upload, limit, n, max_new, request: gr.Request = None):
-    """Start collecting (or say who is busy), then follow it: a progress bar and the states collected."""
-    owner = _owner(request)
-    with user_errors():
-        job = collect_job(base, source, upload, limit, n, max_new)
-    try:
-        SLOT.start_collect(owner, who or "", job)
-    except SlotBusy as e:
-        yield _busy_html(str(e))
-        return
-    for view in _follow(owner, "collecting"):
-        yield collect_html(view)
+class TrainTab:
+    """The tab's callbacks over the app's one training slot (no module-level slot: app.py owns it)."""
 
+    def __init__(self, slot: TrainSlot):
+        self.slot = slot
 
-def train_model(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds=R.rounds, request: gr.Request = None):
-    """Start training on this visitor's collected data, then stream status, loss and TPF curves, live grid."""
-    owner = _owner(request)
-    with user_errors():
-        config = read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds)
+    def collect_data(self, who, base, source, upload, limit, n, max_new, request: gr.Request = None):
+        """Start collecting (or say who is busy), then follow it: a progress bar and the states collected."""
+        owner = _owner(request)
+        with user_errors():
+            job = collect_job(base, source, upload, limit, n, max_new)
         try:
-            SLOT.start_train(owner, config)
+            self.slot.start_collect(owner, who or "", job)
         except SlotBusy as e:
-            yield _busy_html(str(e)), gr.skip(), gr.skip(), gr.skip()
+            yield _busy_html(str(e))
             return
-    shown = None
-    for view in _follow(owner, "training"):
-        ended = view.phase != "training"  # the last view: every output in full (what an API caller gets)
-        grid = probe_html(view) if ended or view.probe_id != shown else gr.skip()  # a new grid replays
-        shown = view.probe_id
-        yield train_html(view), figures.make_loss_figure(view.history), _tpf_figure(view), grid
+        for view in self.follow(owner, "collecting"):
+            yield collect_html(view)
 
+    def train_model(self, loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds=R.rounds,
+                    request: gr.Request = None):
+        """Start training on this visitor's collected data, then stream status, loss and TPF curves, live grid."""
+        owner = _owner(request)
+        with user_errors():
+            config = read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds)
+            try:
+                self.slot.start_train(owner, config)
+            except SlotBusy as e:
+                yield _busy_html(str(e)), gr.skip(), gr.skip(), gr.skip()
+                return
+        shown = None
+        for view in self.follow(owner, "training"):
+            ended = view.phase != "training"  # the last view: every output in full (what an API caller gets)
+            grid = probe_html(view) if ended or view.probe_id != shown else gr.skip()  # a new grid replays
+            shown = view.probe_id
+            yield train_html(view), figures.make_loss_figure(view.history), _tpf_figure(view), grid
 
-def stop_training(request: gr.Request = None) -> str:
-    try:
-        return SLOT.stop(_owner(request))
-    except SlotBusy as e:
-        return str(e)
-
-
-def save_model(name, request: gr.Request = None) -> str:
-    with user_errors():
+    def stop_training(self, request: gr.Request = None) -> str:
         try:
-            path = SLOT.save(_owner(request), name if isinstance(name, str) else "")
+            return self.slot.stop(_owner(request))
         except SlotBusy as e:
             return str(e)
-    base = read_trained(path).base_model
-    return (f"Saved **{path.name}** (HF format with its model card) in `{path.parent}`. On the **Explore** tab "
-            f"pick **{escape(base)} vs {path.name}** in the model pair list to race it against its base.")
 
+    def discard(self, request: gr.Request = None) -> str:
+        try:
+            return self.slot.discard(_owner(request))
+        except SlotBusy as e:
+            return str(e)
 
-def slot_status(request: gr.Request = None) -> str:
-    view = SLOT.view(_owner(request))
-    if view.busy:
-        return view.busy
-    if view.mine:
-        return f"The training slot is yours ({view.phase})."
-    return "The training slot is free: nobody is training."
+    def save_model(self, name, request: gr.Request = None) -> str:
+        with user_errors():
+            try:
+                path = self.slot.save(_owner(request), name if isinstance(name, str) else "")
+            except SlotBusy as e:
+                return str(e)
+        base = read_trained(path).base_model
+        return (f"Saved **{path.name}** (HF format with its model card) in `{path.parent}`. On the **Explore** tab "
+                f"pick **{escape(base)} vs {path.name}** in the model pair list to race it against its base.")
 
+    def slot_status(self, request: gr.Request = None) -> str:
+        return status_html(self.slot.view(_owner(request)))
 
-def _follow(owner: str, phase: str):
-    """Views of the slot while `phase` runs (one per change, at most one per POLL_SECONDS), then the last one;
-    a job that failed ends as gr.Error with its reason."""
-    view = SLOT.view(owner)
-    while view.phase == phase:
+    def restore(self, request: gr.Request = None):
+        """After a reload, the owner's collection and training lines come back with the slot."""
+        view = self.slot.view(_owner(request))
+        if not view.mine:
+            return gr.skip(), gr.skip()
+        return (collect_html(view) if view.counts else gr.skip(),
+                train_html(view) if view.result is not None or view.history else gr.skip())
+
+    def follow(self, owner: str, phase: str):
+        """Views of the slot while `phase` runs (one per change, at most one per POLL_SECONDS), then the last
+        one; a job that failed ends as gr.Error with its reason."""
+        view = self.slot.view(owner)
+        while view.phase == phase:
+            yield view
+            due = time.monotonic() + POLL_SECONDS
+            view = self.slot.wait(owner, view.version, POLL_SECONDS)
+            left = due - time.monotonic()
+            if view.phase == phase and left > 0:
+                # a training step changes the slot every ~0.4 s on CPU; each redraw rebuilds two charts here and
+                # in the browser, CPU the training itself needs when both share 2 cores: at most one per POLL_SECONDS
+                time.sleep(left)
+                view = self.slot.view(owner)
+        if view.phase == "failed":
+            raise gr.Error(view.error, print_exception=False)
         yield view
-        due = time.monotonic() + POLL_SECONDS
-        view = SLOT.wait(owner, view.version, POLL_SECONDS)
-        left = due - time.monotonic()
-        if view.phase == phase and left > 0:
-            # a training step changes the slot every ~0.4 s on CPU; each redraw rebuilds two charts here and in
-            # the browser, CPU the training itself needs when both share 2 cores: at most one per POLL_SECONDS
-            time.sleep(left)
-            view = SLOT.view(owner)
-    if view.phase == "failed":
-        raise gr.Error(view.error, print_exception=False)
-    yield view
+
+
+def status_html(view: SlotView) -> str:
+    """The slot line: free, yours (and what to do next), or busy with a live countdown and a place in line."""
+    if view.busy:
+        parts = [escape(view.busy)]
+        if view.free_in is not None:
+            left = max(0, int(view.free_in))
+            parts.append(f'Free in <b class="tr-count" data-left="{left}">{left // 60}:{left % 60:02d}</b>.')
+        if view.place:
+            parts.append(f"You are <b>{_ordinal(view.place)}</b> in line (the first to press Collect once it is "
+                         "free gets it).")
+        return f'<div class="tr-status tr-busy">{" ".join(parts)}</div>'
+    if view.mine:
+        nexts = {"collected": "press Train, or Discard", "trained": "Save it, or Discard",
+                 "collecting": "Stop or Discard it", "training": "Stop or Discard it"}
+        hint = f": {nexts[view.phase]}" if view.phase in nexts else ""
+        return f'<div class="tr-status">The training slot is yours, in this browser ({view.phase}){hint}.</div>'
+    return '<div class="tr-status">The training slot is free: nobody is training.</div>'
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 def collect_html(view: SlotView) -> str:
@@ -221,7 +276,9 @@ def probe_html(view: SlotView) -> str:
         return EMPTY_GRID
     roles = (("base", "Before training", "the base model"),
              ("cllm", f"After step {view.probe_step}", "the weights being trained"))
-    race = Race(view.before, view.probe, title=f"held-out prompt, step {view.probe_step}")
+    name = f"CLLM in training from {view.before.meta.model}, step {view.probe_step}"  # not the base's name
+    probe = replace(view.probe, meta=replace(view.probe.meta, model=name))
+    race = Race(view.before, probe, title=f"held-out prompt, step {view.probe_step}")
     return race_html(race, f"probe-{view.probe_id}", roles=roles)  # the same probe again keeps its place
 
 
@@ -239,10 +296,12 @@ def _notice() -> str:
             f"{MAX_PROMPT_FILE_BYTES // 2**20} MiB.")
 
 
-def build() -> None:
+def build(slot: TrainSlot) -> TrainTab:
+    """Adds the tab over the app's training slot; returns its callbacks (tests drive them)."""
+    cb = TrainTab(slot)
     with gr.Tab("Train", id="train") as tab:
         gr.Markdown(HELP)
-        status = gr.Markdown(elem_id="train-slot")
+        status = gr.HTML(elem_id="train-slot", apply_default_css=False, padding=False)
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### 1. Collect")
@@ -278,6 +337,7 @@ def build() -> None:
                 with gr.Row():
                     train = gr.Button("Train", variant="primary", elem_id="train-train")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                    discard = gr.Button("Discard", elem_id="train-discard")
                 trained = gr.HTML(label="training", elem_id="train-status")
         with gr.Row():
             loss_plot, tpf_plot = gr.Plot(elem_id="train-loss"), gr.Plot(elem_id="train-tpf")
@@ -288,16 +348,21 @@ def build() -> None:
                               elem_id="train-name")
             save = gr.Button("Save", scale=1, elem_id="train-save")
         saved = gr.Markdown(elem_id="train-saved")
-        tab.select(slot_status, None, status, api_name="train_status")
+        tab.select(cb.slot_status, None, status, api_name="train_status").then(
+            cb.restore, None, [collected, trained], api_visibility="private", show_progress="hidden")
+        gr.Timer(STATUS_SECONDS).tick(cb.slot_status, None, status, api_visibility="private", queue=False,
+                                      show_progress="hidden")
         budget.input(lambda kind: R.minutes if kind == "minutes" else R.steps, budget, amount, api_visibility="private",
                      queue=False)
         events = [
-            collect.click(collect_data, [who, base, source, upload, limit, n, max_new], collected, api_name="collect",
+            collect.click(cb.collect_data, [who, base, source, upload, limit, n, max_new], collected, api_name="collect",
                           concurrency_id="train_follow", concurrency_limit=None, show_progress="hidden"),
-            train.click(train_model, [loss, ar_weight, lr, budget, amount, every, max_new, rounds],
+            train.click(cb.train_model, [loss, ar_weight, lr, budget, amount, every, max_new, rounds],
                         [trained, loss_plot, tpf_plot, player], api_name="train", concurrency_id="train_follow",
                         concurrency_limit=None, show_progress="hidden"),
-            stop.click(stop_training, None, trained, api_name="stop"),
-            save.click(save_model, name, saved, api_name="save_model")]
+            stop.click(cb.stop_training, None, trained, api_name="stop"),
+            discard.click(cb.discard, None, trained, api_name="discard"),
+            save.click(cb.save_model, name, saved, api_name="save_model")]
         for event in events:  # the slot line follows what this visitor did
-            event.then(slot_status, None, status, api_visibility="private")
+            event.then(cb.slot_status, None, status, api_visibility="private")
+    return cb
