@@ -26,3 +26,24 @@ def test_a_failed_fetch_is_one_message(monkeypatch):
     monkeypatch.setattr(common, "fetch_registry_model", offline)
     with pytest.raises(ModelLoadError, match="could not download"):
         common.load_models(["smollm2-135m"], lambda *a, **k: None)
+
+
+def test_explore_chat_box_encodes_the_prompt_as_a_user_turn(tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from cllm.prompts import prompt_token_ids
+    from cllm.ui import explore_tab
+
+    folder = tmp_path / "chat-model"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = "{% for m in messages %}<|eos|>{{ m['content'] }}{% endfor %}<|eos|>"
+    tok.save_pretrained(folder)
+    runs = list(explore_tab.run_race("hi", str(folder), str(folder), 4, 8, 0, "prompt", True,
+                                     progress=lambda *a, **k: None))
+    race = runs[-1][-1]
+    assert race.base.meta.chat and race.base.prompt_ids == prompt_token_ids(tok, "hi", chat=True)
+    raw = list(explore_tab.run_race("hi", str(folder), str(folder), 4, 8, 0, "prompt", progress=lambda *a, **k: None))
+    assert raw[-1][-1].base.prompt_ids == tok("hi").input_ids  # old API callers (7 inputs) stay raw

@@ -20,6 +20,8 @@ from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
+CHAT_LABEL = ("Chat: send the prompt as a user turn of the model's chat template (instruct models such as "
+              "smollm2-135m; off = continue the text as written)")
 FALLBACK_PROMPTS = ["def fibonacci(n):\n", "class Stack:\n    def __init__(self):\n",
                     "import os\n\n\ndef list_files(path):\n"]  # when the held-out set is absent
 INTRO = (
@@ -61,7 +63,7 @@ def example_prompts(limit: int = 8) -> list[str]:
 
 
 @on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
-def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Progress()):
+def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, progress=gr.Progress()):
     """Yields (player, status, download, state) up to three times, so the replay starts early:
     1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
     2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding."""
@@ -69,7 +71,7 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, progress=gr.Prog
         config = read_config(n, max_new_tokens, seed, init)
         check_prompt(prompt)
         names = model_name(base, "base"), model_name(cllm, "CLLM")
-        models = load_models(names, progress)
+        models = [m.as_chat(bool(chat)) for m in load_models(names, progress)]
         run_id = uuid.uuid4().hex[:12]
         if config.max_new_tokens > config.n:
             preview = decode_both(models, prompt, replace(config, max_new_tokens=config.n))
@@ -160,6 +162,7 @@ def build() -> ExploreView:
                 with gr.Row():
                     seed = gr.Number(0, label="Seed (initial guesses)", precision=None)
                     init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
+                chat = gr.Checkbox(False, label=CHAT_LABEL, elem_id="chat")
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
@@ -176,7 +179,7 @@ def build() -> ExploreView:
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair
             box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
-        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init], [player, status, download, race],
+        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init, chat], [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
     return ExploreView(race, player, status, download, prompt)
