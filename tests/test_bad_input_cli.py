@@ -64,8 +64,8 @@ CASES = [  # (argv, part of the one error line); {model} = tiny model folder, {f
     ([*DECODE, "--prompt", "a\udcffb"], "not valid text"),  # what argv holds for a non-UTF-8 byte
     ([*DECODE, "--prompt", "x", "--n", "0"], "n (block size) must be a positive integer"),
     ([*DECODE, "--prompt", "x", "--n", "-1"], "n (block size) must be a positive integer"),
-    ([*DECODE, "--prompt", "x", "--n", "abc"], "argument --n: invalid int value"),
-    ([*DECODE, "--prompt", "x", "--n", "1.5"], "argument --n: invalid int value"),
+    ([*DECODE, "--prompt", "x", "--n", "abc"], "argument --n/--block-size: invalid int value"),
+    ([*DECODE, "--prompt", "x", "--n", "1.5"], "argument --n/--block-size: invalid int value"),
     ([*DECODE, "--prompt", "x", "--max-new-tokens", "0"], "max_new_tokens must be a positive integer"),
     ([*DECODE, "--prompt", "x", "--max-new-tokens", str(10**12)], "exceeds the model's context"),
     ([*DECODE, "--prompt", "x", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
