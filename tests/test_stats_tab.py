@@ -58,6 +58,7 @@ def test_tidy_names_and_rounds():
                                    "fast-forward rate (paper, tokens/pass)", "same text as greedy AR (share of runs)"]
     assert shown.iloc[0].tolist() == [3, 146.7, 1.12, 0.083]
     assert stats_tab.tidy_number(float("nan")) != stats_tab.tidy_number(float("nan")) and stats_tab.tidy_number("x") == "x"
+    assert stats_tab.tidy_number(float("inf")) == "∞"  # a ratio over a base of 0 (Gradio would show a blank)
 
 
 def test_empty_tables_show_their_column_names():

@@ -40,8 +40,7 @@ def make_convergence_figure(runs: dict[str, Trajectory]) -> go.Figure:
                                      line=dict(color=COLORS[role], width=1.5), marker=dict(size=4),
                                      name=role, legendgroup=role, showlegend=k == 0,
                                      hovertemplate=f"{role} block {k + 1}<br>pass %{{x}}: %{{y}} committed<extra></extra>"))
-    return _layout(fig, "Convergence: committed tokens per pass (one line per block)", "pass (0 = the initial guess)",
-                   "committed tokens")
+    return _layout(fig, "Convergence (one line per block)", "pass (0 = the initial guess)", "committed tokens")
 
 
 def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
@@ -52,8 +51,8 @@ def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
         gains = stats.iterations_frame(traj)["paper_gain"].dropna()
         fig.add_trace(go.Bar(x=list(range(1, len(gains) + 1)), y=gains.tolist(), name=role, marker_color=COLORS[role]))
     fig.update_layout(barmode="group")
-    _reference(fig, "1 token per pass: greedy AR, no fast-forward")
-    return _layout(fig, "Tokens each pass adds (the paper's count; 1 = no fast-forward)", "pass (whole run)", "tokens")
+    _reference(fig, "1x: greedy AR")
+    return _layout(fig, "Tokens each pass adds (paper's count)", "pass (whole run)", "tokens (1 = no fast-forward)")
 
 
 def _per_block_bars(runs: dict[str, Trajectory], column: str, title: str, y: str) -> go.Figure:
@@ -72,8 +71,7 @@ def make_stationary_figure(runs: dict[str, Trajectory]) -> go.Figure:
 
 
 def make_block_rate_figure(runs: dict[str, Trajectory]) -> go.Figure:
-    fig = _per_block_bars(runs, "ff_rate", "Fast-forward rate per block (the paper's: mean tokens per pass)",
-                          "tokens per pass")
+    fig = _per_block_bars(runs, "ff_rate", "Fast-forward rate per block (paper's)", "mean tokens per pass")
     return _reference(fig, "1x: greedy AR")
 
 

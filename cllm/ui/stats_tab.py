@@ -68,9 +68,12 @@ SWEEP_COLUMNS = ["model", "n", "tpf", "speedup", "matches_ar"]  # evaluate.n_swe
 
 
 def tidy_number(x):
-    """A float rounded to the digits a reader uses: 146.7, 1.12, 0.083; whole numbers, text and NaN as they are."""
-    if not isinstance(x, float) or x != x or x in (float("inf"), float("-inf")):
+    """A float rounded to the digits a reader uses: 146.7, 1.12, 0.083; an infinite ratio (base 0) as ∞; whole
+    numbers, text and NaN as they are."""
+    if not isinstance(x, float) or x != x:
         return x
+    if x in (float("inf"), float("-inf")):
+        return "∞" if x > 0 else "-∞"
     return round(x, 1 if abs(x) >= 100 else 2 if abs(x) >= 1 else 3)
 
 
