@@ -76,6 +76,8 @@ def test_empty_tables_show_their_column_names():
     names = {h for table in tables for h in table.value["headers"]}
     assert {"tokens/s", "fast-forward rate (paper, tokens/pass)", stats_tab.SPEEDUP} <= names
     assert not names & {"fast_forwarded", "tokens_per_s", "ff_rate", "speedup", "forward_passes"}
+    follows = [f for f in demo.fns.values() if f.fn is stats_tab.follow_run]  # no button press needed
+    assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
 
 
 def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
