@@ -1,4 +1,6 @@
 """Stats tab: charts of a run, dataset mode (callbacks and through gradio_client), sweep, bad uploads."""
+from types import SimpleNamespace
+
 import gradio as gr
 import pandas as pd
 import pytest
@@ -21,8 +23,11 @@ def race(tiny_pair):
 
 def test_run_charts(race):
     table, convergence, fast, rate, stationary, iterations = stats_tab.run_charts(race)
-    assert [m.split()[0] for m in table["metric"]] == ["ff_rate", "stationary", "tpf", "fast_forwarded"]
-    assert table["paper"].tolist() == ["2.0-6.8x", "2.0-6.8x", "-", "-"]  # the surplus is not set beside the paper
+    assert table["metric"].tolist() == ["fast-forward rate (paper, tokens/pass)", "stationary tokens (paper, per run)",
+                                        "tokens per pass (per run)", "fast-forwarded tokens beyond 1 per pass (per run)"]
+    assert list(table.columns) == stats_tab.TABLE3_COLUMNS
+    assert table["paper's ratio"].tolist() == ["2.0-6.8x", "2.0-6.8x", "-", "-"]  # the surplus is not set beside the paper
+    assert all(_rounded(v) for column in ("base", "CLLM") for v in table[column])
     assert len(convergence.data) == len(race.base.blocks) + len(race.cllm.blocks)
     assert [d.name for d in fast.data] == ["base", "cllm"] and [d.name for d in rate.data] == ["base", "cllm"]
 
@@ -32,18 +37,67 @@ def test_run_charts_without_a_run():
         stats_tab.run_charts(None)
 
 
+def _rounded(value) -> bool:
+    """A shown number has at most 3 decimals (no 1.1228070175438596)."""
+    return not isinstance(value, float) or value != value or round(value, 3) == value
+
+
+def test_follow_run_charts_a_new_run_and_keeps_the_last_while_decoding(race):
+    """The Explore race State's change charts the new run; None (Explore still decoding) leaves the charts."""
+    charted = stats_tab.follow_run(race)
+    assert len(charted) == 6 and charted[0].equals(stats_tab.run_charts(race)[0])
+    assert all(isinstance(out, dict) and out.get("__type__") == "update" and len(out) == 1  # gr.skip(): untouched
+               for out in stats_tab.follow_run(None))
+
+
+def test_tidy_names_and_rounds():
+    frame = pd.DataFrame({"fast_forwarded": [3], "tokens_per_s": [146.66666], "ff_rate": [1.1228070175438596],
+                          "matches_ar": [0.08333333]})
+    shown = stats_tab.tidy(frame)
+    assert list(shown.columns) == ["fast-forwarded tokens (beyond 1 per pass)", "tokens/s",
+                                   "fast-forward rate (paper, tokens/pass)", "same text as greedy AR (share of runs)"]
+    assert shown.iloc[0].tolist() == [3, 146.7, 1.12, 0.083]
+    assert stats_tab.tidy_number(float("nan")) != stats_tab.tidy_number(float("nan")) and stats_tab.tidy_number("x") == "x"
+    assert stats_tab.tidy_number(float("inf")) == "∞"  # a ratio over a base of 0 (Gradio would show a blank)
+
+
+def test_empty_tables_show_their_column_names():
+    """Before any run every table shows the names its rows will have (not Gradio's "1 2 3")."""
+    with gr.Blocks() as demo:
+        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
+                                  prompt=gr.Textbox())
+        with gr.Tabs() as tabs:
+            stats_tab.build(explore, tabs)
+    tables = [b for b in demo.blocks.values() if isinstance(b, gr.Dataframe)]
+    assert len(tables) == 10
+    for table in tables:
+        headers = table.value["headers"]
+        assert headers and all(isinstance(h, str) and not h.isdigit() for h in headers), table.label
+    names = {h for table in tables for h in table.value["headers"]}
+    assert {"tokens/s", "fast-forward rate (paper, tokens/pass)", stats_tab.SPEEDUP} <= names
+    assert not names & {"fast_forwarded", "tokens_per_s", "ff_rate", "speedup", "forward_passes"}
+    follows = [f for f in demo.fns.values() if f.fn is stats_tab.follow_run]  # no button press needed
+    assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
+
+
 def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\n\nclass A:\nimport os\n")
     out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
     per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, trajs = out
-    assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"} and per_prompt["matches_ar"].all()
+    assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"}
+    assert per_prompt["same text as greedy AR"].all() and per_prompt["prompt #"].tolist() == [1, 2, 1, 2]
+    assert list(per_prompt.columns) == stats_tab.PROMPT_COLUMNS and list(bench.columns) == stats_tab.BENCH_COLUMNS
     assert bench["decoder"].tolist() == ["ar", "jacobi", "hf_greedy", "hf_prompt_lookup"] * 2
-    assert bench["matches_ar"].tolist() == [1.0] * 8 and "vs_hf_greedy" in bench.columns
+    assert bench["same text as greedy AR (share of runs)"].tolist() == [1.0] * 8
     assert agg["runs"].tolist() == ["all", "all", "without token_run", "without token_run"]
-    assert ratios["metric"][0].startswith("ff_rate") and set(by_block.columns) >= {"base", "cllm"}
+    assert stats_tab.SPEEDUP in agg.columns and "tokens/s" in agg.columns
+    assert ratios["metric"][0] == "fast-forward rate (paper, tokens/pass)"
+    assert list(by_block.columns) == stats_tab.RATE_COLUMNS["block"] and by_block["block"].tolist()[0] == 1  # as the player counts
     assert by_pass["pass"].tolist()[0] == 1 and "in a loop" in ff.columns
-    assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()
+    for table in (per_prompt, agg, ratios, by_block, by_pass, bench):
+        assert all(_rounded(v) for column in table.columns for v in table[column]), table.columns
+    assert pd.read_csv(csv)["tokens"].sum() == per_prompt["tokens"].sum()  # the CSV keeps the raw names
     assert list(ff.columns)[:4] == ["CLLM count", "base count", "in a loop", "span"]  # counts where a narrow table shows them
     assert [len(trajs[role]) for role in ("base", "cllm")] == [2, 2]
 

@@ -10,6 +10,16 @@ from cllm.trajectory import Trajectory
 
 COLORS = {"base": "#4C78A8", "cllm": "#F58518"}
 HEIGHT = 320
+REFERENCE = dict(color="#888", dash="dot", width=1)  # the 1x line: what greedy AR (one token per pass) scores
+SPEEDUP_AXIS = "speed-up vs own greedy AR (wall clock)"  # evaluate.aggregate: ar_seconds / decode_seconds per model
+AXES = {"tpf": "tokens per forward pass", "speedup": SPEEDUP_AXIS}  # sweep/distribution columns as axes say them
+N_BINS = 20  # histogram bins, shared by both models
+
+
+def _reference(fig: go.Figure, text: str, y: float = 1.0) -> go.Figure:
+    """A dotted horizontal line at y (1x: greedy AR's one token per pass, or no speed-up)."""
+    fig.add_hline(y=y, line=REFERENCE, annotation_text=text, annotation_position="bottom right")
+    return fig
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
@@ -29,8 +39,8 @@ def make_convergence_figure(runs: dict[str, Trajectory]) -> go.Figure:
             fig.add_trace(go.Scatter(x=list(range(len(curve))), y=curve, mode="lines+markers",
                                      line=dict(color=COLORS[role], width=1.5), marker=dict(size=4),
                                      name=role, legendgroup=role, showlegend=k == 0,
-                                     hovertemplate=f"{role} block {k}<br>iteration %{{x}}: %{{y}} committed<extra></extra>"))
-    return _layout(fig, "Convergence: committed tokens per iteration (one line per block)", "iteration", "committed tokens")
+                                     hovertemplate=f"{role} block {k + 1}<br>pass %{{x}}: %{{y}} committed<extra></extra>"))
+    return _layout(fig, "Convergence (one line per block)", "pass (0 = the initial guess)", "committed tokens")
 
 
 def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
@@ -41,16 +51,19 @@ def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
         gains = stats.iterations_frame(traj)["paper_gain"].dropna()
         fig.add_trace(go.Bar(x=list(range(1, len(gains) + 1)), y=gains.tolist(), name=role, marker_color=COLORS[role]))
     fig.update_layout(barmode="group")
-    return _layout(fig, "Tokens each pass adds (the paper's count; 1 = no fast-forward)", "pass (whole run)", "tokens")
+    _reference(fig, "1x: greedy AR")
+    return _layout(fig, "Tokens each pass adds (paper's count)", "pass (whole run)", "tokens (1 = no fast-forward)")
 
 
 def _per_block_bars(runs: dict[str, Trajectory], column: str, title: str, y: str) -> go.Figure:
+    """One bar per block and model; blocks counted from 1, as the player counts them."""
     fig = go.Figure()
     for role, traj in runs.items():
         frame = stats.blocks_frame(traj)
-        fig.add_trace(go.Bar(x=frame["block"], y=frame[column], name=role, marker_color=COLORS[role]))
+        fig.add_trace(go.Bar(x=frame["block"] + 1, y=frame[column], name=role, marker_color=COLORS[role]))
     fig.update_layout(barmode="group")
-    return _layout(fig, title, "block", y)
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, title, "block (from 1)", y)
 
 
 def make_stationary_figure(runs: dict[str, Trajectory]) -> go.Figure:
@@ -58,33 +71,48 @@ def make_stationary_figure(runs: dict[str, Trajectory]) -> go.Figure:
 
 
 def make_block_rate_figure(runs: dict[str, Trajectory]) -> go.Figure:
-    return _per_block_bars(runs, "ff_rate", "Fast-forward rate per block (the paper's: mean tokens per pass)",
-                           "tokens per pass")
+    fig = _per_block_bars(runs, "ff_rate", "Fast-forward rate per block (paper's)", "mean tokens per pass")
+    return _reference(fig, "1x: greedy AR")
 
 
 def make_iterations_figure(runs: dict[str, Trajectory]) -> go.Figure:
     return _per_block_bars(runs, "iterations", "Iterations (forward passes) per block", "iterations")
 
 
+def shared_bins(values: pd.Series, n_bins: int = N_BINS) -> dict:
+    """One set of histogram bins over all values (both models), so base and CLLM bars line up."""
+    low, high = float(values.min()), float(values.max())
+    size = (high - low) / n_bins if high > low else 0.1
+    return dict(start=low, end=high + size, size=size)
+
+
 def make_distribution_figure(frame: pd.DataFrame, column: str = "tpf") -> go.Figure:
-    """Distribution over prompts of one per-prompt column, base vs CLLM."""
+    """Distribution over prompts of one per-prompt column, base vs CLLM, in the same bins; a dotted line at
+    1 (greedy AR's tokens per pass, or no speed-up) where the column is a rate against it."""
     fig = go.Figure()
+    bins = shared_bins(frame[column]) if len(frame) else None
     for role in frame["model"].unique():
         values = frame.loc[frame["model"] == role, column]
-        fig.add_trace(go.Histogram(x=values, name=role, marker_color=COLORS.get(role), opacity=0.75, nbinsx=20))
+        fig.add_trace(go.Histogram(x=values, name=role, marker_color=COLORS.get(role), opacity=0.75, xbins=bins,
+                                   autobinx=False))
     fig.update_layout(barmode="overlay")
-    return _layout(fig, f"{column} over prompts", column, "prompts")
+    if column in AXES:
+        fig.add_vline(x=1.0, line=REFERENCE, annotation_text="1x: greedy AR", annotation_position="top right")
+    label = AXES.get(column, column)
+    return _layout(fig, f"{label[0].upper()}{label[1:]} over prompts", label, "prompts")
 
 
 def make_sweep_figure(sweep: pd.DataFrame, column: str = "tpf") -> go.Figure:
-    """TPF (or speedup) against block size n, one line per model."""
+    """TPF (or speed-up) against block size n, one line per model, with the 1x line of greedy AR."""
     fig = go.Figure()
     for role in sweep["model"].unique():
         part = sweep[sweep["model"] == role]
         fig.add_trace(go.Scatter(x=part["n"], y=part[column], mode="lines+markers", name=role,
                                  line=dict(color=COLORS.get(role))))
     fig.update_xaxes(type="log", tickvals=sorted(sweep["n"].unique()))
-    return _layout(fig, f"{column} vs block size n", "n (block size)", column)
+    _reference(fig, "1x: greedy AR")
+    label = AXES.get(column, column)
+    return _layout(fig, f"{label[0].upper()}{label[1:]} vs block size n", "n (block size, log scale)", label)
 
 
 def make_loss_figure(history: list[dict]) -> go.Figure:

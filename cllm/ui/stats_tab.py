@@ -18,7 +18,7 @@ from cllm.peers import PeerConfig
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
-from cllm.ui.collocation_view import display_table, row_place
+from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table, row_place
 from cllm.ui.common import (load_models, model_name, on_gpu, race_file, race_summary, read_config, user_errors,
                             whole_number)
 from cllm.ui.grid import race_html
@@ -39,6 +39,59 @@ EXPLAIN = (
 EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
                   "either": "either", "none": "keep every run"}  # choice labels of the exclusion dropdown
 
+# Raw column (cllm.evaluate, cllm.bench; the CSV keeps these) -> the name a table shows, with its unit.
+SPEEDUP = "speed-up vs own greedy AR (wall clock)"
+COLUMN_NAMES = {
+    "model": "model", "prompt": "prompt #", "runs": "runs", "decoder": "decoder", "prompts": "prompts", "n": "block size n",
+    "tokens": "tokens", "forward_passes": "forward passes", "tpf": "tokens per pass",
+    "fast_forwarded": "fast-forwarded tokens (beyond 1 per pass)", "ff_rate": "fast-forward rate (paper, tokens/pass)",
+    "stationary": "stationary tokens", "stationary_per_run": "stationary tokens per run (paper)",
+    "decode_seconds": "decode time (s)", "ar_seconds": "greedy AR time (s)", "speedup": SPEEDUP,
+    "tokens_per_s": "tokens/s", "vs_hf_greedy": "tokens/s ÷ HF greedy's",
+    "matches_ar": "same text as greedy AR (share of runs)",
+    "token_run": "10 identical tokens in a row", "token_runs": "runs with 10 identical tokens in a row",
+    "looping": "repeats a line 3+ times", "block": "block", "pass": "pass",
+}
+TABLE3_NAMES = {  # cllm.evaluate.TABLE3_METRICS' per-prompt column -> the row label shown
+    "ff_rate": "fast-forward rate (paper, tokens/pass)", "stationary": "stationary tokens (paper, per run)",
+    "tpf": "tokens per pass (per run)", "fast_forwarded": "fast-forwarded tokens beyond 1 per pass (per run)"}
+TABLE3_COLUMNS = ["metric", "base", "CLLM", "ratio (CLLM ÷ base)", "paper's ratio"]
+RATE_COLUMNS = {"block": ["block", "base (tokens/pass)", "CLLM (tokens/pass)"],
+                "pass": ["pass", "base (tokens added)", "CLLM (tokens added)"]}
+BENCH_COLUMNS = [COLUMN_NAMES[c] for c in DATASET_COLUMNS]
+BENCH_COLUMNS[BENCH_COLUMNS.index(SPEEDUP)] = "speed-up vs own greedy AR (tokens/s)"  # bench's is a rate ratio
+PROMPT_COLUMNS = [COLUMN_NAMES[c] if c != "matches_ar" else "same text as greedy AR" for c in evaluate.PROMPT_COLUMNS]
+AGG_COLUMNS = ["runs", "model", "prompts", "tokens", "tpf", "forward_passes", "fast_forwarded", "stationary", "ff_rate",
+               "stationary_per_run", "decode_seconds", "ar_seconds", "matches_ar", "token_runs", "looping",
+               "tokens_per_s", "speedup"]  # evaluate.aggregate's order, "runs" first
+SWEEP_COLUMNS = ["model", "n", "tpf", "speedup", "matches_ar"]  # evaluate.n_sweep's
+
+
+def tidy_number(x):
+    """A float rounded to the digits a reader uses: 146.7, 1.12, 0.083; an infinite ratio (base 0) as ∞; whole
+    numbers, text and NaN as they are."""
+    if not isinstance(x, float) or x != x:
+        return x
+    if x in (float("inf"), float("-inf")):
+        return "∞" if x > 0 else "-∞"
+    return round(x, 1 if abs(x) >= 100 else 2 if abs(x) >= 1 else 3)
+
+
+def tidy(frame: pd.DataFrame, names: dict[str, str] | list[str] = COLUMN_NAMES) -> pd.DataFrame:
+    """A table as people read it: human column names with units (a dict renames, a list replaces them in
+    order) and floats rounded by tidy_number."""
+    out = frame.rename(columns=names) if isinstance(names, dict) else frame.set_axis(names, axis=1)
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]) or out[column].dtype == object:
+            out[column] = out[column].map(tidy_number)
+    return out
+
+
+def table3_view(table: pd.DataFrame) -> pd.DataFrame:
+    """evaluate.Table3.frame() with human row labels and column names, rounded."""
+    labels = [TABLE3_NAMES[column] for _, column, _ in evaluate.TABLE3_METRICS]
+    return tidy(table.assign(metric=labels), TABLE3_COLUMNS)
+
 
 def run_charts(race):
     """Figures and the Table-3-like summary of the race on the Explore tab."""
@@ -47,9 +100,17 @@ def run_charts(race):
             raise ValueError("no run yet: run a prompt on the Explore tab (or load one from the Gallery) first")
     runs = {"base": race.base, "cllm": race.cllm}
     frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in runs.items()], ignore_index=True)
-    return (evaluate.table3(frame).frame(), figures.make_convergence_figure(runs),
+    return (table3_view(evaluate.table3(frame).frame()), figures.make_convergence_figure(runs),
             figures.make_fast_forward_figure(runs), figures.make_block_rate_figure(runs),
             figures.make_stationary_figure(runs), figures.make_iterations_figure(runs))
+
+
+def follow_run(race):
+    """run_charts for the Explore race State's change: a new run is charted at once; while Explore is still
+    decoding (the State is None), the charts of the last run stay."""
+    if race is None:
+        return (gr.skip(),) * 6
+    return run_charts(race)
 
 
 def load_prompts(source: str, upload, limit) -> list[str]:
@@ -80,11 +141,21 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
     frame.to_csv(csv, index=False)
     ff, st = (collocation_table(trajs["cllm"], trajs["base"], kind, hide_loops=bool(hide_loops))
               for kind in ("fast_forwarded", "stationary"))
-    by_block, by_pass = (t.reset_index().round(3) for t in evaluate.rate_breakdown(trajs, frame, exclude))
-    return (frame.round(4), _with_and_without(frame, exclude).round(4), evaluate.table3(frame, exclude).frame().round(3),
+    by_block, by_pass = (_rate_view(t, by) for t, by in zip(evaluate.rate_breakdown(trajs, frame, exclude), RATE_COLUMNS))
+    return (tidy(frame.assign(prompt=frame["prompt"] + 1), PROMPT_COLUMNS), tidy(_with_and_without(frame, exclude)),
+            table3_view(evaluate.table3(frame, exclude).frame()),
             figures.make_distribution_figure(frame, "tpf"), str(csv), display_table(ff, trajs["cllm"]),
             display_table(st, trajs["cllm"]), by_block, by_pass,
-            bench.round(3), trajs)
+            tidy(bench, BENCH_COLUMNS), trajs)
+
+
+def _rate_view(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A rate_breakdown pivot (index block from 0, or pass from 1; a column per model) as the tab shows it:
+    blocks counted from 1 as in the player, both models' columns even where one has no rows."""
+    out = table.reindex(columns=["base", "cllm"]).reset_index()
+    if by == "block":
+        out["block"] = out["block"] + 1
+    return tidy(out, RATE_COLUMNS[by])
 
 
 def _with_and_without(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
@@ -92,10 +163,10 @@ def _with_and_without(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
     every = evaluate.aggregate(frame)
     every.insert(0, "runs", "all")
     if exclude == "none":
-        return every
+        return every[AGG_COLUMNS]
     kept = evaluate.aggregate(evaluate.kept(frame, exclude))
     kept.insert(0, "runs", f"without {exclude}")
-    return pd.concat([every, kept], ignore_index=True)
+    return pd.concat([every, kept], ignore_index=True)[AGG_COLUMNS]
 
 
 def open_collocation(trajs, evt: gr.SelectData):
@@ -127,7 +198,8 @@ def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr
         models = dict(zip(("base", "cllm"), load_models([model_name(base, "base"), model_name(cllm, "CLLM")], progress)))
         sizes = sorted(int(n) for n in ns)
         sweep = evaluate.n_sweep(models, prompts, config, sizes, _progress(progress, 2 * len(sizes) * len(prompts)))
-    return sweep.round(4), figures.make_sweep_figure(sweep, "tpf"), figures.make_sweep_figure(sweep, "speedup")
+    return (tidy(sweep[SWEEP_COLUMNS]), figures.make_sweep_figure(sweep, "tpf"),
+            figures.make_sweep_figure(sweep, "speedup"))
 
 
 def _progress(progress, total: int):
@@ -147,13 +219,16 @@ def build(explore, tabs: gr.Tabs) -> None:
         gr.Markdown(EXPLAIN)
         with gr.Accordion("This run (from the Explore tab)", open=True):
             chart = gr.Button("Chart the current run", elem_id="stats-chart")
+            gr.Markdown("The charts follow each new run of the Explore tab; the button charts the current one again.")
             table = gr.Dataframe(label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a paper "
-                                 "range compare with the paper)", interactive=False)
+                                 "range compare with the paper)", headers=TABLE3_COLUMNS, interactive=False)
             with gr.Row():
                 convergence, fast, rate = gr.Plot(), gr.Plot(), gr.Plot()
             with gr.Row():
                 stationary, iterations = gr.Plot(), gr.Plot()
-        chart.click(run_charts, race, [table, convergence, fast, rate, stationary, iterations], api_name="stats_run")
+        charts = [table, convergence, fast, rate, stationary, iterations]
+        chart.click(run_charts, race, charts, api_name="stats_run", show_progress_on=table)
+        race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
                 base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="stats-base")
@@ -171,28 +246,33 @@ def build(explore, tabs: gr.Tabs) -> None:
                 hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
                 go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
             ratios = gr.Dataframe(label="Table 3 view: the paper's fast-forward rate and stationary count per run, "
-                                  "base vs CLLM, beside the paper's range (flagged runs left out)", interactive=False)
+                                  "base vs CLLM, beside the paper's range (flagged runs left out)",
+                                  headers=TABLE3_COLUMNS, interactive=False)
             bench = gr.Dataframe(label="Bench on the same prompts: our greedy AR and Jacobi beside HF generate "
-                                 f"(greedy) and HF prompt lookup (draft {PeerConfig.draft}); vs_hf_greedy = tokens/s ÷ HF greedy's",
+                                 f"(greedy) and HF prompt lookup (draft {PeerConfig.draft})", headers=BENCH_COLUMNS,
                                  interactive=False)
-            agg = gr.Dataframe(label="Per model: all runs, then without the flagged ones", interactive=False)
+            agg = gr.Dataframe(label="Per model: all runs, then without the flagged ones",
+                               headers=[COLUMN_NAMES[c] for c in AGG_COLUMNS], interactive=False)
             with gr.Row():
-                by_block = gr.Dataframe(label="Paper ff rate by block", interactive=False, max_height=300)
+                by_block = gr.Dataframe(label="Fast-forward rate (paper, tokens/pass) by block", interactive=False,
+                                        headers=RATE_COLUMNS["block"], max_height=300)
                 by_pass = gr.Dataframe(label="Tokens each pass adds (paper count) by pass", interactive=False,
-                                       max_height=300)
+                                       headers=RATE_COLUMNS["pass"], max_height=300)
             dist = gr.Plot()
-            per_prompt = gr.Dataframe(label="Per prompt", interactive=False, max_height=300)
-            csv = gr.File(label="Per-prompt table (CSV)")
+            per_prompt = gr.Dataframe(label="Per prompt", headers=PROMPT_COLUMNS, interactive=False, max_height=300)
+            csv = gr.File(label="Per-prompt table (CSV, raw column names)")
             gr.Markdown("**Collocations**: the spans the CLLM most often fast-forwards or holds stationary "
                         "(click a column header to sort; **click a row** to open its first example in Explore, "
                         "paused at that pass with the span ringed).")
             with gr.Row():
-                ff = gr.Dataframe(label="Fast-forwarded spans", interactive=False, max_height=400, elem_id="stats-ff")
-                st = gr.Dataframe(label="Stationary spans", interactive=False, max_height=400, elem_id="stats-st")
+                ff = gr.Dataframe(label="Fast-forwarded spans", headers=DISPLAY_COLUMNS, interactive=False,
+                                  max_height=400, elem_id="stats-ff")
+                st = gr.Dataframe(label="Stationary spans", headers=DISPLAY_COLUMNS, interactive=False, max_height=400,
+                                  elem_id="stats-st")
             dataset = gr.State(None)  # this visitor's last dataset run: {"base": [...], "cllm": [...]}
             go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new, exclude, hide_loops],
                      [per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, dataset],
-                     api_name="stats_dataset",
+                     api_name="stats_dataset", show_progress_on=ratios,  # one bar, not one per table
                      concurrency_id="models", concurrency_limit=1)
             for spans in (ff, st):
                 spans.select(open_collocation, dataset,
@@ -202,9 +282,9 @@ def build(explore, tabs: gr.Tabs) -> None:
             with gr.Row():
                 ns = gr.CheckboxGroup(SWEEP_CHOICES, value=SWEEP_CHOICES, label="n")
                 sweep_go = gr.Button("Sweep", elem_id="stats-sweep")
-            sweep_table = gr.Dataframe(interactive=False)
+            sweep_table = gr.Dataframe(headers=[COLUMN_NAMES[c] for c in SWEEP_COLUMNS], interactive=False)
             with gr.Row():
                 tpf_plot, speed_plot = gr.Plot(), gr.Plot()
             sweep_go.click(run_sweep, [base, cllm, source, upload, limit, ns, max_new],
-                           [sweep_table, tpf_plot, speed_plot], api_name="stats_sweep",
+                           [sweep_table, tpf_plot, speed_plot], api_name="stats_sweep", show_progress_on=sweep_table,
                            concurrency_id="models", concurrency_limit=1)
