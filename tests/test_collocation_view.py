@@ -17,7 +17,7 @@ def traj(*states):
 
 def raw_row(text, tokens, position):
     return {"text": text, "tokens": tokens, "cllm_count": 3, "cllm_share": 0.123456, "base_count": 1,
-            "base_share": 0.5, "run": 0, "block": 0, "iteration": 1, "position": position}
+            "base_share": 0.5, "in_loop": 1, "run": 0, "block": 0, "iteration": 1, "position": position}
 
 
 def test_whitespace_and_look_alikes_are_told_apart():
@@ -28,14 +28,14 @@ def test_whitespace_and_look_alikes_are_told_apart():
     assert list(shown.columns) == DISPLAY_COLUMNS and DISPLAY_COLUMNS[:2] == ["CLLM count", "base count"]
     assert shown["span"].tolist() == ["self.", "self.", "␣↵"]  # no blank row
     assert shown["tokens (pieces)"].tolist() == ["self | .", "self.", "␣ | ↵"]  # the two "self." differ
-    assert shown["CLLM share"][0] == 0.123 and shown["prompt #"].tolist() == [1, 1, 2] and shown["block"][0] == 1
+    assert shown["in a loop"].tolist() == [1, 1, 1] and shown["CLLM share"][0] == 0.123 and shown["prompt #"].tolist() == [1, 1, 2] and shown["block"][0] == 1
 
 
 def test_a_shown_row_reads_back_to_the_raw_places():
     frame = pd.DataFrame([raw_row("self.", 2, 0) | {"iteration": 1}], columns=COLUMNS)
     row = display_table(frame, [traj([9, 9, 9, 9], [1, 2, 3, 4])]).iloc[0].tolist()
     assert row_place(row) == {"text": "self.", "run": 0, "block": 0, "iteration": 1, "position": 0, "tokens": 2}
-    assert row_place([1, 1, "x", "two"])["tokens"] == "two"  # left for the caller's check
+    assert row_place([1, 1, 0, "x", "two"])["tokens"] == "two"  # left for the caller's check
 
 
 def test_a_long_span_is_cut_and_whole_in_its_pieces():
