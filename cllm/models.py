@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 
 from cllm.adapters import adapter_base, is_adapter_folder, merge_adapter
+from cllm.files import first_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
@@ -165,11 +166,11 @@ def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as e:  # transformers raises OSError, ValueError or KeyError depending on what is missing
-        raise ModelLoadError(f"cannot load a tokenizer from {shown(name_or_path)}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load a tokenizer from {shown(name_or_path)}: {first_line(e)}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(dev).eval()
     except Exception as e:
-        raise ModelLoadError(f"cannot load a causal LM from {shown(name_or_path)}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load a causal LM from {shown(name_or_path)}: {first_line(e)}") from None
     return LoadedModel(name_or_path, model, tokenizer, eos_id_of(tokenizer, model))
 
 
@@ -185,7 +186,7 @@ def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool) 
     try:
         model = merge_adapter(base.model, folder).eval()
     except Exception as e:  # peft raises ValueError, KeyError or RuntimeError (shape mismatch) for a foreign adapter
-        raise ModelLoadError(f"cannot apply the adapter in {shown(folder)} to {base_name!r}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot apply the adapter in {shown(folder)} to {base_name!r}: {first_line(e)}") from None
     tokenizer = base.tokenizer
     if any((Path(folder) / f).is_file() for f in TOKENIZER_FILES if f != "tokenizer_config.json"):
         tokenizer = _adapter_tokenizer(folder, base.tokenizer)
@@ -259,11 +260,6 @@ def _in_local_cache(repo_id: str) -> bool:
 def eos_id_of(tokenizer, model) -> int | None:
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.generation_config.eos_token_id
     return eos[0] if isinstance(eos, list) else eos
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 @lru_cache(maxsize=4)

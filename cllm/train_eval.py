@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from cllm.files import finite_or_none
 from cllm.jacobi import JacobiConfig, _inference, greedy_decode
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.stats import tokens_per_forward
@@ -120,13 +121,5 @@ def training_record(info: dict) -> str:
               "lr": cfg["lr"], "rounds": len(info.get("rounds", [])) or 1,
               "prompts": sum(r["prompts"] for r in info.get("rounds", [])) or data["counts"]["prompts"],
               "max_new_tokens": data["max_new_tokens"]}
-    return json.dumps(_finite(record), indent=1, allow_nan=False)
+    return json.dumps(finite_or_none(record), indent=1, allow_nan=False)
 
-
-def _finite(value):
-    """NaN/inf (e.g. a perplexity with no text to measure) become null: strict JSON for any reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
