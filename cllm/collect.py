@@ -32,6 +32,7 @@ from cllm.trajectory import Trajectory, atomic_write_text
 # Options that must not change between a run and its resumption (they change what a record means).
 FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
                  "prompts_file", "chat")
+LATER_OPTIONS = {"chat": False}  # added after datasets existed: a meta without one was collected with this value
 
 
 @dataclass(frozen=True)
@@ -217,9 +218,8 @@ def _check_resumable(out: Path, options: dict) -> dict:
             raise DatasetError(f"{out} is not empty and holds no {META}: choose a new --out folder")
         return {}
     old = read_meta(out)
-    # an option added later ("chat") reads as its default in a dataset collected before it existed
     changed = [f"{k} {old.get(k)!r} -> {options[k]!r}" for k in FIXED_OPTIONS
-               if old.get(k, CollectConfig.chat if k == "chat" else None) != options[k]]
+               if old.get(k, LATER_OPTIONS.get(k)) != options[k]]
     if changed:
         raise DatasetError(f"{out} was collected with other options ({'; '.join(changed)}); use a new --out folder")
     return old
@@ -272,7 +272,8 @@ class Ranks:
 
 def _write_meta(out: Path, options: dict) -> dict:
     """meta.json from the options and the shards on disk (the shards are the truth)."""
-    records = [r for p in shard_paths(out) for r in read_shard_records(p)]
+    by_shard = {p: read_shard_records(p) for p in shard_paths(out)}
+    records = [r for shard in by_shard.values() for r in shard]
     kept = [r for r in records if "skipped" not in r]
     blocks = [b for r in kept for b in r["blocks"]]
     counts = {
@@ -282,9 +283,9 @@ def _write_meta(out: Path, options: dict) -> dict:
         "generated_tokens": sum(len(r["output"]) for r in kept),
     }
     if options.get("world_size", 1) > 1:  # prompts recorded by each rank (from its shards' names)
-        counts["per_rank"] = {str(r): sum(len(read_shard_records(p)) for p in shard_paths(out)
-                                          if p.stem.endswith(f"-r{r}")) for r in range(options["world_size"])}
+        counts["per_rank"] = {str(r): sum(len(shard) for p, shard in by_shard.items() if p.stem.endswith(f"-r{r}"))
+                              for r in range(options["world_size"])}
     meta = {"schema": SCHEMA, "version": SCHEMA_VERSION} | options | {
-        "counts": counts, "shards": [p.name for p in shard_paths(out)], "format": FORMAT_NOTE}
+        "counts": counts, "shards": [p.name for p in by_shard], "format": FORMAT_NOTE}
     atomic_write_text(out / META, json.dumps(meta, indent=1))
     return meta
