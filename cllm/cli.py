@@ -423,12 +423,17 @@ def cmd_code_prompts(args) -> None:
     from cllm.code_prompts import CodePromptConfig, default_roots, draw_code_prompts
     from cllm.prompts import write_prompt_records
 
-    if args.count < 1 or args.heldout < 0:
-        raise ValueError("--count must be at least 1 and --heldout at least 0")
+    if args.count < 1 or args.heldout < 0 or args.max_per_package < 1:
+        raise ValueError("--count and --max-per-package must be at least 1, --heldout at least 0")
     roots = [Path(r) for r in args.root] if args.root else default_roots()
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise ValueError(f"--root {missing[0]} is not a folder")
     config = replace(CodePromptConfig(), count=args.count + (args.heldout if args.heldout_out else 0),
                      max_per_package=args.max_per_package)
     drawn = draw_code_prompts(roots, config)
+    if len(drawn) <= (args.heldout if args.heldout_out else 0):  # nothing to train on: keep any old files whole
+        raise ValueError(f"only {len(drawn)} prompts found under {', '.join(map(str, roots))}; nothing was written")
     train, held = (drawn[args.heldout:], drawn[:args.heldout]) if args.heldout_out else (drawn, [])
     write_prompt_records(Path(args.out), [{"prompt": p.prompt, "source": p.source} for p in train])
     if args.heldout_out:
@@ -445,9 +450,7 @@ def cmd_humaneval(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1")
-    config = HumanEvalConfig(n=args.n, max_new_tokens=args.max_new_tokens, limit=args.limit, seed=args.seed,
-                             hf_generate=not args.no_hf)
-    JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed)  # bad values fail here
+    config = HumanEvalConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, hf_generate=not args.no_hf)
     problems, out = load_problems(args.limit), Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     reports = []

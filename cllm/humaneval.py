@@ -34,10 +34,20 @@ STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Codex paper: 
 class HumanEvalConfig:
     n: int = 16  # Jacobi block size
     max_new_tokens: int = 256  # per problem, every decoder alike
-    limit: int | None = None  # the first `limit` problems (None: all 164)
     seed: int = 0  # initial guesses
     hf_generate: bool = True  # also time HF generate (greedy): the baseline a user would run
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+    def __post_init__(self):
+        self.jacobi  # a bad n, token budget or seed fails here, before any model loads
+
+    @property
+    def jacobi(self) -> JacobiConfig:
+        return JacobiConfig(n=self.n, max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+    def settings(self) -> dict:
+        """What a stored result depends on: results made otherwise are not mixed in."""
+        return {"n": self.n, "max_new_tokens": self.max_new_tokens, "seed": self.seed}
 
 
 @dataclass
@@ -46,6 +56,7 @@ class ProblemResult:
 
     model: str
     task_id: str
+    settings: dict  # HumanEvalConfig.settings() of the run that made it
     completion: str  # Jacobi output, cut at the stop sequences
     passed: bool
     outcome: str  # the sandbox's word: passed, failed: <error>, timed out
@@ -102,8 +113,7 @@ def read_results(path: Path) -> list[ProblemResult]:
 
 
 def run_problem(loaded: LoadedModel, problem: dict, config: HumanEvalConfig) -> ProblemResult:
-    jconfig = JacobiConfig(n=config.n, max_new_tokens=config.max_new_tokens, seed=config.seed)
-    traj = decode_prompt(loaded, problem["prompt"], jconfig, check_ar=True)
+    traj = decode_prompt(loaded, problem["prompt"], config.jacobi, check_ar=True)
     hf = None
     if config.hf_generate:
         hf = hf_generate(loaded.model, traj.prompt_ids, PeerConfig(max_new_tokens=config.max_new_tokens),
@@ -112,7 +122,7 @@ def run_problem(loaded: LoadedModel, problem: dict, config: HumanEvalConfig) -> 
     completion = cut_completion(text)
     verdict = run_python(check_program(problem, completion), config.sandbox)
     return ProblemResult(
-        model=loaded.name, task_id=problem["task_id"], completion=completion, passed=verdict.passed,
+        model=loaded.name, task_id=problem["task_id"], settings=config.settings(), completion=completion, passed=verdict.passed,
         outcome=verdict.outcome, tokens=len(traj.tokens), forward_passes=traj.forward_passes,
         jacobi_seconds=traj.decode_seconds, ar_seconds=traj.ar_seconds or 0.0,
         hf_seconds=None if hf is None else hf.seconds, hf_tokens=None if hf is None else len(hf.tokens),
@@ -136,8 +146,16 @@ def canonical_perplexity(loaded: LoadedModel, problems: list[dict]) -> float:
 
 def evaluate_model(loaded: LoadedModel, problems: list[dict], config: HumanEvalConfig, out: Path,
                    on_result: Callable[[ProblemResult], None] | None = None) -> list[ProblemResult]:
-    """Every problem not yet in `out` for this model, appended one line at a time; all its results."""
+    """Every problem not yet in `out` for this model, appended one line at a time; all its results. A file
+    holding this model's results made with other settings is refused (its lines stay as they are)."""
     done = {r.task_id: r for r in read_results(out) if r.model == loaded.name}
+    other = {str(r.settings) for r in done.values() if r.settings != config.settings()}
+    if other:
+        raise ValueError(f"{out} holds {loaded.name}'s results made with {', '.join(sorted(other))}, not "
+                         f"{config.settings()}: use another --out file")
+    if config.hf_generate and any(r.hf_seconds is None for r in done.values()):
+        raise ValueError(f"{out} holds {loaded.name}'s results made without HF generate: use another --out file "
+                         "or --no-hf")
     for problem in problems:
         if problem["task_id"] in done:
             continue

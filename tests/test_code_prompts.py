@@ -55,3 +55,16 @@ def test_unreadable_files_give_nothing(tmp_path):
 def test_shipped_files_carry_their_source():
     first = json.loads(Path(CODE_SETS[0]).read_text().split("\n")[0])
     assert first["source"].count(":") == 2 and first["prompt"].lstrip().startswith(("def ", "async def "))
+
+
+def test_cli_refuses_a_missing_or_empty_root_and_keeps_the_old_file(tmp_path, capsys):
+    from cllm.cli import main
+
+    out = tmp_path / "train.jsonl"
+    out.write_text('{"prompt": "def kept():\\n"}\n')
+    assert main(["code-prompts", "--out", str(out), "--root", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["code-prompts", "--out", str(out), "--root", str(tmp_path / "empty")]) == 2
+    assert "nothing was written" in capsys.readouterr().err
+    assert out.read_text() == '{"prompt": "def kept():\\n"}\n'

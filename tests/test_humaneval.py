@@ -67,3 +67,20 @@ def test_cli_prints_json_reports(tiny_model_dir, tmp_path, capsys, monkeypatch):
 def test_cli_bad_limit_is_one_line(tmp_path, capsys):
     assert main(["humaneval", "--out", str(tmp_path / "r.jsonl"), "--limit", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_results_made_with_other_settings_are_refused_not_mixed(tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir), "cpu")
+    out = tmp_path / "he.jsonl"
+    evaluate_model(loaded, FAKE[:1], HumanEvalConfig(n=4, max_new_tokens=8, hf_generate=False), out)
+    before = out.read_text()
+    with pytest.raises(ValueError, match="made with .*'n': 4.*use another --out"):
+        evaluate_model(loaded, FAKE, HumanEvalConfig(n=8, max_new_tokens=8, hf_generate=False), out)
+    with pytest.raises(ValueError, match="without HF generate"):
+        evaluate_model(loaded, FAKE, HumanEvalConfig(n=4, max_new_tokens=8), out)
+    assert out.read_text() == before  # nothing lost
+
+
+def test_bad_settings_fail_before_any_model_loads():
+    with pytest.raises(ValueError, match="n \\(block size\\)"):
+        HumanEvalConfig(n=0)
