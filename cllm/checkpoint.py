@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from cllm.adapters import is_adapter_folder
 from cllm.trajectory import drop_stale_temps
 
 
@@ -80,7 +81,8 @@ def check_out_folder(out: Path, protected: list[Path], protected_what: str) -> P
         raise ValueError(f"--out {out} is {protected_what}; choose a new folder")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
+    holds_model = (out / "config.json").exists() or is_adapter_folder(out)  # a LoRA run's out holds an adapter
+    if out.is_dir() and any(out.iterdir()) and not holds_model:
         raise ValueError(f"--out {out} is a non-empty folder that holds no model; refusing to replace it")
     return out
 

@@ -71,3 +71,17 @@ def test_context_without_gradients_gives_the_same_logits_and_trains_blocks_only(
     assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="ar-scope block"):
         TrainConfig(context_grad=False, ar_scope="sequence")
+
+
+def test_an_adapter_folder_counts_as_a_model_we_may_replace(tmp_path):
+    """A resumed LoRA run writes its adapter over the last one: --out holding an adapter is not refused,
+    while a folder of other files still is."""
+    from cllm.checkpoint import check_out_folder
+    adapter, other = tmp_path / "adapter", tmp_path / "other"
+    adapter.mkdir()
+    other.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (other / "notes.txt").write_text("mine")
+    assert check_out_folder(adapter, [], "the data") == adapter
+    with pytest.raises(ValueError, match="holds no model"):
+        check_out_folder(other, [], "the data")
