@@ -28,7 +28,8 @@ def random_config(name: str, seed: int):
     common = {"n": rng.choice([1, 2, 3, 4, 7, 16, 64]), "max_new_tokens": rng.randint(1, 48),
               "seed": rng.randrange(10**6), "init": rng.choice(INITS)}
     own = {"recycle": {"pool_size": rng.choice([1, 2, 4, 8]), "ngram": rng.choice([2, 3, 5, 8]),
-                       "pool_guess": rng.random() < 0.7, "ratio": rng.choice([0.1, 0.5, 1.0, 1.0])},
+                       "pool_guess": rng.random() < 0.7, "ratio": rng.choice([0.1, 0.5, 0.85, 1.0]),
+                       "pool_prompt": rng.random() < 0.7, "prompt_lookup": rng.random() < 0.7},
            "multiblock": {"ratio": rng.choice([0.1, 0.5, 0.85, 1.0])},
            "lookup": {"draft_len": rng.choice([1, 3, 10, 20]), "max_ngram": rng.choice([1, 2, 3])}}[name]
     return prompt, make_config(name, **common, **own)
