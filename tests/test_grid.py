@@ -105,3 +105,23 @@ def test_compact_grids_mini_map_notes_and_loops():
 def test_the_prompt_is_shown_not_folded():
     html = grid.race_html(Race(make_traj(JUMP), make_traj(JUMP), title="t"), "r")
     assert "<details" not in html and '<div class="cr-prompt">' in html and "<pre" in html
+
+
+def test_a_decoder_with_drafts_gets_its_strip_per_pass():
+    """recycle/multiblock/lookup records: one strip cell per row after the header (+tokens, the winner, the
+    drafts in the tooltip); plain Jacobi blocks have none; the panel names the decoder."""
+    from cllm.race import Race
+    from cllm.trajectory import Block, RunMeta, Trajectory
+    from cllm.ui.grid import race_html
+
+    recycled = Block([[0, 0, 0, 0], [1, 2, 3, 0], [1, 2, 3, 4]], [0.01, 0.01], drafts=[[[1, 2, 3], [7]], []],
+                     winners=[0, -1], gains=[3, 1])
+    meta = RunMeta(n=4, max_new_tokens=4, vocab_size=10, decoder="recycle", options={"pool_size": 4}, model="m")
+    traj = Trajectory(meta, [5], [recycled], token_text={1: "a", 2: "b", 3: "c", 4: "d", 7: "z"})
+    plain = Trajectory(RunMeta(n=4, max_new_tokens=4, vocab_size=10, model="m"), [5], [Block(recycled.states, [0.01, 0.01])])
+    html = race_html(Race(plain, traj), "x")
+    assert html.count('class="cr-pass') == 1 + 3  # the header and one per row, only on the recycle side
+    assert "<b>+3</b> ⇐ abc" in html and "<b>+1</b> own" in html and 'class="cr-pass cr-won"' in html
+    assert "won: draft 1 of 2" in html and "✓ draft 1: “abc”" in html and "draft 2: “z”" in html
+    assert "Decoder jacobi" in html and "Decoder recycle" in html  # one model, two decoders: named by decoder
+    assert "pool_size = 4" in html
