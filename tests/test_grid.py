@@ -1,6 +1,8 @@
 """The race grid's HTML on a hand-made trajectory: statuses, marks, tooltips, escaping, player data."""
 import re
 
+import pytest
+
 from cllm.race import Race
 from cllm.trajectory import Block, RunMeta, Trajectory
 from cllm.ui import grid
@@ -125,3 +127,30 @@ def test_a_decoder_with_drafts_gets_its_strip_per_pass():
     assert "won: draft 1 of 2" in html and "✓ draft 1: “abc”" in html and "draft 2: “z”" in html
     assert "Decoder jacobi" in html and "Decoder recycle" in html  # one model, two decoders: named by decoder
     assert "pool_size = 4" in html
+
+
+@pytest.mark.parametrize("name", ["jacobi", "recycle", "multiblock", "lookup"])
+def test_every_decoder_replays(name):
+    """What player.js replays from: per block a commit curve of one entry per row (non-decreasing, ending at the
+    block's width) and one time per pass; the clock's last tick is the run's pass count; strip rows match."""
+    import re
+
+    from cllm.decoders import decode, make_config
+    from cllm.race import Race
+    from cllm.ui.grid import race_html
+    from conftest import tiny_model
+
+    model = tiny_model("llama", seed=4)
+    config = make_config(name, n=4, max_new_tokens=14, **({"ratio": 0.5} if name in ("recycle", "multiblock") else {}))
+    traj = decode(model, [3, 4, 5, 3, 4, 5, 3, 4], config)
+    html = race_html(Race(traj, traj), "r")
+    assert f'data-ticks="{traj.forward_passes}"' in html
+    tables = re.findall(r'<table class="cr-grid[^"]*" data-block="(\d+)" data-width="(\d+)" data-commit="([\d,]+)" '
+                        r'data-secs="([\d.,]*)"', html)
+    assert len(tables) == 2 * len(traj.blocks)
+    for (k, width, commit, secs), block in zip(tables, traj.blocks * 2):
+        curve = [int(c) for c in commit.split(",")]
+        assert len(curve) == block.iterations + 1 == len(secs.split(",")) + 1
+        assert curve == sorted(curve) and curve[-1] == int(width) == block.width
+    strips = html.count('<td class="cr-pass')
+    assert strips == (0 if name == "jacobi" else 2 * sum(b.iterations + 1 for b in traj.blocks))
