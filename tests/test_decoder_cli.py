@@ -4,7 +4,7 @@ import json
 import pandas as pd
 
 from cllm.decoders import decoder_list
-from cllm.race import load_race
+from cllm.race import list_gallery, load_race
 from test_cli import run
 
 
@@ -55,6 +55,7 @@ def test_record_saves_the_decoder_in_each_run(tiny_pair, tmp_path, capsys):
     assert code == 0, err
     assert "recycle, passes" in stdout and "equals greedy AR: True" in stdout
     race = load_race(out / "p-01.json")
+    assert list_gallery(out)[0].decoders == ("recycle", "recycle")  # the Gallery lists the decoder
     for run_ in (race.base, race.cllm):
         assert run_.meta.decoder == "recycle" and run_.meta.options["ngram"] == 3
         assert all(b.drafts is not None for b in run_.blocks)

@@ -182,6 +182,12 @@ def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
     assert race.base.matches_ar and race.cllm.matches_ar and "CLLM · lookup" in runs[-1][1]
 
 
+def test_the_gallery_names_a_decoder_other_than_jacobi():
+    rows = {r[0]: r for r in gallery_tab.gallery_listing()[1]}
+    assert rows["recycle-01"][2:4] == ["tiny-python · recycle", "tiny-python-cllm · recycle"]
+    assert rows["heldout-01"][2:4] == ["tiny-python", "tiny-python-cllm"]
+
+
 @pytest.mark.parametrize("change, message", [({"mode": "both"}, "race must be one of"),
                                               ({"decoder_b": "beam"}, "decoder must be one of")])
 def test_bad_race_mode_or_decoder_is_a_clear_error(tiny_pair, change, message):
