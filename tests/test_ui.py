@@ -182,7 +182,10 @@ def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
     assert race.base.matches_ar and race.cllm.matches_ar and "CLLM · lookup" in runs[-1][1]
 
 
-def test_the_gallery_names_a_decoder_other_than_jacobi():
+def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
+    from cllm.race import GALLERY_DIR
+
+    monkeypatch.setenv("CLLM_GALLERY_DIR", str(GALLERY_DIR))  # the shipped races (another test may point elsewhere)
     rows = {r[0]: r for r in gallery_tab.gallery_listing()[1]}
     assert rows["recycle-01"][2:4] == ["tiny-python · recycle", "tiny-python-cllm · recycle"]
     assert rows["heldout-01"][2:4] == ["tiny-python", "tiny-python-cllm"]
