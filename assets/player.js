@@ -104,7 +104,7 @@
   }
 
   function attach(element, props, watch) {
-    const st = { run: null, t: 0, ticks: 0, partial: false, timer: null, speed: 4, panels: [], root: null };
+    const st = { run: null, t: 0, ticks: 0, partial: false, timer: null, speed: 4, panels: [], root: null, shift: false };
     const q = (sel) => st.root && st.root.querySelector(sel);
 
     function render() {
@@ -149,6 +149,9 @@
       st.partial = st.root.dataset.partial === "1";
       st.panels = Array.from(st.root.querySelectorAll(".cr-panel")).map(readPanel);
       q(".cr-speed select").value = String(st.speed);
+      const box = q("[data-act=shift]"); // the "right token, wrong position" layer stays as the visitor set it
+      if (box) box.checked = st.shift;
+      st.root.classList.toggle("cr-show-shift", st.shift);
       // a race opened at a moment (data-open: a lesson, a collocation row) waits there, paused
       const open = st.root.dataset.open;
       if (!same && open !== undefined) { stop(); st.t = Math.min(Number(open), st.ticks); render(); focusCell(); }
@@ -184,6 +187,11 @@
       if (e.target.classList.contains("cr-scrub")) go(Number(e.target.value));
     });
     element.addEventListener("change", (e) => {
+      if (e.target.matches("[data-act=shift]") && st.root) {
+        st.shift = e.target.checked;
+        st.root.classList.toggle("cr-show-shift", st.shift);
+        return;
+      }
       if (!e.target.closest(".cr-speed")) return;
       st.speed = Number(e.target.value);
       if (st.timer) play();

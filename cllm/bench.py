@@ -3,7 +3,9 @@
 
 tokens_per_s leaves every decoder's prefill out (see cllm.peers for HF's); `speedup` is against our greedy
 AR, `vs_hf_greedy` against HF generate's greedy on the same model; matches_ar is each row's exactness
-against our greedy AR. ff_rate is the paper's per-pass rate (Jacobi only); fast_forwarded the surplus.
+against our greedy AR. Our decoders (Jacobi and those of cllm.decoders) have one row each, named by the
+decoder; ff_rate is the paper's per-pass rate over their states; fast_forwarded the surplus; overhead the
+share of their time outside the forward pass.
 
 Figures are measured here and printed; tests check behaviour, never timings.
 """
@@ -17,7 +19,8 @@ import torch
 
 from cllm.decode import encode_prompt
 from cllm.evaluate import aggregate, evaluate, prompt_frame, repeated_line
-from cllm.jacobi import CachedLM, JacobiConfig, jacobi_decode
+from cllm.decoders import decode
+from cllm.jacobi import CachedLM, JacobiConfig
 from cllm.models import LoadedModel, device_label
 from cllm.peers import PEERS, PeerConfig, run_peer
 from cllm.train_eval import perplexity
@@ -42,15 +45,17 @@ def forward_timer(model):
 
 
 def bench_model(loaded: LoadedModel, prompts: list[str], config: JacobiConfig, progress=None,
-                peer: PeerConfig | None = None) -> list[dict]:
-    """Four rows for one model: greedy AR then Jacobi, from the same runs `stats` uses (cllm.evaluate), then
-    the HF peers on the same prompts and budget."""
-    trajs = evaluate(loaded, prompts, config, progress)
+                peer: PeerConfig | None = None, more: tuple[JacobiConfig, ...] = ()) -> list[dict]:
+    """Rows for one model: greedy AR, then `config`'s decoder (Jacobi for a plain JacobiConfig) and each
+    decoder of `more` (cllm.decoders; one row each, named by the decoder), from the same runs `stats` uses
+    (cllm.evaluate), then the HF peers on the same prompts and budget."""
+    configs = [config, *more]
+    runs = [evaluate(loaded, prompts, c, progress) for c in configs]
     peer = peer or PeerConfig(max_new_tokens=config.max_new_tokens)
-    ar, jacobi = ours_rows(loaded, trajs)
-    ar |= quality(loaded, prompts, trajs)
-    jacobi["overhead"] = jacobi_overhead(loaded, prompts[:8], config)
-    return [ar, jacobi] + peer_rows(loaded, trajs, peer)
+    ar = ar_row(loaded, runs[0]) | quality(loaded, prompts, runs[0])
+    rows = [decoder_row(loaded, trajs) | {"overhead": decoder_overhead(loaded, prompts[:8], c)}
+            for c, trajs in zip(configs, runs)]
+    return [ar] + rows + peer_rows(loaded, runs[0], peer)
 
 
 def dataset_rows(models: dict[str, LoadedModel], trajs: dict[str, list], peer: PeerConfig) -> list[dict]:
@@ -63,19 +68,26 @@ def dataset_rows(models: dict[str, LoadedModel], trajs: dict[str, list], peer: P
 
 
 def ours_rows(loaded: LoadedModel, trajs) -> list[dict]:
-    """Greedy AR and Jacobi rows of evaluated runs (trajectories carrying their AR check)."""
-    agg = aggregate(prompt_frame(trajs, loaded.name)).iloc[0]
+    """Greedy AR and the decoder's rows of evaluated runs (trajectories carrying their AR check)."""
+    return [ar_row(loaded, trajs), decoder_row(loaded, trajs)]
+
+
+def ar_row(loaded: LoadedModel, trajs) -> dict:
+    """Our greedy AR's row, from the AR check every evaluated run carries."""
     ar_tokens = sum(len(t.ar_tokens) for t in trajs)
-    common = {"model": loaded.name, "prompts": len(trajs)}
-    return [
-        common | {"decoder": "ar", "tokens": ar_tokens, "forward_passes": ar_tokens, "tpf": 1.0,
-                  "tokens_per_s": ar_tokens / agg["ar_seconds"], "speedup": 1.0, "matches_ar": 1.0,
-                  "fast_forwarded": 0, "stationary": 0, "overhead": None},
-        common | {"decoder": "jacobi", "tokens": int(agg["tokens"]), "forward_passes": int(agg["forward_passes"]),
-                  "tpf": float(agg["tpf"]), "tokens_per_s": float(agg["tokens_per_s"]), "speedup": float(agg["speedup"]),
-                  "matches_ar": float(agg["matches_ar"]), "ff_rate": float(agg["ff_rate"]),
-                  "fast_forwarded": int(agg["fast_forwarded"]), "stationary": int(agg["stationary"])},
-    ]
+    return {"decoder": "ar", "model": loaded.name, "prompts": len(trajs), "tokens": ar_tokens,
+            "forward_passes": ar_tokens, "tpf": 1.0, "tokens_per_s": ar_tokens / sum(t.ar_seconds for t in trajs),
+            "speedup": 1.0, "matches_ar": 1.0, "fast_forwarded": 0, "stationary": 0, "overhead": None}
+
+
+def decoder_row(loaded: LoadedModel, trajs) -> dict:
+    """The row of the decoder that made `trajs` (named as cllm.decoders names it: jacobi, recycle, ...)."""
+    agg = aggregate(prompt_frame(trajs, loaded.name)).iloc[0]
+    return {"decoder": trajs[0].meta.decoder, "model": loaded.name, "prompts": len(trajs),
+            "tokens": int(agg["tokens"]), "forward_passes": int(agg["forward_passes"]), "tpf": float(agg["tpf"]),
+            "tokens_per_s": float(agg["tokens_per_s"]), "speedup": float(agg["speedup"]),
+            "matches_ar": float(agg["matches_ar"]), "ff_rate": float(agg["ff_rate"]),
+            "fast_forwarded": int(agg["fast_forwarded"]), "stationary": int(agg["stationary"])}
 
 
 def peer_rows(loaded: LoadedModel, trajs, peer: PeerConfig) -> list[dict]:
@@ -107,20 +119,23 @@ def quality(loaded: LoadedModel, prompts: list[str], trajs) -> dict:
             "perplexity": perplexity(loaded.model, [encode_prompt(loaded, p) for p in prompts])}
 
 
-def jacobi_overhead(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> float:
-    """Share of Jacobi decode time spent outside model.forward (Python, cache bookkeeping, records)."""
+def decoder_overhead(loaded: LoadedModel, prompts: list[str], config: JacobiConfig) -> float:
+    """Share of the decode time of `config`'s decoder spent outside model.forward (Python, cache
+    bookkeeping, drafting, records)."""
     ids = [encode_prompt(loaded, p) for p in prompts]
     with forward_timer(loaded.model) as forward_seconds:
         t0 = time.perf_counter()  # the whole call, prefill included, as the forward timer counts the prefill too
         for i in ids:
-            jacobi_decode(loaded.model, i, config, loaded.eos_token_id)
+            decode(loaded.model, i, config, loaded.eos_token_id)
         total = time.perf_counter() - t0
     return 1.0 - forward_seconds[0] / total
 
 
-def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig, peer: PeerConfig | None = None) -> dict:
+def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfig, peer: PeerConfig | None = None,
+              more: tuple[JacobiConfig, ...] = ()) -> dict:
+    """Every model's bench rows (bench_model), each with its speed against HF greedy on the same model."""
     peer = peer or PeerConfig(max_new_tokens=config.max_new_tokens)
-    rows = with_hf_speedup([row for loaded in models for row in bench_model(loaded, prompts, config, peer=peer)])
+    rows = with_hf_speedup([row for loaded in models for row in bench_model(loaded, prompts, config, peer=peer, more=more)])
     device = models[0].model.device
     return {"device": device_label(device), "threads": torch.get_num_threads(), "n": config.n,
             "max_new_tokens": config.max_new_tokens, "draft": peer.draft, "rows": rows}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from cllm.evaluate import EXCLUDE
-from cllm.decoders import add_decoder_arguments, config_from_args
+from cllm.decoders import add_decoder_arguments, configs_from_args, decoder_name
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.losses import AR_SCOPES, LOSSES
 from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
@@ -38,12 +38,13 @@ def build_parser() -> Parser:
     dec.add_argument("--save", metavar="FILE", help="save the trajectory (JSON) to FILE")
     dec.add_argument("--trust-remote-code", action="store_true")
 
-    bench = sub.add_parser("bench", help="AR vs Jacobi on each model over a prompt set")
+    bench = sub.add_parser("bench", help="AR vs Jacobi (and other decoders) on each model over a prompt set")
     bench.add_argument("--base", default=DEFAULT_BASE)
     bench.add_argument("--cllm", default=None, help=f"second model (default {DEFAULT_CLLM} with the default base)")
     bench.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
     bench.add_argument("--limit", type=int, default=None, help="use the first N prompts")
     _decoding_args(bench)
+    add_decoder_arguments(bench, several=True)
     _draft_arg(bench)
     bench.add_argument("--json", action="store_true")
 
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
     st.add_argument("--prompts", default=None, help="JSONL with a \"prompt\" field (default: shipped held-out set)")
     st.add_argument("--limit", type=int, default=None)
     _decoding_args(st)
+    add_decoder_arguments(st, several=True)
     st.add_argument("--csv", metavar="FILE", help="write the per-prompt table to FILE")
     st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64")
     st.add_argument("--top", type=int, default=10, help="collocations to list per kind")
@@ -70,6 +72,7 @@ def build_parser() -> Parser:
     rec.add_argument("--out", default="saved_trajectories", help="gallery folder; existing names are never replaced")
     rec.add_argument("--prefix", default=None, help="files are PREFIX-01.json, ... (default: the prompt file's name)")
     _decoding_args(rec)
+    add_decoder_arguments(rec)
 
     cost = sub.add_parser("block-cost", help="time of one n-token forward pass relative to a 1-token pass")
     cost.add_argument("--model", default=DEFAULT_BASE)
@@ -232,10 +235,15 @@ def _peer(args) -> PeerConfig:
 
 
 def _config(args) -> JacobiConfig:
+    return _configs(args)[0]
+
+
+def _configs(args) -> list[JacobiConfig]:
+    """One config per decoder --decoder names (a plain JacobiConfig for commands without the flag)."""
     common = {"n": args.n, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "init": args.init}
-    if not hasattr(args, "decoder"):  # commands without --decoder run plain Jacobi
-        return JacobiConfig(**common)
-    return config_from_args(args, common)
+    if not hasattr(args, "decoder"):
+        return [JacobiConfig(**common)]
+    return configs_from_args(args, common)
 
 
 def cmd_decode(args) -> None:
@@ -259,15 +267,17 @@ def cmd_decode(args) -> None:
 def cmd_bench(args) -> None:
     from cllm.bench import format_table, run_bench
 
-    config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
+    configs, prompts, peer = _configs(args), _read_prompt_args(args), _peer(args)
+    if "jacobi" not in map(decoder_name, configs):  # Jacobi's row stays, beside the other decoders'
+        configs.insert(0, JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init))
     second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
     models = [load_model(name, args.device).as_chat(args.chat) for name in [args.base, second] if name]
-    result = run_bench(models, prompts, config, peer)
+    result = run_bench(models, prompts, configs[0], peer, more=tuple(configs[1:]))
     if args.json:
         print(json.dumps(result))
     else:
         print(f"device: {result['device']} ({result['threads']} threads), {len(prompts)} prompts, "
-              f"n = {config.n}, max_new_tokens = {config.max_new_tokens}, prompt lookup draft = {peer.draft}")
+              f"n = {args.n}, max_new_tokens = {args.max_new_tokens}, prompt lookup draft = {peer.draft}")
         print(format_table(result["rows"]))
 
 
@@ -290,12 +300,14 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_stats(args) -> None:
+    import pandas as pd
+
     from cllm.bench import dataset_rows
     from cllm.evaluate import compare_pair, n_sweep
     from cllm.report import pair_report
     from cllm.trajectory import atomic_write_text
 
-    config, prompts, peer = _config(args), _read_prompt_args(args), _peer(args)
+    configs, prompts, peer = _configs(args), _read_prompt_args(args), _peer(args)
     ns = _int_list(args.sweep, "--sweep") if args.sweep is not None else None
     if args.csv is not None:
         check_output_path(args.csv, "--csv file")
@@ -303,12 +315,17 @@ def cmd_stats(args) -> None:
         raise ValueError("--top must be at least 1")
     models = {"base": load_model(args.base, args.device).as_chat(args.chat),
               "cllm": load_model(args.cllm, args.device).as_chat(args.chat)}
-    trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
+    frames = []
+    for config in configs:  # one report per decoder; the CSV holds them all, with a decoder column
+        trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
+        frames.append(frame.assign(decoder=decoder_name(config)))
+        if len(configs) > 1:
+            print(f"=== decoder: {decoder_name(config)} ===")
+        print(pair_report(trajs, frame, dataset_rows(models, trajs, peer), args.exclude, args.top, args.hide_loops))
+        if ns:
+            print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
     if args.csv is not None:
-        atomic_write_text(Path(args.csv), frame.to_csv(index=False))
-    print(pair_report(trajs, frame, dataset_rows(models, trajs, peer), args.exclude, args.top, args.hide_loops))
-    if ns:
-        print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
+        atomic_write_text(Path(args.csv), pd.concat(frames, ignore_index=True).to_csv(index=False))
 
 
 def _stderr_progress(done: int, total: int, what: str) -> None:
@@ -357,7 +374,7 @@ def cmd_record(args) -> None:
     for name, prompt in zip(names, prompts):
         race = decode_race(base, cllm, prompt, config)
         path = add_to_gallery(race, Path(args.out), name)
-        print(f"{path}: passes {race.base.forward_passes} -> {race.cllm.forward_passes}, "
+        print(f"{path}: {race.cllm.meta.decoder}, passes {race.base.forward_passes} -> {race.cllm.forward_passes}, "
               f"equals greedy AR: {race.base.matches_ar and race.cllm.matches_ar}")
 
 

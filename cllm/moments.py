@@ -104,6 +104,20 @@ def _largest(role: str, events: list[tuple[int, int, int, int]]) -> Moment | Non
     return Moment(role, k, j, start, end)
 
 
+def biggest_recycled_win(race: Race, roles: tuple[str, ...] = ROLES) -> Moment | None:
+    """The pass where a verified draft (a pool n-gram or a lookup draft, not the block's own state) gave the
+    most tokens, over the sides of `roles` in order, the earliest on ties: the row after that pass, the
+    tokens it committed ringed. None when no pass of the race was won by a draft (plain Jacobi records none)."""
+    events = []
+    for role in roles:
+        for k, b in enumerate(getattr(race, role).blocks):
+            for j, (winner, gain) in enumerate(zip(b.winners or [], b.gains or [])):
+                done = sum(b.gains[:j])
+                if winner >= 0 and done + gain <= b.width:  # a gain past an EOS cut is not on screen
+                    events.append((gain, -ROLES.index(role), -k, -j, Moment(role, k, j + 1, done, done + gain)))
+    return max(events, key=lambda e: e[:4])[-1] if events else None
+
+
 def summary_numbers(race: Race) -> dict[str, float]:
     """The race's headline figures the lessons quote: TPF, passes and event totals of both sides."""
     out = {}

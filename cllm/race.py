@@ -163,6 +163,7 @@ class GalleryEntry:
     base_tpf: float = 0.0
     cllm_tpf: float = 0.0
     error: str = ""  # why the file could not be read; listed rather than hidden
+    decoders: tuple[str, str] = ("jacobi", "jacobi")  # of the base and CLLM runs (cllm.decoders)
 
 
 def list_gallery(folder: Path) -> list[GalleryEntry]:
@@ -178,7 +179,8 @@ def list_gallery(folder: Path) -> list[GalleryEntry]:
             continue
         entries.append(GalleryEntry(
             path.stem, race.title, race.base.meta.model, race.cllm.meta.model, race.cllm.meta.n,
-            len(race.cllm.tokens), _tpf(race.base), _tpf(race.cllm)))
+            len(race.cllm.tokens), _tpf(race.base), _tpf(race.cllm),
+            decoders=(race.base.meta.decoder, race.cllm.meta.decoder)))
     return entries
 
 

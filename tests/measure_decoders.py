@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python tests/measure_decoders.py --layout   # cost of one verify pass: 4D mask vs batch rows
     OMP_NUM_THREADS=1 python tests/measure_decoders.py --also "recycle:ratio=0.85"  # time more settings too
     python tests/measure_decoders.py --sweep "multiblock:ratio=0.5" "recycle:ngram=8,pool_size=8"  # TPF only
+    python tests/measure_decoders.py --prompts assets/prompts/train.jsonl --limit 64 --sweep ...  # choose defaults
 
 Per model and method: tokens, model calls (prefill included, as transformers' generate counts them), TPF (our
 decoders: tokens per decode pass, prefill excluded, as `bench`), tokens per call, wall seconds of the whole
@@ -144,7 +145,8 @@ def tpf_sweep(loaded, prompts: list[str], n: int, max_new: int, settings: list[s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="tiny-python,tiny-python-cllm")
-    p.add_argument("--limit", type=int, default=None, help="first N held-out prompts (default: all 64)")
+    p.add_argument("--prompts", default=str(HELDOUT_PROMPTS), help="JSONL prompt set (default: the shipped held-out set)")
+    p.add_argument("--limit", type=int, default=None, help="first N prompts (default: all)")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--layout", action="store_true", help="only time one verify pass in the two layouts")
@@ -157,7 +159,7 @@ def main() -> None:
         for label, seconds in layout_cost(loaded).items():
             print(f"{label:20s} {seconds * 1000:7.2f} ms")
         return
-    prompts = read_prompts(HELDOUT_PROMPTS, args.limit)
+    prompts = read_prompts(args.prompts, args.limit)
     if args.sweep:
         for name in args.models.split(","):
             tpf_sweep(load_model(name, "cpu"), prompts, args.n, args.max_new_tokens, args.sweep)

@@ -28,7 +28,8 @@ def random_config(name: str, seed: int):
     common = {"n": rng.choice([1, 2, 3, 4, 7, 16, 64]), "max_new_tokens": rng.randint(1, 48),
               "seed": rng.randrange(10**6), "init": rng.choice(INITS)}
     own = {"recycle": {"pool_size": rng.choice([1, 2, 4, 8]), "ngram": rng.choice([2, 3, 5, 8]),
-                       "pool_guess": rng.random() < 0.7, "ratio": rng.choice([0.1, 0.5, 1.0, 1.0])},
+                       "pool_guess": rng.random() < 0.7, "ratio": rng.choice([0.1, 0.5, 0.85, 1.0]),
+                       "pool_prompt": rng.random() < 0.7, "prompt_lookup": rng.random() < 0.7},
            "multiblock": {"ratio": rng.choice([0.1, 0.5, 0.85, 1.0])},
            "lookup": {"draft_len": rng.choice([1, 3, 10, 20]), "max_ngram": rng.choice([1, 2, 3])}}[name]
     return prompt, make_config(name, **common, **own)
@@ -155,6 +156,43 @@ def test_pool_keeps_the_newest_per_key_and_fits_the_room():
     short.add([6, 7, 8])
     assert recycled_guess(short, [5, 6], [0] * 5, True) == [7, 8, 0, 0, 0]  # the chain ends: the guess goes on
     assert recycled_guess(short, [5, 6], [0] * 5, False) == [0] * 5 and recycled_guess(short, [9], [0] * 2, True) == [0] * 2
+
+
+def test_pass_drafts_add_prompt_lookups_draft_after_the_pool():
+    from cllm.decoders.recycle import pass_drafts
+
+    pool = NgramPool(size=2, ngram=3)
+    pool.add([4, 8, 9])
+    ctx = [1, 2, 3, 4, 5, 6, 1, 2]  # [1, 2] occurred before: lookup drafts what followed it
+    assert pass_drafts(pool, ctx, room=4, own=[0, 0, 0, 0], lookup=True) == [[3, 4, 5, 6]]  # pool has no key 2
+    assert pass_drafts(pool, ctx, room=2, own=[0, 0], lookup=True) == [[3, 4]]  # cut to the block's room
+    assert pass_drafts(pool, ctx, room=4, own=[3, 4, 5, 6], lookup=True) == []  # the own state already has it
+    assert pass_drafts(pool, ctx, room=4, own=[0], lookup=False) == []
+    ctx = [4, 8, 9, 7, 4]  # key 4: the pool's [8, 9] first, then lookup's [8, 9, 7, 4] (the earliest match)
+    assert pass_drafts(pool, ctx, room=5, own=[0], lookup=True) == [[8, 9], [8, 9, 7, 4]]
+    assert pass_drafts(pool, ctx, room=2, own=[0], lookup=True) == [[8, 9]]  # cut alike: no repeat
+
+
+def test_the_prompt_seeds_the_pool_and_a_prompt_copy_wins():
+    """A prompt that repeats: with pool_prompt the very first block starts from the prompt's own n-grams, and a
+    draft copied from the prompt wins a pass; the record says which draft won and what it gave."""
+    model = tiny_model("llama", seed=3)
+    prompt = [5, 6, 7, 8, 9, 10, 11, 12] * 3 + [5, 6]
+    greedy = greedy_decode(model, prompt, 24).tokens
+    for pool_prompt, prompt_lookup in ((True, True), (True, False), (False, True), (False, False)):
+        config = RecycleConfig(n=8, max_new_tokens=24, pool_prompt=pool_prompt, prompt_lookup=prompt_lookup)
+        traj = decode(model, prompt, config)
+        assert traj.tokens == greedy
+        assert traj.meta.options["pool_prompt"] is pool_prompt and traj.meta.options["prompt_lookup"] is prompt_lookup
+        assert_matches_reference(model, "recycle", prompt, config, None)
+    chained = recycled_guess(_seeded(prompt), prompt, [0] * 8, True)
+    assert chained[:4] == [7, 8, 9, 10]  # the prompt's n-grams chained from its last token, 6
+
+
+def _seeded(prompt):
+    pool = NgramPool(4, 5)
+    pool.add(prompt)
+    return pool
 
 
 def test_lookup_draft():

@@ -1,6 +1,8 @@
 """The race grid's HTML on a hand-made trajectory: statuses, marks, tooltips, escaping, player data."""
 import re
 
+import pytest
+
 from cllm.race import Race
 from cllm.trajectory import Block, RunMeta, Trajectory
 from cllm.ui import grid
@@ -105,3 +107,50 @@ def test_compact_grids_mini_map_notes_and_loops():
 def test_the_prompt_is_shown_not_folded():
     html = grid.race_html(Race(make_traj(JUMP), make_traj(JUMP), title="t"), "r")
     assert "<details" not in html and '<div class="cr-prompt">' in html and "<pre" in html
+
+
+def test_a_decoder_with_drafts_gets_its_strip_per_pass():
+    """recycle/multiblock/lookup records: one strip cell per row after the header (+tokens, the winner, the
+    drafts in the tooltip); plain Jacobi blocks have none; the panel names the decoder."""
+    from cllm.race import Race
+    from cllm.trajectory import Block, RunMeta, Trajectory
+    from cllm.ui.grid import race_html
+
+    recycled = Block([[0, 0, 0, 0], [1, 2, 3, 0], [1, 2, 3, 4]], [0.01, 0.01], drafts=[[[1, 2, 3], [7]], []],
+                     winners=[0, -1], gains=[3, 1])
+    meta = RunMeta(n=4, max_new_tokens=4, vocab_size=10, decoder="recycle", options={"pool_size": 4}, model="m")
+    traj = Trajectory(meta, [5], [recycled], token_text={1: "a", 2: "b", 3: "c", 4: "d", 7: "z"})
+    plain = Trajectory(RunMeta(n=4, max_new_tokens=4, vocab_size=10, model="m"), [5], [Block(recycled.states, [0.01, 0.01])])
+    html = race_html(Race(plain, traj), "x")
+    assert html.count('class="cr-pass') == 1 + 3  # the header and one per row, only on the recycle side
+    assert "<b>+3</b> ⇐ abc" in html and "<b>+1</b> own" in html and 'class="cr-pass cr-won"' in html
+    assert "won: draft 1 of 2" in html and "✓ draft 1: “abc”" in html and "draft 2: “z”" in html
+    assert "Decoder jacobi" in html and "Decoder recycle" in html  # one model, two decoders: named by decoder
+    assert "pool_size = 4" in html
+
+
+@pytest.mark.parametrize("name", ["jacobi", "recycle", "multiblock", "lookup"])
+def test_every_decoder_replays(name):
+    """What player.js replays from: per block a commit curve of one entry per row (non-decreasing, ending at the
+    block's width) and one time per pass; the clock's last tick is the run's pass count; strip rows match."""
+    import re
+
+    from cllm.decoders import decode, make_config
+    from cllm.race import Race
+    from cllm.ui.grid import race_html
+    from conftest import tiny_model
+
+    model = tiny_model("llama", seed=4)
+    config = make_config(name, n=4, max_new_tokens=14, **({"ratio": 0.5} if name in ("recycle", "multiblock") else {}))
+    traj = decode(model, [3, 4, 5, 3, 4, 5, 3, 4], config)
+    html = race_html(Race(traj, traj), "r")
+    assert f'data-ticks="{traj.forward_passes}"' in html
+    tables = re.findall(r'<table class="cr-grid[^"]*" data-block="(\d+)" data-width="(\d+)" data-commit="([\d,]+)" '
+                        r'data-secs="([\d.,]*)"', html)
+    assert len(tables) == 2 * len(traj.blocks)
+    for (k, width, commit, secs), block in zip(tables, traj.blocks * 2):
+        curve = [int(c) for c in commit.split(",")]
+        assert len(curve) == block.iterations + 1 == len(secs.split(",")) + 1
+        assert curve == sorted(curve) and curve[-1] == int(width) == block.width
+    strips = html.count('<td class="cr-pass')
+    assert strips == (0 if name == "jacobi" else 2 * sum(b.iterations + 1 for b in traj.blocks))

@@ -16,7 +16,7 @@ def test_each_step_opens_its_race_at_a_ringed_moment(title):
     assert text.startswith(f"### {title}") and not re.search(r"\{\w+", text)  # every figure filled in
     opened, ticks = (int(re.search(rf'data-{k}="(\d+)"', html).group(1)) for k in ("open", "ticks"))
     assert 0 <= opened <= ticks and html.count("cr-focus") >= 1
-    assert table["visible"] is (title == learn_tab.TITLES[-1])  # the collocation table, last step only
+    assert table["visible"] is (title == learn_tab.TITLES[7])  # the collocation table, its step only
 
 
 def test_the_fast_forward_step_quotes_the_race_it_shows():
@@ -27,6 +27,19 @@ def test_the_fast_forward_step_quotes_the_race_it_shows():
     assert f'data-open="{moments.clock(race, moment)}"' in html
     assert html.count("cr-focus") == moment.end - moment.start and f"({moment.end - moment.start} tokens)" in text
     assert f"fast-forwarded {moments.summary_numbers(race)['cllm_fast_forwarded']} tokens" in text
+
+
+def test_the_recycling_step_rings_the_tokens_a_recycled_draft_gave():
+    text, html, _ = learn_tab.open_step(learn_tab.TITLES[8])
+    name = re.search(r"\*Race: ([\w-]+)\*", text).group(1)
+    race = load_from_gallery(GALLERY_DIR, name)
+    assert name in learn_tab.RECYCLE_RACES and race.base.meta.decoder == race.cllm.meta.decoder == "recycle"
+    moment = moments.biggest_recycled_win(race)
+    block = getattr(race, moment.role).blocks[moment.block]
+    assert block.winners[moment.iteration - 1] >= 0 and block.gains[moment.iteration - 1] == moment.end - moment.start
+    assert f'data-open="{moments.clock(race, moment)}"' in html and html.count("cr-focus") == moment.end - moment.start
+    assert 'class="cr-pass' in html and 'data-act="shift"' in html  # the strip and the layer's toggle
+    assert moments.biggest_recycled_win(load_from_gallery(GALLERY_DIR, "heldout-01")) is None  # Jacobi: no drafts
 
 
 def test_step_navigation_and_unknown_steps():

@@ -61,3 +61,20 @@ def test_summary_numbers_of_both_sides():
     assert numbers["base_forward_passes"] == 6 and numbers["base_tokens"] == 6 and numbers["base_tpf"] == 1.0
     assert numbers["cllm_forward_passes"] == 3 and numbers["cllm_tokens"] == 7
     assert numbers["cllm_fast_forwarded"] == 3 + 1 and numbers["cllm_stationary"] == 2
+
+
+def test_biggest_recycled_win_rings_what_the_draft_gave():
+    from cllm import moments
+    from cllm.race import Race
+    from cllm.trajectory import Block, RunMeta, Trajectory
+
+    # pass 1: own state wins (+1); pass 2: draft 0 wins (+3 after 1 final); on the CLLM side a draft wins +2
+    base = Block([[0] * 5, [1, 0, 0, 0, 0], [1, 2, 3, 4, 0], [1, 2, 3, 4, 5]], [0.1] * 3,
+                 drafts=[[[9]], [[2, 3]], []], winners=[-1, 0, -1], gains=[1, 3, 1])
+    cllm = Block([[0] * 5, [1, 2, 0, 0, 0], [1, 2, 3, 4, 5]], [0.1] * 2, drafts=[[[2]], [[3]]], winners=[0, -1],
+                 gains=[2, 3])
+    run = lambda b: Trajectory(RunMeta(n=5, max_new_tokens=5, vocab_size=10), [1], [b])  # noqa: E731
+    race = Race(run(base), run(cllm))
+    assert moments.biggest_recycled_win(race) == moments.Moment("base", 0, 2, 1, 4)
+    assert moments.biggest_recycled_win(race, ("cllm",)) == moments.Moment("cllm", 0, 1, 0, 2)
+    assert moments.biggest_recycled_win(Race(run(Block(base.states, [0.1] * 3)), run(Block(cllm.states, [0.1] * 2)))) is None

@@ -182,3 +182,17 @@ def test_dataset_and_sweep_endpoints(app_server, tiny_pair, tmp_path):
     assert [row[1] for row in sweep["data"]] == [4, 4, 8, 8]
     with pytest.raises(AppError, match="number of prompts must be"):
         client.predict(*tiny_pair, stats_tab.UPLOAD, handle_file(str(prompts)), 0, 4, 8, api_name="/stats_dataset")
+
+
+def test_dataset_mode_with_another_decoder(tiny_pair, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f(x):\nclass A:\n")
+    out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "recycle",
+                                progress=lambda *a, **k: None)
+    per_prompt, bench, trajs, csv = out[0], out[9], out[10], out[4]
+    assert bench["decoder"].tolist() == ["ar", "recycle", "hf_greedy", "hf_prompt_lookup"] * 2
+    assert per_prompt["same text as greedy AR"].all() and trajs["cllm"][0].meta.decoder == "recycle"
+    assert set(pd.read_csv(csv)["decoder"]) == {"recycle"}
+    with pytest.raises(gr.Error, match="decoder must be one of"):
+        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "beam",
+                              progress=lambda *a, **k: None)

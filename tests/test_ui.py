@@ -162,3 +162,38 @@ def test_the_page_opens_on_the_landing_race_with_its_prompt_in_the_box():
     player = by_id["explore-player"].value
     assert f'data-run="landing-{explore_tab.LANDING_RACE}"' in player and "data-open" not in player  # plays from 0
     assert "Now playing" in by_id["explore-status"].value and "Learn" in by_id["explore-status"].value
+
+
+def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
+    runs = list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 12, 0, "prompt", False, common.MODES[1],
+                                     "jacobi", "recycle", progress=no_progress))
+    html, status, _, race = runs[-1]
+    assert len(runs) == 3  # recycle at ratio 1 decodes its first block alone: the preview stays
+    assert race.base.meta.model == race.cllm.meta.model == tiny_pair[1]
+    assert (race.base.meta.decoder, race.cllm.meta.decoder) == ("jacobi", "recycle")
+    assert race.base.tokens == race.cllm.tokens == race.cllm.ar_tokens
+    assert "Left (jacobi)" in status and "Right (recycle)" in status and "left ÷ right" in status
+    assert "Decoder recycle" in html and 'class="cr-pass' in html
+    runs = list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 12, 0, "prompt", False, common.MODES[0],
+                                     "multiblock", "lookup", progress=no_progress))
+    assert len(runs) == 2  # multiblock's first block depends on the next: no preview
+    race = runs[-1][-1]
+    assert (race.base.meta.model, race.cllm.meta.model) == tuple(tiny_pair)
+    assert race.base.matches_ar and race.cllm.matches_ar and "CLLM · lookup" in runs[-1][1]
+
+
+def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
+    from cllm.race import GALLERY_DIR
+
+    monkeypatch.setenv("CLLM_GALLERY_DIR", str(GALLERY_DIR))  # the shipped races (another test may point elsewhere)
+    rows = {r[0]: r for r in gallery_tab.gallery_listing()[1]}
+    assert rows["recycle-01"][2:4] == ["tiny-python · recycle", "tiny-python-cllm · recycle"]
+    assert rows["heldout-01"][2:4] == ["tiny-python", "tiny-python-cllm"]
+
+
+@pytest.mark.parametrize("change, message", [({"mode": "both"}, "race must be one of"),
+                                              ({"decoder_b": "beam"}, "decoder must be one of")])
+def test_bad_race_mode_or_decoder_is_a_clear_error(tiny_pair, change, message):
+    kwargs = {"mode": common.MODES[0], "decoder_a": "jacobi", "decoder_b": "jacobi"} | change
+    with pytest.raises(gr.Error, match=message):
+        list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 8, 0, "prompt", False, progress=no_progress, **kwargs))

@@ -8,6 +8,7 @@ decoder unchanged, and `decode` picks the right one.
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -64,11 +65,16 @@ def make_config(name: str, **settings) -> JacobiConfig:
     return DECODERS[name].config(**settings)
 
 
-def add_decoder_arguments(parser) -> None:
+def add_decoder_arguments(parser, several: bool = False) -> None:
     """--decoder and every decoder's own options as flags, generated from the config dataclasses (the
-    defaults stay there: a flag left out means the dataclass default)."""
-    parser.add_argument("--decoder", choices=list(DECODERS), default=DEFAULT_DECODER,
-                        help="; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items()))
+    defaults stay there: a flag left out means the dataclass default). With `several`, --decoder takes a
+    comma-separated list or `all` (parsed as a list of names; read it with configs_from_args)."""
+    summary = "; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
+    if several:
+        parser.add_argument("--decoder", type=decoder_list, default=[DEFAULT_DECODER], metavar="NAME[,NAME...]|all",
+                            help=f"one row/report per decoder ({summary})")
+    else:
+        parser.add_argument("--decoder", choices=list(DECODERS), default=DEFAULT_DECODER, help=summary)
     takers: dict[str, list] = {}  # option -> (decoder, field) of each decoder that takes it
     for name in DECODERS:
         for f in own_fields(name):
@@ -82,13 +88,34 @@ def add_decoder_arguments(parser) -> None:
 
 def config_from_args(args, common: dict) -> JacobiConfig:
     """The chosen decoder's config from parsed flags; an option of another decoder is an error."""
-    mine = {f.name for f in own_fields(args.decoder)}
+    return configs_from_args(args, common)[0]
+
+
+def configs_from_args(args, common: dict) -> list[JacobiConfig]:
+    """A config per chosen decoder (args.decoder: a name, or a list of them), each with the option flags it
+    takes; an option flag that no chosen decoder takes is an error, naming one that does."""
+    names = [args.decoder] if isinstance(args.decoder, str) else list(args.decoder)
+    mine = {f.name for name in names for f in own_fields(name)}
     for name in DECODERS:
         for f in own_fields(name):
             if getattr(args, f.name, None) is not None and f.name not in mine:
-                raise ValueError(f"--{f.name.replace('_', '-')} is not an option of {args.decoder} (it is one of {name})")
-    own = {k: getattr(args, k) for k in mine if getattr(args, k, None) is not None}
-    return make_config(args.decoder, **common, **own)
+                raise ValueError(f"--{f.name.replace('_', '-')} is not an option of {', '.join(names)} (it is one of {name})")
+    configs = []
+    for name in names:
+        own = {f.name: getattr(args, f.name) for f in own_fields(name) if getattr(args, f.name, None) is not None}
+        configs.append(make_config(name, **common, **own))
+    return configs
+
+
+def decoder_list(text: str) -> list[str]:
+    """`all` or comma-separated decoder names -> the names, in registry order for `all`, without repeats."""
+    if text.strip() == "all":
+        return list(DECODERS)
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    bad = [n for n in names if n not in DECODERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown decoder {bad[0] if bad else text!r}; choose from {', '.join(DECODERS)} or all")
+    return names
 
 
 def _yes_no(text: str) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cllm.decoders.base import PassLog, check_positive, ends_block, run_decoder
+from cllm.decoders.lookup import lookup_draft
 from cllm.decoders.multiblock import Multiblock, MultiblockConfig
 from cllm.decoders.verify import accept, best, keep_length, tree_pass
 from cllm.jacobi import CachedLM
@@ -37,6 +38,10 @@ class RecycleConfig(MultiblockConfig):
     ngram: int = 5  # n-gram length, the key token included (lookahead decoding's default N = 5)
     pool_guess: bool = True  # start each block from the pool: chain the newest n-grams from the last
     # committed token (the rest of the guess as `init` says); False: every block starts as Jacobi's
+    pool_prompt: bool = True  # the pool also takes the prompt's n-grams before the first pass (lookahead
+    # style: text the model was given is a likely continuation); False: only the run's own predictions
+    prompt_lookup: bool = True  # each pass also verifies prompt lookup's draft (`lookup`'s search over the prompt and
+    # the output so far, 2 tokens matched, as long as the block allows), so recycle subsumes prompt lookup
 
     def __post_init__(self):
         super().__post_init__()
@@ -71,12 +76,28 @@ class NgramPool:
     def drafts(self, key: int, room: int, skip: list[int]) -> list[list[int]]:
         """Pooled continuations of `key`, cut to `room` tokens, without repeats or ones that are a
         prefix of `skip` (the block's own draft verifies those already)."""
-        out = []
+        out: list[list[int]] = []
         for gram in self.grams.get(key, []):
-            draft = list(gram[:room])
-            if draft and draft not in out and draft != skip[:len(draft)]:
-                out.append(draft)
+            add_draft(out, list(gram[:room]), skip)
         return out
+
+
+def add_draft(drafts: list[list[int]], draft: list[int], skip: list[int]) -> None:
+    """Append `draft` unless it is empty, already there, or a prefix of `skip` (verified by the trunk)."""
+    if draft and draft not in drafts and draft != skip[:len(draft)]:
+        drafts.append(draft)
+
+
+LOOKUP_NGRAM = 2  # suffix length prompt lookup matches (transformers' max_matching_ngram_size default)
+
+
+def pass_drafts(pool: NgramPool, ctx: list[int], room: int, own: list[int], lookup: bool) -> list[list[int]]:
+    """The branches of one pass: the pool's n-grams of the last committed token, then (with `lookup`) prompt
+    lookup's draft from `ctx`; each cut to `room` tokens, none repeating another or the block's own state."""
+    drafts = pool.drafts(ctx[-1], room, own)
+    if lookup:
+        add_draft(drafts, lookup_draft(ctx, room, LOOKUP_NGRAM), own)
+    return drafts
 
 
 def recycle_step(trunk_preds: list[int], own: list[int], drafts: list[list[int]], branch_preds: list[list[int]]):
@@ -100,15 +121,19 @@ class Recycle(Multiblock):
     def __init__(self, config: RecycleConfig, vocab: int, eos_token_id: int | None):
         super().__init__(config, vocab, eos_token_id)
         self.pool = NgramPool(config.pool_size, config.ngram)
+        self.seeded = False  # whether the prompt's n-grams went in (before the first block)
 
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
+        if not self.seeded and self.config.pool_prompt:
+            self.pool.add(seq)  # the first block's seq is the prompt
+        self.seeded = True
         state = self.pending or recycled_guess(self.pool, seq, self.guess(seq, width), self.config.pool_guess)
         log, final, behind, self.pending = PassLog([state]), 0, [], None
         while not ends_block(state, final, self.eos):
             log.start()
             behind = behind or self.start_follower(seq, state, final)
             ctx, start, window = seq + state[:final], lm.length, state[final:] + behind
-            drafts = self.pool.drafts(ctx[-1], width - final - 1, state[final:])
+            drafts = pass_drafts(self.pool, ctx, width - final - 1, state[final:], self.config.prompt_lookup)
             out = tree_pass(lm, ctx, window[:-1], drafts)  # own draft: as Jacobi feeds it
             winner, tokens = recycle_step(out.trunk, window, drafts, out.branches)
             tokens, split = tokens[:width - final], width - final  # only the active block commits

@@ -10,7 +10,7 @@ import torch
 
 from cllm.decoders.lookup import LookupConfig, lookup_draft
 from cllm.decoders.multiblock import MultiblockConfig
-from cllm.decoders.recycle import NgramPool, RecycleConfig, recycle_step, recycled_guess
+from cllm.decoders.recycle import NgramPool, RecycleConfig, pass_drafts, recycle_step, recycled_guess
 from cllm.decoders.verify import accept
 from cllm.jacobi import _full_logits, _inference, initial_guess, vocab_size_of
 from cllm.trajectory import Block
@@ -46,6 +46,8 @@ def _run(model, prompt_ids, config, eos, block_fn) -> list[Block]:
 
 def recycle_uncached(model, prompt_ids: list[int], config: RecycleConfig, eos: int | None = None) -> list[Block]:
     pool, pending = NgramPool(config.pool_size, config.ngram), []
+    if config.pool_prompt:
+        pool.add(list(prompt_ids))
 
     def block(seq, width, produced, guess):
         state = pending.pop() if pending else recycled_guess(pool, seq, guess(seq, width), config.pool_guess)
@@ -55,7 +57,7 @@ def recycle_uncached(model, prompt_ids: list[int], config: RecycleConfig, eos: i
             if not behind and later > 0 and final >= math.ceil(config.ratio * width - 1e-9):
                 behind = guess(seq + state[:final], later)
             ctx, window = seq + state[:final], state[final:] + behind
-            drafts = pool.drafts(ctx[-1], width - final - 1, state[final:])
+            drafts = pass_drafts(pool, ctx, width - final - 1, state[final:], config.prompt_lookup)
             own = _preds(model, ctx, window[:-1])
             winner, tokens = recycle_step(own, window, drafts, [_preds(model, ctx, d) for d in drafts])
             tokens = tokens[:width - final]

@@ -11,6 +11,9 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from dataclasses import fields
+
+from cllm.decoders import DECODERS, make_config
 from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
 from cllm.models import BY_NAME, ModelLoadError, cached_model, fetch_registry_model, model_pairs, needs_fetch
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
@@ -54,6 +57,32 @@ def read_config(n, max_new_tokens, seed, init) -> JacobiConfig:
     return JacobiConfig(n=whole_number(n, "block size n", *N_RANGE),
                         max_new_tokens=whole_number(max_new_tokens, "max new tokens", *MAX_NEW_TOKENS_RANGE),
                         seed=whole_number(seed, "seed", *SEED_RANGE), init=init)
+
+
+MODES = ("base vs CLLM", "two decoders on the CLLM", "two decoders on the base")  # Explore's race choices
+
+
+def race_models(mode: str, base: str, cllm: str) -> tuple[str, str]:
+    """The models of the left and right panels: the pair, or one model twice (raced with two decoders)."""
+    if mode not in MODES:
+        raise ValueError(f"race must be one of: {'; '.join(MODES)}; got {str(mode)[:40]!r}")
+    pair = model_name(base, "base"), model_name(cllm, "CLLM")
+    return pair if mode == MODES[0] else (pair[1],) * 2 if mode == MODES[1] else (pair[0],) * 2
+
+
+def decoder_config(config: JacobiConfig, decoder: str) -> JacobiConfig:
+    """`config`'s settings for the decoder named (cllm.decoders; its own options at their defaults)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {str(decoder)[:20]!r}")
+    return make_config(decoder, **{f.name: getattr(config, f.name) for f in fields(JacobiConfig)})
+
+
+def side_labels(race: Race) -> tuple[str, str]:
+    """Names of the two sides: Base and CLLM, or, for one model raced with two different decoders, the decoders."""
+    a, b = race.base.meta, race.cllm.meta
+    if a.model and a.model == b.model and a.decoder != b.decoder:
+        return f"Left ({a.decoder})", f"Right ({b.decoder})"
+    return tuple(label if m.decoder == "jacobi" else f"{label} · {m.decoder}" for label, m in (("Base", a), ("CLLM", b)))
 
 
 def model_name(value, role: str) -> str:
@@ -107,12 +136,14 @@ def race_summary(race: Race) -> str:
     """One Markdown line per model (passes, tokens per pass against its own greedy decoding's 1.00, wall clock
     against its greedy, the AR check), then the base-vs-CLLM speed-up in passes, which says so when the two
     texts differ: fewer passes for a different text is not the same work done faster."""
-    lines = [_model_line(label, traj) for label, traj in (("Base", race.base), ("CLLM", race.cllm))]
+    labels = side_labels(race)
+    lines = [_model_line(label, traj) for label, traj in zip(labels, (race.base, race.cllm))]
     base, cllm = race.base.forward_passes, race.cllm.forward_passes
     if cllm:
         k = differ_from(race.base.tokens, race.cllm.tokens)
         caveat = " · same text" if k is None else f" · **texts differ from token {k + 1}**: not the same work"
-        lines.append(f"Speed-up in forward passes (base ÷ CLLM): **{base / cllm:.2f}×**{caveat}")
+        ratio = "base ÷ CLLM" if labels[0].startswith("Base") else "left ÷ right"
+        lines.append(f"Speed-up in forward passes ({ratio}): **{base / cllm:.2f}×**{caveat}")
     return "  \n".join(lines)
 
 

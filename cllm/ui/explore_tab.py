@@ -14,12 +14,15 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_mode
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
-from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, N_RANGE, load_models, model_name, on_gpu, pair_choices, pair_of,
-                            race_file, race_summary, read_config, save_run, user_errors)
+from cllm.decoders import DECODERS, DEFAULT_DECODER
+from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, decoder_config, load_models, on_gpu, pair_choices,
+                            pair_of, race_file, race_models, race_summary, read_config, save_run, user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
+DECODER_INFO = ("jacobi: plain; recycle: + verified n-grams from its own drafts and the prompt; multiblock: + a "
+                "second block behind; lookup: prompt lookup. All write exactly the greedy text.")
 CHAT_LABEL = ("Chat: send the prompt as a user turn of the model's chat template (instruct models such as "
               "smollm2-135m; off = continue the text as written)")
 FALLBACK_PROMPTS = ["def fibonacci(n):\n", "class Stack:\n    def __init__(self):\n",
@@ -63,20 +66,23 @@ def example_prompts(limit: int = 8) -> list[str]:
 
 
 @on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
-def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, progress=gr.Progress()):
+def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode=MODES[0], decoder_a=DEFAULT_DECODER,
+             decoder_b=DEFAULT_DECODER, progress=gr.Progress()):
     """Yields (player, status, download, state) up to three times, so the replay starts early:
     1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
-    2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding."""
+    2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding.
+    `mode` (common.MODES) races the pair, or one of its models with two decoders; decoder_a runs on the
+    left, decoder_b on the right (cllm.decoders)."""
     with user_errors():
         config = read_config(n, max_new_tokens, seed, init)
         check_prompt(prompt)
-        names = model_name(base, "base"), model_name(cllm, "CLLM")
-        models = [m.as_chat(bool(chat)) for m in load_models(names, progress)]
+        configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
+        models = [m.as_chat(bool(chat)) for m in load_models(race_models(mode, base, cllm), progress)]
         run_id = uuid.uuid4().hex[:12]
-        if config.max_new_tokens > config.n:
-            preview = decode_both(models, prompt, replace(config, max_new_tokens=config.n))
+        if config.max_new_tokens > config.n and all(map(first_block_alone, configs)):
+            preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
-        race = decode_both(models, prompt, config)
+        race = decode_both(models, prompt, configs)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():
         for loaded, traj in zip(models, (race.base, race.cllm)):
@@ -85,10 +91,18 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, prog
 
 
 def decode_both(models, prompt: str, config) -> Race:
-    """Jacobi runs of both models (a run limited to its first block equals the first block of the whole
-    run: same seed, same guess, same passes; tests/test_ui.py checks it)."""
-    runs = [decode_prompt(m, prompt, config, check_ar=False) for m in models]
+    """Runs of both sides, with one config (a JacobiConfig: plain Jacobi) or one per side (any decoder). A run
+    limited to its first block equals the first block of the whole run when first_block_alone says so: same
+    seed, same guess, same passes (tests/test_ui.py checks it)."""
+    configs = config if isinstance(config, (list, tuple)) else [config, config]
+    runs = [decode_prompt(m, prompt, c, check_ar=False) for m, c in zip(models, configs)]
     return Race(*runs, title=default_title(prompt))
+
+
+def first_block_alone(config) -> bool:
+    """Whether the first block is decoded the same without the blocks after it: not so when a second block
+    drafts behind the active one (multiblock, or recycle with ratio < 1), so no first-block preview then."""
+    return getattr(config, "ratio", 1.0) >= 1.0
 
 
 def pick_pair(value: str):
@@ -163,6 +177,12 @@ def build() -> ExploreView:
                     seed = gr.Number(0, label="Seed (initial guesses)", precision=None)
                     init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
                 chat = gr.Checkbox(False, label=CHAT_LABEL, elem_id="chat")
+                mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
+                with gr.Row():
+                    decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",
+                                            info=DECODER_INFO, elem_id="decoder-a")
+                    decoder_b = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, right panel",
+                                            elem_id="decoder-b")
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
@@ -179,7 +199,8 @@ def build() -> ExploreView:
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair
             box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
-        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init, chat], [player, status, download, race],
+        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init, chat, mode, decoder_a, decoder_b],
+                  [player, status, download, race],
                   api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
         save.click(save_run, [race, name], saved, api_name="save")
     return ExploreView(race, player, status, download, prompt)

@@ -24,8 +24,9 @@ def gallery_listing() -> tuple[list[tuple[str, str]], list[list]]:
             rows.append([e.name, f"unreadable: {e.error}", "", "", None, None, None, None])
             continue
         choices.append((f"{e.name}: {e.title}", e.name))
-        rows.append([e.name, e.title, e.base_model, e.cllm_model, e.n, e.tokens,
-                     round(e.base_tpf, 2), round(e.cllm_tpf, 2)])
+        base, cllm = (model if decoder == "jacobi" else f"{model} · {decoder}"  # the decoder, when not plain Jacobi
+                      for model, decoder in zip((e.base_model, e.cllm_model), e.decoders))
+        rows.append([e.name, e.title, base, cllm, e.n, e.tokens, round(e.base_tpf, 2), round(e.cllm_tpf, 2)])
     return choices, rows
 
 

@@ -14,6 +14,7 @@ from cllm.models import model_note
 from cllm.moments import Moment, clock
 from cllm.race import Race
 from cllm.render import visible
+from cllm.shifted import shift_marks
 from cllm.trained import trained_note
 from cllm.trajectory import Trajectory
 
@@ -39,19 +40,49 @@ LEGEND_HTML = (
     + " · ".join(f'<span class="cr-chip {STATUS_CLASS[s]}">tok</span> {how}: {escape(STATUS_WORDS[s])}'
                  for s, how in _CHIPS)
     + '. Marks in tokens: <code>·</code> space, <code>↵</code> new line, <code>⇥</code> tab. '
-    'Hover or tap a cell for the whole token, its id, position and pass.</div>'
+    'Hover or tap a cell for the whole token, its id, position and pass. Decoders that verify drafts (recycle, '
+    'multiblock, lookup) add a column: per pass the tokens it committed (<b>+k</b>) and the draft that won '
+    '(<i>own</i>: the block\'s own state). The <span class="cr-chip s-w sh">tok</span> toggle "right token, '
+    'wrong position" outlines runs of 3+ tokens that are final tokens at a shifted place (what recycling '
+    'reuses).</div>'
 )
 
 
-def cell_html(text: str, token: int, position: int, iteration: int, status: str, focus: bool = False) -> str:
+def cell_html(text: str, token: int, position: int, iteration: int, status: str, focus: bool = False,
+              shift: int | None = None) -> str:
     """One token of one state, whole (the CSS clips it with … where the cell is too narrow); its tooltip
     (data-tip, drawn by player.js) names the token, id, position, pass and status; `focus` rings the cell
-    (a moment a lesson or a collocation row points at)."""
+    (a moment a lesson or a collocation row points at); `shift` marks it as part of a run of right tokens at
+    the wrong position (cllm.shifted; drawn when the player's toggle is on)."""
     shown = visible(text)
     when = "guess" if iteration == 0 else f"pass {iteration}"
     tip = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
-    classes = STATUS_CLASS[status] + " cr-focus" * focus
+    if shift is not None:
+        tip += f" · {shift_words(shift)}"
+    classes = STATUS_CLASS[status] + " cr-focus" * focus + " sh" * (shift is not None)
     return f'<td class="{classes}" data-tip="{escape(tip)}">{escape(shown)}</td>'
+
+
+def shift_words(shift: int) -> str:
+    where = f"{shift} position{'s' * (shift != 1)} later" if shift > 0 else f"{-shift} position{'s' * (shift != -1)} earlier"
+    return f"right token, wrong position: part of a run of final tokens that belongs {where}"
+
+
+def pass_html(traj: Trajectory, k: int, j: int) -> str:
+    """The strip beside a block whose decoder records its drafts: for the row after pass j, the tokens that
+    pass committed and which draft won (the block's own state, or draft d of those it verified)."""
+    block = traj.blocks[k]
+    if j == 0:
+        return '<td class="cr-pass" data-tip="the initial guess: nothing verified yet"></td>'
+    drafts, winner, gain = block.drafts[j - 1], block.winners[j - 1], block.gains[j - 1]
+    won = "its own state" if winner < 0 else f"draft {winner + 1} of {len(drafts)}"
+    listed = " · ".join(f"{'✓ ' if d == winner else ''}draft {d + 1}: “{visible(traj.text_of(x))}”"
+                        for d, x in enumerate(drafts))
+    tip = (f"pass {j}: {gain} token{'s' * (gain != 1)} committed; won: {won}; verified besides the block's own "
+           f"state: {len(drafts)} draft{'s' * (len(drafts) != 1)}" + (f" · {listed}" if listed else ""))
+    shown = "own" if winner < 0 else f"⇐ {visible(traj.text_of(drafts[winner]))}"
+    return (f'<td class="cr-pass{" cr-won" * (winner >= 0)}" data-tip="{escape(tip)}"><b>+{gain}</b> '
+            f'{escape(shown)}</td>')
 
 
 def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> str:
@@ -60,13 +91,17 @@ def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> st
     block = traj.blocks[k]
     curve = ",".join(map(str, stats.committed_curve(block)))
     secs = ",".join(f"{s:.6f}" for s in block.iteration_seconds)
+    strip = block.drafts is not None
     head = "".join(f"<th>{i}</th>" for i in range(block.width))
+    head += '<th class="cr-pass" data-tip="per pass: tokens committed and the draft that won">drafts</th>' * strip
+    shifts = shift_marks(block.states, traj.tokens[sum(b.width for b in traj.blocks[:k]):])
     rows = []
     for j, (state, statuses) in enumerate(zip(block.states, stats.cell_statuses(block))):
         label = "guess" if j == 0 else f"{j} ✓" if j == block.iterations else f"{j}"  # ✓: the fixed point
         ringed = range(focus.start, focus.end) if focus and focus.iteration == j else range(0)
-        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s, i in ringed)
+        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s, i in ringed, shifts[j].get(i))
                         for i, (t, s) in enumerate(zip(state, statuses)))
+        cells += pass_html(traj, k, j) if strip else ""
         rows.append(f'<tr data-it="{j}"><th>{label}</th>{cells}</tr>')
     corner = '<th data-tip="rows: forward passes; columns: positions in the block">pass</th>'
     size = " cr-n32" if block.width >= COMPACT_N else ""
@@ -108,12 +143,19 @@ def panel_html(traj: Trajectory, role: str, label: str, caption: str, focus: Mom
     foot = (f'{len(traj.blocks)} blocks · {s["fast_forwarded"]} fast-forwarded · {s["stationary"]} stationary · '
             f'{verdict_html(traj)}')
     return (f'<section class="cr-panel" data-role="{role}"><header><span class="cr-role">{label}</span> '
-            f'<span class="cr-caption">{caption}</span>'
+            f'<span class="cr-caption">{caption}</span>{decoder_html(traj)}'
             f'<code data-tip="{escape(traj.meta.model)}">{escape(_short(traj.meta.model))}</code></header>'
             f'{about_html(traj.meta.model)}'
             f'<div class="cr-counters">{counters}</div><div class="cr-progress" data-tip="tokens committed">'
             f'<i style="width: 100%"></i></div>{map_html(traj)}<div class="cr-grids">{grids}</div>'
             f'{text_html(traj)}{loop_html(traj)}<div class="cr-foot">{foot}</div></section>')
+
+
+def decoder_html(traj: Trajectory) -> str:
+    """The decoder that made the run, with its own settings in the tooltip."""
+    options = ", ".join(f"{k} = {v}" for k, v in traj.meta.options.items())
+    tip = f"decoder: {traj.meta.decoder}" + (f" · {options}" if options else "")
+    return f'<span class="cr-dec" data-tip="{escape(tip)}">{escape(traj.meta.decoder)}</span>'
 
 
 def about_html(model: str) -> str:
@@ -150,15 +192,26 @@ def controls_html(ticks: int) -> str:
         '<button type="button" data-act="fwd" title="step forward one pass">▶</button>'
         f'<input type="range" class="cr-scrub" min="0" max="{ticks}" value="{ticks}" step="1" aria-label="forward pass">'
         f'<span class="cr-clock">pass <b>{ticks}</b> / {ticks}</span>'
-        f'<label class="cr-speed">speed <select>{speeds}</select></label></div>'
+        f'<label class="cr-speed">speed <select>{speeds}</select></label>'
+        '<label class="cr-shift" title="outline runs of 3+ tokens that are final tokens at a shifted position">'
+        '<input type="checkbox" data-act="shift"> right token, wrong position</label></div>'
     )
 
 
-def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES, focus: Moment | None = None) -> str:
+def roles_of(race: Race) -> tuple:
+    """The panels' (role, label, caption): base and CLLM, or, when one model ran twice, its two decoders."""
+    a, b = race.base.meta, race.cllm.meta
+    if a.model and a.model == b.model and a.decoder != b.decoder:
+        return (("base", f"Decoder {a.decoder}", "one model, two decoders: left"),
+                ("cllm", f"Decoder {b.decoder}", "the same model and prompt: right"))
+    return ROLES
+
+
+def race_html(race: Race, run_id: str, partial: bool = False, roles=None, focus: Moment | None = None) -> str:
     """The whole player: controls, legend, prompt and settings, and the two panels side by side.
     `run_id` tells the player a new race from an update of the same one (e.g. the AR check arriving);
     `partial` marks runs still being decoded: the player waits at their end instead of finishing;
-    `roles` names the two panels ((role, label, caption) for base and cllm, as in ROLES);
+    `roles` names the two panels ((role, label, caption) for base and cllm, as in ROLES; default roles_of);
     `focus` opens the player paused at that moment (instead of playing from pass 0) with its cells ringed."""
     ticks = max(race.base.forward_passes, race.cllm.forward_passes)  # the shared clock's last pass
     meta = race.cllm.meta
@@ -166,7 +219,8 @@ def race_html(race: Race, run_id: str, partial: bool = False, roles=ROLES, focus
                 f"{meta.device}")
     prompt = (f'<div class="cr-prompt"><div><b>{escape(race.title)}</b> <small>({escape(settings)})</small></div>'
               f'<pre>{escape(race.prompt)}</pre></div>')
-    panels = "".join(panel_html(getattr(race, role), role, label, caption, focus) for role, label, caption in roles)
+    panels = "".join(panel_html(getattr(race, role), role, label, caption, focus)
+                     for role, label, caption in roles or roles_of(race))
     opening = f' data-open="{clock(race, focus)}"' if focus else ""
     return (f'<div class="cr" tabindex="0" data-run="{escape(run_id)}" data-ticks="{ticks}" '
             f'data-partial="{int(partial)}"{opening}>{prompt}'

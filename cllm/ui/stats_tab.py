@@ -19,8 +19,9 @@ from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table, row_place
-from cllm.ui.common import (load_models, model_name, on_gpu, race_file, race_summary, read_config, user_errors,
-                            whole_number)
+from cllm.decoders import DECODERS, DEFAULT_DECODER
+from cllm.ui.common import (decoder_config, load_models, model_name, on_gpu, race_file, race_summary, read_config,
+                            user_errors, whole_number)
 from cllm.ui.grid import race_html
 
 MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
@@ -124,11 +125,12 @@ def load_prompts(source: str, upload, limit) -> list[str]:
 
 @on_gpu(duration=300)  # ZeroGPU's longest call; a 200-prompt set of 7B models may need a dedicated GPU
 def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="token_run", hide_loops=False,
-                progress=gr.Progress()):
-    """Both models over a prompt set: per-prompt table, aggregates with and without flagged runs, Table 3,
-    distribution chart, CSV, collocations, the paper rate's breakdowns, and the bench table with the HF peers."""
+                decoder=DEFAULT_DECODER, progress=gr.Progress()):
+    """Both models over a prompt set with one decoder (cllm.decoders): per-prompt table, aggregates with and
+    without flagged runs, Table 3, distribution chart, CSV, collocations, the paper rate's breakdowns, and the
+    bench table (the decoder's row named by it) with the HF peers."""
     with user_errors():
-        config = read_config(n, max_new_tokens, 0, "prompt")
+        config = decoder_config(read_config(n, max_new_tokens, 0, "prompt"), decoder)
         if exclude not in evaluate.EXCLUDE:
             raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
@@ -138,7 +140,7 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
         bench = pd.DataFrame(dataset_rows(pair, trajs, PeerConfig(max_new_tokens=config.max_new_tokens)),
                              columns=DATASET_COLUMNS)
     csv = Path(tempfile.mkdtemp(prefix="cllm-stats-")) / "stats.csv"
-    frame.to_csv(csv, index=False)
+    frame.assign(decoder=decoder).to_csv(csv, index=False)
     ff, st = (collocation_table(trajs["cllm"], trajs["base"], kind, hide_loops=bool(hide_loops))
               for kind in ("fast_forwarded", "stationary"))
     by_block, by_pass = (_rate_view(t, by) for t, by in zip(evaluate.rate_breakdown(trajs, frame, exclude), RATE_COLUMNS))
@@ -244,6 +246,7 @@ def build(explore, tabs: gr.Tabs) -> None:
                 exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value="token_run",
                                       label="Leave out runs flagged by", elem_id="stats-exclude")
                 hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
+                decoder = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder", elem_id="stats-decoder")
                 go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
             ratios = gr.Dataframe(label="Table 3 view: the paper's fast-forward rate and stationary count per run, "
                                   "base vs CLLM, beside the paper's range (flagged runs left out)",
@@ -270,7 +273,7 @@ def build(explore, tabs: gr.Tabs) -> None:
                 st = gr.Dataframe(label="Stationary spans", headers=DISPLAY_COLUMNS, interactive=False, max_height=400,
                                   elem_id="stats-st")
             dataset = gr.State(None)  # this visitor's last dataset run: {"base": [...], "cllm": [...]}
-            go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new, exclude, hide_loops],
+            go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new, exclude, hide_loops, decoder],
                      [per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, dataset],
                      api_name="stats_dataset", show_progress_on=ratios,  # one bar, not one per table
                      concurrency_id="models", concurrency_limit=1)
