@@ -7,10 +7,11 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from cllm.decode import decode_race
+from cllm.decode import decode_prompt, decode_race
+from cllm.decoders import make_config
 from cllm.jacobi import JacobiConfig
 from cllm.models import cached_model
-from cllm.race import load_race
+from cllm.race import Race, load_race
 from cllm.ui import stats_tab
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table
 
@@ -25,11 +26,22 @@ def test_run_charts(race):
     table, convergence, fast, rate, stationary, iterations = stats_tab.run_charts(race)
     assert table["metric"].tolist() == ["fast-forward rate (paper, tokens/pass)", "stationary tokens (paper, per run)",
                                         "tokens per pass (per run)", "fast-forwarded tokens beyond 1 per pass (per run)"]
-    assert list(table.columns) == stats_tab.TABLE3_COLUMNS
+    assert list(table.columns) == ["metric", "Base", "CLLM", "ratio (CLLM ÷ Base)", "paper's ratio"]
     assert table["paper's ratio"].tolist() == ["2.0-6.8x", "2.0-6.8x", "-", "-"]  # the surplus is not set beside the paper
-    assert all(_rounded(v) for column in ("base", "CLLM") for v in table[column])
+    assert all(_rounded(v) for column in ("Base", "CLLM") for v in table[column])
     assert len(convergence.data) == len(race.base.blocks) + len(race.cllm.blocks)
-    assert [d.name for d in fast.data] == ["base", "cllm"] and [d.name for d in rate.data] == ["base", "cllm"]
+    assert [d.name for d in fast.data] == ["Base", "CLLM"] and [d.name for d in rate.data] == ["Base", "CLLM"]
+
+
+def test_run_charts_of_one_model_with_two_decoders_name_the_decoders(tiny_pair):
+    """A race of the CLLM against itself with another decoder: legends and Table 3 say which decoder is which."""
+    cllm = cached_model(tiny_pair[1])
+    left = decode_prompt(cllm, "def f(x):", make_config("jacobi", n=4, max_new_tokens=12))
+    right = decode_prompt(cllm, "def f(x):", make_config("recycle", n=4, max_new_tokens=12))
+    table, convergence, fast, *_ = stats_tab.run_charts(Race(left, right))
+    assert list(table.columns)[1:4] == ["Left (jacobi)", "Right (recycle)", "ratio (Right (recycle) ÷ Left (jacobi))"]
+    assert [d.name for d in fast.data] == ["Left (jacobi)", "Right (recycle)"]
+    assert {d.legendgroup for d in convergence.data} == {"Left (jacobi)", "Right (recycle)"}
 
 
 def test_run_charts_without_a_run():

@@ -9,6 +9,7 @@ from cllm import stats
 from cllm.trajectory import Trajectory
 
 COLORS = {"base": "#4C78A8", "cllm": "#F58518"}
+SIDE_COLORS = (COLORS["base"], COLORS["cllm"])  # runs dicts are (left, right) = (base, CLLM) or two decoders
 HEIGHT = 320
 REFERENCE = dict(color="#888", dash="dot", width=1)  # the 1x line: what greedy AR (one token per pass) scores
 SPEEDUP_AXIS = "speed-up vs own greedy AR (wall clock)"  # evaluate.aggregate: ar_seconds / decode_seconds per model
@@ -31,13 +32,14 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) ->
 
 
 def make_convergence_figure(runs: dict[str, Trajectory]) -> go.Figure:
-    """Committed tokens vs iteration, one line per block, per model: steeper = more fast-forwarding."""
+    """Committed tokens vs iteration, one line per block, per side: steeper = more fast-forwarding.
+    `runs` (here and below) maps each side's legend name to its run, left side first."""
     fig = go.Figure()
-    for role, traj in runs.items():
+    for color, (role, traj) in zip(SIDE_COLORS, runs.items()):
         for k, block in enumerate(traj.blocks):
             curve = stats.committed_curve(block)
             fig.add_trace(go.Scatter(x=list(range(len(curve))), y=curve, mode="lines+markers",
-                                     line=dict(color=COLORS[role], width=1.5), marker=dict(size=4),
+                                     line=dict(color=color, width=1.5), marker=dict(size=4),
                                      name=role, legendgroup=role, showlegend=k == 0,
                                      hovertemplate=f"{role} block {k + 1}<br>pass %{{x}}: %{{y}} committed<extra></extra>"))
     return _layout(fig, "Convergence (one line per block)", "pass (0 = the initial guess)", "committed tokens")
@@ -47,9 +49,9 @@ def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
     """Tokens each pass adds to the correct prefix, as the paper counts them (cllm.stats.paper_passes), at
     each pass of the whole run; a confirming pass, which the paper does not count, is left out."""
     fig = go.Figure()
-    for role, traj in runs.items():
+    for color, (role, traj) in zip(SIDE_COLORS, runs.items()):
         gains = stats.iterations_frame(traj)["paper_gain"].dropna()
-        fig.add_trace(go.Bar(x=list(range(1, len(gains) + 1)), y=gains.tolist(), name=role, marker_color=COLORS[role]))
+        fig.add_trace(go.Bar(x=list(range(1, len(gains) + 1)), y=gains.tolist(), name=role, marker_color=color))
     fig.update_layout(barmode="group")
     _reference(fig, "1x: greedy AR")
     return _layout(fig, "Tokens each pass adds (paper's count)", "pass (whole run)", "tokens (1 = no fast-forward)")
@@ -58,9 +60,9 @@ def make_fast_forward_figure(runs: dict[str, Trajectory]) -> go.Figure:
 def _per_block_bars(runs: dict[str, Trajectory], column: str, title: str, y: str) -> go.Figure:
     """One bar per block and model; blocks counted from 1, as the player counts them."""
     fig = go.Figure()
-    for role, traj in runs.items():
+    for color, (role, traj) in zip(SIDE_COLORS, runs.items()):
         frame = stats.blocks_frame(traj)
-        fig.add_trace(go.Bar(x=frame["block"] + 1, y=frame[column], name=role, marker_color=COLORS[role]))
+        fig.add_trace(go.Bar(x=frame["block"] + 1, y=frame[column], name=role, marker_color=color))
     fig.update_layout(barmode="group")
     fig.update_xaxes(dtick=1)
     return _layout(fig, title, "block (from 1)", y)

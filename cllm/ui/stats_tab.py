@@ -21,6 +21,7 @@ from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (decoder_config, load_models, model_name, on_gpu, race_file, race_summary, read_config,
+                            side_labels,
                             user_errors, whole_number)
 from cllm.ui.grid import race_html
 
@@ -99,9 +100,13 @@ def run_charts(race):
     with user_errors():
         if race is None:
             raise ValueError("no run yet: run a prompt on the Explore tab (or load one from the Gallery) first")
-    runs = {"base": race.base, "cllm": race.cllm}
-    frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in runs.items()], ignore_index=True)
-    return (table3_view(evaluate.table3(frame).frame()), figures.make_convergence_figure(runs),
+    left, right = side_labels(race)  # Base / CLLM, or the two decoders when one model raced with both
+    runs = {left: race.base, right: race.cllm}
+    frame = pd.concat([evaluate.prompt_frame([t], role) for role, t in (("base", race.base), ("cllm", race.cllm))],
+                      ignore_index=True)
+    table = table3_view(evaluate.table3(frame).frame()).rename(columns={
+        "base": left, "CLLM": right, TABLE3_COLUMNS[3]: f"ratio ({right} ÷ {left})"})
+    return (table, figures.make_convergence_figure(runs),
             figures.make_fast_forward_figure(runs), figures.make_block_rate_figure(runs),
             figures.make_stationary_figure(runs), figures.make_iterations_figure(runs))
 
