@@ -171,8 +171,10 @@ def append_line(path: Path, line: str) -> None:
     """One whole line at the end of `path`, after a newline if a killed writer left the last line unfinished
     (that line is then dropped on reading, never glued to this one)."""
     with open(path, "a+b") as f:
-        f.seek(0, 2)
-        unfinished = f.tell() > 0 and (f.seek(-1, 2) or f.read(1) != b"\n")
+        unfinished = False
+        if f.seek(0, 2) > 0:
+            f.seek(-1, 2)
+            unfinished = f.read(1) != b"\n"
         f.write((b"\n" if unfinished else b"") + line.encode("utf-8") + b"\n")
         f.flush()
 

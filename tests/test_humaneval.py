@@ -84,3 +84,14 @@ def test_results_made_with_other_settings_are_refused_not_mixed(tiny_model_dir, 
 def test_bad_settings_fail_before_any_model_loads():
     with pytest.raises(ValueError, match="n \\(block size\\)"):
         HumanEvalConfig(n=0)
+
+
+def test_append_line_adds_whole_lines_and_closes_one_a_killed_writer_left_open(tmp_path):
+    from cllm.humaneval import append_line
+    path = tmp_path / "results.jsonl"
+    append_line(path, '{"a": 1}')
+    append_line(path, '{"a": 2}')
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'  # no blank line between records
+    path.write_text(path.read_text() + '{"a": 3, "cut sh')  # a run killed mid-line
+    append_line(path, '{"a": 4}')
+    assert path.read_text().splitlines()[-2:] == ['{"a": 3, "cut sh', '{"a": 4}']
