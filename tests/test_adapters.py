@@ -8,9 +8,9 @@ import torch
 
 from cllm.adapters import ADAPTER_CONFIG, adapter_base
 from cllm.models import ModelLoadError, load_model
-from cllm.train_run import fit_cllm, train_cllm
-from cllm.training import TrainConfig
-from test_training import QUICK, data_dir, prompts_file  # noqa: F401 (module fixtures reused)
+from cllm.training.fit import fit_cllm, train_cllm
+from cllm.training.config import TrainConfig
+from test_trainer import QUICK, data_dir, prompts_file  # noqa: F401 (module fixtures reused)
 
 
 def logits(model, ids):
@@ -58,8 +58,8 @@ def test_work_dir_refuses_rounds():
 
 
 def test_context_without_gradients_gives_the_same_logits_and_trains_blocks_only(tiny_model_dir, data_dir):  # noqa: F811
-    from cllm.dataset import load_entries
-    from cllm.training import ConsistencyCollator, ConsistencyData, block_logits
+    from cllm.training.dataset import load_entries
+    from cllm.training.trainer import ConsistencyCollator, ConsistencyData, block_logits
 
     model = load_model(str(tiny_model_dir), "cpu").model.train()
     _, entries = load_entries(data_dir)

@@ -8,8 +8,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError, read_shard_records, shard_paths
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import DatasetError, read_shard_records, shard_paths
 from cllm.models import load_model
 from cllm.prompts import prompt_token_ids
 

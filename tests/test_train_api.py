@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from cllm.trained import list_trained
+from cllm.training.trained import list_trained
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):", "print(", "import os", "while True:",
            "if x > 0:", "def sub(a, b):", "for j in range("]

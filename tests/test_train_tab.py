@@ -10,11 +10,11 @@ import gradio as gr
 import pytest
 
 from cllm.cli import build_parser
-from cllm.collect import CollectConfig
-from cllm.train_recipe import DEFAULT_RECIPE as R, MINUTES_EPOCHS, cli_commands, train_config
-from cllm.training import TrainConfig
+from cllm.training.collect import CollectConfig
+from cllm.training.recipe import DEFAULT_RECIPE as R, MINUTES_EPOCHS, cli_commands, train_config
+from cllm.training.config import TrainConfig
 from cllm.ui import common, explore_tab, train_tab
-from test_train_session import job, wait_for
+from test_session import job, wait_for
 
 
 def write(tmp_path, name: str, data: bytes | str):

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gradio_client import Client  # noqa: E402
 
-from cllm.train_recipe import DEFAULT_RECIPE as R  # noqa: E402
+from cllm.training.recipe import DEFAULT_RECIPE as R  # noqa: E402
 from cllm.ui.train_tab import SHIPPED  # noqa: E402
 
 

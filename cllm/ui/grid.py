@@ -14,7 +14,7 @@ from cllm.models import model_note
 from cllm.moments import Moment, clock
 from cllm.race import Race
 from cllm.render import visible
-from cllm.trained import trained_note
+from cllm.training.trained import trained_note
 from cllm.trajectory import Trajectory
 
 # CSS class of each cell status (assets/player.css draws them) and the words the legend and the tooltip share.

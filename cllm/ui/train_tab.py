@@ -1,7 +1,7 @@
 """Train: turn a base model into a CLLM live. Collect Jacobi trajectories, fine-tune while the loss and
 held-out TPF curves and a live grid update, Stop, Save; the saved model joins Explore's pair picker.
 
-The work runs in the server's one training slot (cllm.train_session.TrainSlot, made by app.py and handed
+The work runs in the server's one training slot (cllm.training.session.TrainSlot, made by app.py and handed
 to build); the Collect and Train events are generators that follow it and redraw about once a second, so
 they hold no model lock and the other tabs keep decoding. A second visitor gets a "busy" message that names
 who is training, a live countdown of a hold and their place in line, not an error.
@@ -23,10 +23,10 @@ import gradio as gr
 from cllm.models import DEFAULT_BASE
 from cllm.prompts import HELDOUT_PROMPTS, MAX_PROMPT_FILE_BYTES, TRAIN_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race
-from cllm.train_recipe import BUDGETS, DEFAULT_RECIPE as R, collect_config, train_config
-from cllm.train_session import CollectJob, SlotBusy, SlotView, TrainSlot
-from cllm.trained import read_trained, trained_dir
-from cllm.training import LOSSES
+from cllm.training.recipe import BUDGETS, DEFAULT_RECIPE as R, collect_config, train_config
+from cllm.training.session import CollectJob, SlotBusy, SlotView, TrainSlot
+from cllm.training.trained import read_trained, trained_dir
+from cllm.training.losses import LOSSES
 from cllm.ui import figures
 from cllm.ui.common import N_RANGE, model_name, user_errors, whole_number
 from cllm.ui.grid import race_html

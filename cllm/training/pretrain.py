@@ -188,19 +188,6 @@ class RowDataset(torch.utils.data.Dataset):
         return {"input_ids": self.rows[i], "labels": self.rows[i]}
 
 
-def perplexity(model, rows: torch.Tensor, batch_size: int = 8) -> float:
-    """exp(mean next-token loss) over held-out rows."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(rows), batch_size):
-            batch = rows[i: i + batch_size].to(model.device)
-            loss = model(input_ids=batch, labels=batch).loss
-            total += loss.item() * len(batch)
-            count += len(batch)
-    return float(torch.exp(torch.tensor(total / count)))
-
-
 def corpus_rows(config: PretrainConfig, work: Path, tokenizer) -> dict:
     """Train and held-out rows, tokenized once and cached in work_dir (safetensors), so a resumed run, or a
     run on another machine whose Python ships a different stdlib, trains on exactly the same tokens."""
@@ -235,8 +222,8 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
 
     from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
 
-    from cllm.checkpoint import write_folder_atomic
-    from cllm.training_utils import TimeBudget, resume_checkpoint
+    from cllm.training.checkpoint import write_folder_atomic
+    from cllm.training.budget import TimeBudget, resume_checkpoint
 
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -283,7 +270,7 @@ def eval_arguments(config: PretrainConfig) -> dict:
 
 def best_step(state) -> int | None:
     """The step of the checkpoint the Trainer kept as best (None without evaluation)."""
-    from cllm.training_utils import CHECKPOINT
+    from cllm.training.budget import CHECKPOINT
 
     found = CHECKPOINT.search(state.best_model_checkpoint or "")
     return int(found.group(1)) if found else None
@@ -326,7 +313,7 @@ standard library that ships with the interpreter. The base model of CLLM Explore
   (cosine to 10 %, {config.warmup_steps} warm-up steps), weight decay 0.1, on {result['device']}
   ({result['compute']}).{kept_note(result)}
 - Held-out perplexity: **{ppl:.2f}** (final training loss {result['train_loss']:.3f}).
-- Full recipe: `cllm/pretrain.py`, config `{json.dumps(config_dict(config))}`.
+- Full recipe: `cllm/training/pretrain.py`, config `{json.dumps(config_dict(config))}`.
 
 ## Samples (held-out prompts, greedy)
 

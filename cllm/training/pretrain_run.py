@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
-from cllm.checkpoint import save_pretrained_atomic
+from cllm.training.checkpoint import save_pretrained_atomic
 from cllm.jacobi import greedy_decode
-from cllm.pretrain import CLI_FIELDS, PretrainConfig, check_config, model_card, perplexity, run_pretrain, write_prompt_sets
+from cllm.evaluate import perplexity
+from cllm.training.pretrain import CLI_FIELDS, PretrainConfig, check_config, model_card, run_pretrain, write_prompt_sets
 from cllm.prompts import read_prompts
 
 
@@ -27,7 +28,7 @@ def pretrain_and_save(args) -> str:
     model, tokenizer = result["model"], result["tokenizer"]
     where = torch.cuda.get_device_name() if result["device"] == "cuda" else f"{os.cpu_count()} CPU cores visible"
     result["compute"] = f"{result['seconds_this_run'] / 60:.1f} min in the last run, {where}"
-    ppl = perplexity(model, result["heldout_rows"])
+    ppl = perplexity(model, result["heldout_rows"].tolist())
     samples = []
     for prompt in read_prompts(Path(args.prompts_dir) / "heldout.jsonl", limit=3):
         ids = tokenizer(prompt).input_ids

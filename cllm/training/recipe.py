@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cllm.collect import CollectConfig
-from cllm.training import TrainConfig
+from cllm.training.collect import CollectConfig
+from cllm.training.config import TrainConfig
 
 BUDGETS = ("minutes", "steps")
 MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, never the epoch count

@@ -1,5 +1,5 @@
 """Collect consistency data: Jacobi-decode a prompt set with the target model (batched) and record every
-block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/dataset.py.
+block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/training/dataset.py.
 
 Resumable: meta.json (with the options) is written before the first shard; prompts are decoded in shards
 of `shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards.
@@ -21,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
+from cllm.training.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
                           shard_name, shard_paths)
-from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed
+from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed, context_limit
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.models import LoadedModel
 from cllm.prompts import prompt_token_ids, read_prompts
+from cllm.stats import has_repeat
 from cllm.trajectory import Trajectory, atomic_write_text
 
 # Options that must not change between a run and its resumption (they change what a record means).
@@ -60,18 +61,6 @@ class CollectConfig:
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
         check_seed(self.seed)
-
-
-def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
-    """True if some span of `run` tokens repeats itself with a period p <= max_period (every token equals the
-    one p before it); with max_period 1: some token occurs `run` times in a row."""
-    for period in range(1, max_period + 1):
-        count = 0  # tokens in a row equal to the one `period` before
-        for k in range(period, len(ids)):
-            count = count + 1 if ids[k] == ids[k - period] else 0
-            if count + period >= run:
-                return True
-    return False
 
 
 def augment_states(states: list[list[int]], rng: random.Random) -> list[list[int]]:
@@ -160,7 +149,7 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
     from tqdm.auto import tqdm
 
     prompts, out = read_prompts(prompts_file, config.limit), Path(out)
-    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
+    context = context_limit(loaded.model)
     if context is not None and config.max_new_tokens >= context:  # every prompt would be skipped: write nothing
         raise ValueError(f"max-new-tokens {config.max_new_tokens} leaves no room for a prompt in the model's "
                          f"context of {context} tokens")

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from cllm.collect import CollectConfig
-from cllm.train_session import CollectJob, SlotBusy, TrainSlot
-from cllm.trained import list_trained
-from cllm.training import TrainConfig
+from cllm.training.collect import CollectConfig
+from cllm.training.session import CollectJob, SlotBusy, TrainSlot
+from cllm.training.trained import list_trained
+from cllm.training.config import TrainConfig
 
 PROMPTS = ("def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
            "while True:", "if x > 0:")

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
+from cllm.training.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
 from cllm.decode import encode_prompt
 from cllm.evaluate import check_all_fit
 from cllm.jacobi import greedy_decode
 from cllm.models import device_label, load_model, resolve_source
 from cllm.prompts import read_prompts
-from cllm.train_run import read_ar_text
-from cllm.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
+from cllm.training.fit import read_ar_text
+from cllm.training.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
 
 
 def unlikelihood_and_save(args) -> str:
@@ -58,7 +58,7 @@ def command_line(args) -> str:
 
 def heldout_stdlib_rows(tokenizer, context: int = 512):
     """The held-out split of the stdlib (the files pretraining never saw), as rows for perplexity."""
-    from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus, token_chunks
+    from cllm.training.pretrain import PretrainConfig, corpus_texts, split_corpus, token_chunks
 
     return token_chunks(tokenizer, corpus_texts(split_corpus(PretrainConfig())[1]), context)
 

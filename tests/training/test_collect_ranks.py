@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from cllm.collect import CollectConfig, Ranks, collect
-from cllm.dataset import read_meta, read_shard_records, shard_paths
+from cllm.training.collect import CollectConfig, Ranks, collect
+from cllm.training.dataset import read_meta, read_shard_records, shard_paths
 from cllm.models import load_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "print(", "import os", "while True:", "x = [", "if x:"]

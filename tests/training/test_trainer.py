@@ -12,13 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import Entry, load_entries
-from cllm.losses import IGNORE, consistency_loss, teachable_mask
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import Entry, load_entries
+from cllm.training.losses import IGNORE, consistency_loss, teachable_mask
 from cllm.models import load_model
-from cllm.train_eval import distinct_ngrams
-from cllm.train_run import train_cllm
-from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig, block_logits, loss_parts
+from cllm.training.measure import distinct_ngrams
+from cllm.training.fit import train_cllm
+from cllm.training.config import TrainConfig
+from cllm.training.trainer import ConsistencyCollator, ConsistencyData, block_logits, loss_parts
 from conftest import VOCAB, tiny_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
@@ -250,7 +251,7 @@ def test_real_text_ar_draws_text_rows_and_trains_on_them(tiny_model_dir, data_di
 def test_ar_text_errors(tmp_path):
     with pytest.raises(ValueError, match="text-weight non-negative"):
         TrainConfig(ar_text="stdlib", text_weight=-1)
-    from cllm.train_run import read_ar_text
+    from cllm.training.fit import read_ar_text
 
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff\xfe\x00x")
@@ -262,7 +263,7 @@ def test_ar_text_errors(tmp_path):
 
 def test_stdlib_text_is_tokenized_once_per_tokenizer(tiny_model_dir):
     """The Train tab's real-text term: the stdlib split's ids are computed once, then served again."""
-    from cllm.train_run import read_ar_text
+    from cllm.training.fit import read_ar_text
 
     tokenizer = load_model(str(tiny_model_dir), "cpu").tokenizer
     ids = read_ar_text("stdlib", tokenizer)
@@ -272,7 +273,7 @@ def test_stdlib_text_is_tokenized_once_per_tokenizer(tiny_model_dir):
 
 
 def test_atomic_save_can_refuse_to_replace(tiny_model_dir, tmp_path):
-    from cllm.checkpoint import save_pretrained_atomic
+    from cllm.training.checkpoint import save_pretrained_atomic
 
     loaded = load_model(str(tiny_model_dir), "cpu")
     out = save_pretrained_atomic(loaded.model, loaded.tokenizer, tmp_path / "m", "card", {"extra.json": "{}"})

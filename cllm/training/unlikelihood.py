@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cllm.jacobi import check_seed
-from cllm.pretrain import samples_markdown
+from cllm.training.pretrain import samples_markdown
 from cllm.models import LoadedModel
 
 
@@ -134,11 +134,11 @@ def looping_share(loaded: LoadedModel, prompts: list[list[int]], new_tokens: int
 
 def measure(loaded: LoadedModel, heldout: list[list[int]], heldout_rows: torch.Tensor | None = None) -> dict:
     """Looping share and perplexity on the held-out prompts; with `heldout_rows`, their perplexity too."""
-    from cllm import pretrain, train_eval  # train_eval pulls in pandas: see looping_share
+    from cllm.evaluate import perplexity  # pulls in pandas: see looping_share
 
-    figures = {"repeats": looping_share(loaded, heldout), "perplexity": train_eval.perplexity(loaded.model, heldout)}
+    figures = {"repeats": looping_share(loaded, heldout), "perplexity": perplexity(loaded.model, heldout)}
     if heldout_rows is not None:
-        figures["text_perplexity"] = pretrain.perplexity(loaded.model, heldout_rows)
+        figures["text_perplexity"] = perplexity(loaded.model, heldout_rows.tolist())
     return figures
 
 

@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, augment_states, collect, has_repeat, trajectory_record
-from cllm.dataset import DatasetError, load_entries, read_meta, shard_paths
+from cllm.stats import has_repeat
+from cllm.training.collect import CollectConfig, augment_states, collect, trajectory_record
+from cllm.training.dataset import DatasetError, load_entries, read_meta, shard_paths
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import load_model
 from cllm.trajectory import Block, RunMeta, Trajectory

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.checkpoint import save_pretrained_atomic
+from cllm.training.checkpoint import save_pretrained_atomic
 from cllm.models import REPO_ROOT
 from cllm.race import check_name
-from cllm.train_eval import RECORD_SCHEMA, TRAINING_RECORD, model_card, training_record
+from cllm.training.measure import RECORD_SCHEMA, TRAINING_RECORD, model_card, training_record
 
 TRAINED_DIR = REPO_ROOT / "runs" / "trained"  # runs/ is gitignored: user models never end up in git
 MAX_RECORD_BYTES = 64 * 1024

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError, read_meta
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import DatasetError, read_meta
 from cllm.models import LoadedModel
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts, write_prompts
-from cllm.train_run import Fit, fit_cllm
-from cllm.training import TrainConfig
+from cllm.training.fit import Fit, fit_cllm
+from cllm.training.config import TrainConfig
 
 ROUND_COLLECT_OPTIONS = ("n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period")
 

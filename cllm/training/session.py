@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from cllm.collect import CollectConfig, collect
+from cllm.training.collect import CollectConfig, collect
 from cllm.decode import decode_prompt
 from cllm.jacobi import JacobiConfig
 from cllm.models import LoadedModel, load_model
 from cllm.prompts import write_prompts
-from cllm.train_rounds import fit_rounds
-from cllm.trained import save_trained, trained_path
-from cllm.training import TrainConfig
+from cllm.training.rounds import fit_rounds
+from cllm.training.trained import save_trained, trained_path
+from cllm.training.config import TrainConfig
 from cllm.trajectory import Trajectory
 
 RUNNING = ("collecting", "training")
@@ -102,7 +102,7 @@ class SlotState:
     pending: Trajectory | None = None  # a probe decoded but not yet on screen (shown with the next step)
     before_tpf: float | None = None
     probe_step: int = 0
-    fit: object | None = None  # the trained model (cllm.train_rounds' fit) until saved or discarded
+    fit: object | None = None  # the trained model (cllm.training.rounds' fit) until saved or discarded
     result: dict | None = None
     data_ready: bool = False
     rounds: int = 1

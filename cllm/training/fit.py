@@ -1,5 +1,5 @@
-"""`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training), measure again, save atomically.
-`fit_cllm` is the same without the save, one round of it (cllm.train_rounds runs several, and is what
+"""`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training.trainer), measure again, save atomically.
+`fit_cllm` is the same without the save, one round of it (cllm.training.rounds runs several, and is what
 train_cllm and the app's Train tab call; the tab keeps the model in memory until its Save).
 
 Evaluation set: the first `eval_prompts` prompts of the held-out file are Jacobi-decoded for TPF; held-out
@@ -21,16 +21,17 @@ import torch
 from transformers import PrinterCallback, TrainingArguments
 
 from cllm.adapters import name_base, with_lora
-from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
-from cllm.dataset import load_entries
-from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
+from cllm.training.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
+from cllm.training.dataset import load_entries
+from cllm.jacobi import JacobiConfig, check_inputs, context_limit, vocab_size_of
 from cllm.models import LoadedModel, load_model, resolve_source
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
-from cllm.train_eval import (TRAINING_RECORD, ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity,
+from cllm.evaluate import perplexity
+from cllm.training.measure import (TRAINING_RECORD, ar_agreement, distinct_ngrams, jacobi_tpf, model_card,
                              training_record)
-from cllm.training import (ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainConfig,
-                           TrainingMonitor)
-from cllm.training_utils import TimeBudget
+from cllm.training.config import TrainConfig
+from cllm.training.trainer import ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainingMonitor
+from cllm.training.budget import TimeBudget
 
 MAX_PERPLEXITY_PROMPTS = 256
 PERPLEXITY_TEXT = "text of the held-out prompts file"
@@ -55,7 +56,7 @@ def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: T
                eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
                stop: threading.Event | None = None, progress: bool = True) -> dict:
     """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
-    from cllm.train_rounds import fit_rounds  # it builds on fit_cllm below: imported here, not at the top
+    from cllm.training.rounds import fit_rounds  # it builds on fit_cllm below: imported here, not at the top
 
     out = check_out_folder(Path(out), [Path(data_dir), Path(resolve_source(model_name))], "the data or the base model folder")
     fit = fit_rounds(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
@@ -72,7 +73,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
     every eval_every steps, after) with the model as it is then and what was measured (tpf, perplexity, ...),
     e.g. to re-decode a prompt for a live view.
     `save_to`: where the model will be saved, so a full disk fails before training, not after.
-    `loaded`: the model already in memory (a later round of cllm.train_rounds) instead of loading
+    `loaded`: the model already in memory (a later round of cllm.training.rounds) instead of loading
     `model_name`; `before`: its measurements when already made (then they are not made again)."""
     meta, entries = load_entries(data_dir)
     if config.n is not None and config.n != meta["n"]:
@@ -148,18 +149,18 @@ def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int
     if not fits:
         raise ValueError(f"no prompt of {prompts_file} fits the model's context with "
                          f"{config.eval_max_new_tokens} new tokens")
-    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None) or 10**9
+    context = context_limit(loaded.model) or 10**9
     return fits[: config.eval_prompts], [t[:context] for t in texts]
 
 
 def read_ar_text(spec: str, tokenizer, flag: str = "--ar-text") -> torch.Tensor:
     """Real text for the "text" AR scope as 1-D token ids, documents joined by EOS: "stdlib" is the train
-    split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file. Errors
+    split the bundled base was pretrained on (cllm.training.pretrain); anything else is a UTF-8 text file. Errors
     name the option `flag` the text came from."""
     if spec == "stdlib":
         key = (tokenizer.name_or_path, len(tokenizer))
         if key not in _STDLIB_IDS:
-            from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
+            from cllm.training.pretrain import PretrainConfig, corpus_texts, split_corpus
 
             _STDLIB_IDS[key] = _token_ids(corpus_texts(split_corpus(PretrainConfig())[0]), tokenizer, f"{flag} {spec}")
         return _STDLIB_IDS[key]

@@ -1,4 +1,4 @@
-"""Training in rounds (cllm.train_rounds): budget split, prompts per round, re-collection from the weights as
+"""Training in rounds (cllm.training.rounds): budget split, prompts per round, re-collection from the weights as
 trained so far, metrics that carry on across rounds, the card, Stop during a re-collection, bad inputs."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import threading
 import pytest
 import torch
 
-import cllm.train_rounds as train_rounds
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError
+import cllm.training.rounds as train_rounds
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import DatasetError
 from cllm.models import load_model
-from cllm.train_rounds import fit_rounds, plan_rounds, round_configs, round_prompts
-from cllm.train_run import train_cllm
-from cllm.training import TrainConfig
-from test_training import PROMPTS, prompts_file  # noqa: F401 (a fixture: the same 8 prompts as file)
+from cllm.training.rounds import fit_rounds, plan_rounds, round_configs, round_prompts
+from cllm.training.fit import train_cllm
+from cllm.training.config import TrainConfig
+from test_trainer import PROMPTS, prompts_file  # noqa: F401 (a fixture: the same 8 prompts as file)
 
 QUICK = dict(lr=3e-3, ar_weight=1.0, batch_size=4, states_per_block=2, eval_prompts=2, eval_max_new_tokens=8,
              device="cpu")

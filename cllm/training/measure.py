@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import math
 
-import torch
-
 from cllm.files import finite_or_none
-from cllm.jacobi import JacobiConfig, _inference, greedy_decode
+from cllm.jacobi import JacobiConfig, greedy_decode
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.stats import tokens_per_forward
 
@@ -39,25 +37,6 @@ def ar_agreement(model, prompts: list[list[int]], outputs: list[list[int]], max_
     """Share of prompts whose Jacobi output equals greedy AR of the same model."""
     same = sum(greedy_decode(model, p, max_new_tokens, eos_token_id).tokens == out for p, out in zip(prompts, outputs))
     return same / len(prompts) if prompts else 1.0
-
-
-def perplexity(model, texts: list[list[int]], batch_size: int = 8) -> float:
-    """exp(mean next-token NLL) over every token of every text (token-weighted), right-padded batches."""
-    total, count = 0.0, 0
-    with _inference(model):
-        for i in range(0, len(texts), batch_size):
-            rows = [t for t in texts[i: i + batch_size] if len(t) >= 2]
-            if not rows:
-                continue
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=model.device)  # (B, T)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
-            labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                                       reduction="sum").item()
-            count += int((labels != -100).sum())
-    return math.exp(total / count) if count else float("nan")
 
 
 def model_card(info: dict) -> str:
@@ -98,7 +77,7 @@ measured below.
 
 
 def _rounds_line(rounds: list[dict]) -> str:
-    """The card's line on training rounds (cllm.train_rounds), or nothing for a single round."""
+    """The card's line on training rounds (cllm.training.rounds), or nothing for a single round."""
     if len(rounds) < 2:
         return ""
     parts = [f"round {r['round']}: {r['prompts']} prompts, {r['steps']} steps, TPF after {r['after']['tpf']:.2f}"
