@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from cllm.jacobi import check_seed
-from cllm.options import option
+from cllm.options import Flags
 from cllm.training.losses import AR_SCOPES, LOSSES
 
 # transformers lr_scheduler_type names that need no extra scheduler arguments (the others fail mid-setup)
@@ -17,61 +17,52 @@ BUDGET_FIELDS = ("max_steps", "max_minutes", "epochs")  # what ends training
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # "global": any state -> fixed point; "local": state j -> state j+1 (paper, Sec. 3.2)
-    loss: str = option("global", "consistency loss: global (state -> fixed point) or local (state -> next state)",
-                       choices=LOSSES)
-    ar_weight: float = option(10.0, "w in L = consistency + w * AR (the paper's 10)")
-    label_smoothing: float = option(0.1, "of the AR loss (the paper's 0.1)")
-    # "sequence" = context + fixed point (the prompt is real text and keeps held-out perplexity); "block" = the
-    # fixed point only. AR must cover the fixed point: without it the consistency loss alone is met by
-    # collapsing to output the model can always predict
-    ar_scope: str = option("sequence", "AR labels: context + block (sequence), or block only", choices=AR_SCOPES)
-    lr: float = option(2e-5, "peak learning rate (the paper's, for 7B models)")
-    scheduler: str = option("cosine", f"a transformers lr_scheduler_type: {', '.join(SCHEDULERS)}")
-    warmup: float = option(0.03, "warm-up: a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    batch_size: int = option(8, "blocks per device per optimizer step (times grad-accum)")
+    # A field's trailing comment is its `train --help` (cllm.options); comment lines above it say why.
+    # paper, Sec. 3.2
+    loss: str = "global"  # consistency loss: global (any state -> fixed point) or local (state j -> state j+1)
+    ar_weight: float = 10.0  # w in L = consistency + w * AR (the paper's 10)
+    label_smoothing: float = 0.1  # of the AR loss (the paper's 0.1)
+    # "sequence": the prompt is real text and keeps held-out perplexity. AR must cover the fixed point: without
+    # it the consistency loss alone is met by collapsing to output the model can always predict
+    ar_scope: str = "sequence"  # AR labels: context + block (sequence), or the block only (block)
+    lr: float = 2e-5  # peak learning rate (the paper's, for 7B models)
+    scheduler: str = "cosine"  # a transformers lr_scheduler_type (see SCHEDULERS)
+    warmup: float = 0.03  # warm-up: a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %
+    weight_decay: float = 0.0  # AdamW weight decay
+    batch_size: int = 8  # blocks per device per optimizer step (times grad-accum)
     # more than the authors' 1 share the block's context pass (block_logits): on short blocks they add
     # consistency signal at little extra cost
-    states_per_block: int = option(1, "states sampled per block per step")
-    grad_accum: int = option(1, "gradient accumulation steps")
-    epochs: float = option(1.0, "passes over the data (the paper's 1); ignored with --max-steps")
-    max_steps: int | None = option(None, "optimizer steps (split between rounds)")
-    max_minutes: float | None = option(None, "wall-clock budget of the training loop, split between rounds")
-    # rounds after the first collect trajectories again from the weights as trained so far, on the next
-    # prompts of the data's prompts file (cllm.training.rounds)
-    rounds: int = option(1, "rounds of training; each after the first collects again from the current weights, "
-                            "on the next prompts of the file the data was collected on (as many as its collect "
-                            "--limit; all of them without one); --max-steps/--max-minutes are split")
-    n: int | None = option(None, "block size expected (default: the data's; anything else must equal it)",
-                           flag="--n", aliases=("--block-size",))
-    seed: int = option(0, "state sampling, data order, the Trainer's RNGs")
-    device: str = option("auto", "auto: CUDA (bf16 autocast) when present, else CPU (float32)")
-    eval_file: str | None = option(None, "held-out JSONL prompts (default: the shipped held-out set)",
-                                   flag="--eval-prompts")
-    eval_every: int = option(0, "optimizer steps between held-out TPF measurements (0: before and after only)")
-    eval_prompts: int = option(16, "held-out prompts Jacobi-decoded for TPF", flag="--eval-count")
-    eval_max_new_tokens: int = option(64, "new tokens per held-out prompt in those measurements")
-    max_grad_norm: float = option(1.0, "gradient clipping norm")
-    # "stdlib" is the bundled base's pretraining split (cllm.training.pretrain). The fixed point's AR term
-    # stays: without it the consistency loss is met by ignoring the input (measured: TPF 8, perplexity 1000)
-    ar_text: str | None = option(None, "add an AR term on real text: stdlib (the bundled base's training split) "
-                                       "or a UTF-8 text file")
-    text_weight: float = option(1.0, "weight of the real-text AR term")
-    ar_text_tokens: int = option(256, "tokens per real-text row (one row per block)")
-    # False runs the context's pass without gradients (needs ar_scope "block"): training then changes how a
-    # block reads its committed context, not how the context is encoded, and a step costs about a third
-    context_grad: bool = option(True, "run each context without gradients (with --ar-scope block): about 3x "
-                                      "cheaper steps")
-    # r > 0 trains a rank-r LoRA adapter on every linear layer (cllm.adapters) and saves only the adapter:
-    # how a CLLM of a 135 M base ships in a few MB
-    lora_rank: int = option(0, "0: train every weight; r > 0: train and save a rank-r LoRA adapter (small, "
-                               "merged at load)")
-    lora_alpha: float = option(32.0, "LoRA scale numerator (update = alpha / r * B A)")
-    # None: a temporary folder, nothing kept (a CPU run of hours wants one)
-    work_dir: str | None = option(None, "keep Trainer checkpoints here; rerunning the same command resumes "
-                                        "from the newest")
-    save_every: int = option(50, "optimizer steps between checkpoints (with --work-dir)")
+    states_per_block: int = 1  # states sampled per block per step
+    grad_accum: int = 1  # gradient accumulation steps
+    epochs: float = 1.0  # passes over the data (the paper's 1); ignored with --max-steps
+    max_steps: int | None = None  # optimizer steps, split between the rounds
+    max_minutes: float | None = None  # wall-clock budget of the training loop, split between the rounds
+    # each round after the first collects trajectories again from the weights as trained so far, on the next
+    # prompts of the file the data was collected on (as many as its collect --limit; all without one)
+    rounds: int = 1  # rounds of training, each after the first on freshly collected data (cllm.training.rounds)
+    n: int | None = None  # block size expected (default: the data's; anything else must equal it)
+    seed: int = 0  # state sampling, data order, the Trainer's RNGs
+    device: str = "auto"  # auto: CUDA (bf16 autocast) when present, else CPU (float32)
+    eval_file: str | None = None  # held-out JSONL prompts (default: the shipped held-out set)
+    eval_every: int = 0  # optimizer steps between held-out TPF measurements (0: before and after only)
+    eval_prompts: int = 16  # held-out prompts Jacobi-decoded for TPF
+    eval_max_new_tokens: int = 64  # new tokens per held-out prompt in those measurements
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    # the paper's "ground truth" AR. The fixed point's AR term stays: without it the consistency loss is met
+    # by ignoring the input (measured: TPF 8, perplexity 1000)
+    # stdlib: the bundled base's pretraining split (cllm.training.pretrain)
+    ar_text: str | None = None  # add an AR term on real text: stdlib or a UTF-8 text file
+    text_weight: float = 1.0  # weight of the real-text AR term
+    ar_text_tokens: int = 256  # tokens per real-text row (one row per block)
+    # training then changes how a block reads its committed context, not how the context is encoded, and a
+    # step costs about a third (the context is most of a 16-token block's tokens)
+    context_grad: bool = True  # run each context without gradients (with --ar-scope block): ~3x cheaper steps
+    # a LoRA adapter is how a CLLM of a 135 M base ships in a few MB (cllm.adapters)
+    lora_rank: int = 0  # 0: train every weight; r > 0: train and save a rank-r LoRA adapter (merged at load)
+    lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)
+    # without one a temporary folder, nothing kept (a CPU run of hours wants one)
+    work_dir: str | None = None  # keep Trainer checkpoints here; the same command again resumes from the newest
+    save_every: int = 50  # optimizer steps between checkpoints (with --work-dir)
 
     def __post_init__(self):
         check_train_config(self)
@@ -114,3 +105,9 @@ def check_train_config(c: TrainConfig) -> None:
     if c.max_steps is not None and c.max_steps < c.rounds:
         raise ValueError(f"max-steps ({c.max_steps}) must be at least rounds ({c.rounds}): each round "
                          "trains at least one step")
+
+
+# `python -m cllm train`'s spelling of the fields whose flags are not --field-name
+TRAIN_FLAGS = Flags(names={"n": ("--n", "--block-size"), "eval_file": ("--eval-prompts",),
+                           "eval_prompts": ("--eval-count",)},
+                    choices={"loss": LOSSES, "ar_scope": AR_SCOPES})

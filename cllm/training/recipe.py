@@ -1,91 +1,111 @@
-"""The Train tab's recipe: its defaults, and the collection/training configs its inputs become.
+"""Named recipes: the collection and training settings that work for a size of model, in one place.
 
-The defaults aim at the project's target (held-out TPF >= 2.0 within 5 minutes of clicking Collect, on 2
-CPU cores from the bundled base). `cli_commands` writes the same run as `python -m cllm collect` + `train`
-lines, so a measurement of one holds for the other (tests/test_train_tab.py parses them with the CLI).
+TrainConfig's and CollectConfig's own defaults are the paper's, for 7B models; on the bundled 4 M base they
+reach held-out TPF 1.06 (nothing learnt). A recipe overrides what differs. `collect` and `train` choose one
+from the model's name unless `--recipe` names one; a flag given on the command line always wins. The Train
+tab starts from the `tiny` recipe, and `cli_commands` writes its run as the two commands a newcomer types.
 
 A budget in minutes cannot tell the scheduler how many steps there will be, so a minutes budget uses a
-constant learning rate after `warmup_steps` (a cosine schedule over an unknown length would either never
-warm up or decay too early); a steps budget uses the CLI's default cosine schedule with 3 % warm-up.
+constant learning rate after a short warm-up (a cosine schedule over an unknown length would either never
+warm up or decay too early). A recipe's budget is dropped as a whole when the command line gives any of
+--max-steps, --max-minutes or --epochs: then the schedule is the config's (cosine, 3 % warm-up) unless given.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cllm.training.collect import CollectConfig
-from cllm.training.config import TrainConfig
+from cllm.training.config import BUDGET_FIELDS, TrainConfig
 
-BUDGETS = ("minutes", "steps")
 MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, never the epoch count
+MINUTES_WARMUP = 10  # warm-up steps of a minutes budget's constant learning rate
+
+
+def minutes_budget(minutes: float, warmup_steps: int = MINUTES_WARMUP) -> dict:
+    """TrainConfig fields of a wall-clock budget: constant learning rate after `warmup_steps`."""
+    return {"max_minutes": minutes, "epochs": MINUTES_EPOCHS, "scheduler": "constant_with_warmup",
+            "warmup": warmup_steps}
 
 
 @dataclass(frozen=True)
 class Recipe:
-    # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): about 4 min 20 s from Collect
-    # to the trained model; held-out TPF (all 64 prompts) 1.05 -> 2.25-3.00 in three runs with the server
-    # alone on the cores, 1.72-2.80 in three with Chromium sharing them. One round on the base's
-    # trajectories (the previous defaults: 600 prompts, lr 2e-3) reached 1.25 on 8 prompts.
-    prompts: int = 200  # prompts collected per round (~20 s on 2 CPU cores at 64 tokens each): about the
-    # blocks a round's training draws (~115 steps x 8 blocks), so each round sees fresh states; with 300 a
-    # browser run on the same 2 cores took 5 min 19 s (before the tab's redraw limit)
-    rounds: int = 3  # training rounds; the 2nd and 3rd collect again from the weights trained so far
-    n: int = 16  # block size: the bundled pair's
-    max_new_tokens: int = 64  # tokens per prompt, in collection and in the held-out TPF measurements
-    loss: str = "global"  # global consistency loss (state -> fixed point), the paper's better one
-    ar_weight: float = 1.0  # AR on the model's own output: w = 10 (the paper's) let it memorize that output
-    lr: float = 1e-3  # ~50x the paper's 2e-5 for 7B: a ~4M-parameter model and a 3-minute budget; in three
-    # rounds 2e-3 reached a lower TPF (2.22 against 2.94) at a higher perplexity (63 against 45)
-    label_smoothing: float = 0.0  # smoothing the AR targets raised perplexity on real code at no TPF gain
-    states_per_block: int = 4  # four states share each block's context pass: more consistency signal per step
-    ar_text: str = "stdlib"  # real code (the base's pretraining split) for a second AR term: keeps perplexity
-    ar_text_tokens: int = 64  # short real-text rows: a quarter of the CLI default's cost per step
-    text_weight: float = 2.0  # the real-text term counts twice: the anchor against drifting from real code
-    budget: str = "minutes"
-    minutes: float = 3.0  # one per round; leaves ~2 of the 5 minutes for the three collections and measurements
-    steps: int = 300  # the default when the budget is counted in steps instead
-    eval_every: int = 25  # steps between held-out TPF points (~5 points a round on 2 CPU cores)
-    eval_prompts: int = 8  # held-out prompts per TPF point (each point costs one batched decode of them)
-    warmup_steps: int = 10  # warm-up of the constant learning rate of a minutes budget
+    name: str
+    note: str  # what it is for, and what it reached (shown by `train --help`)
+    models: tuple[str, ...]  # model names (registry names, or a folder's name) it is chosen for
+    collect: dict  # CollectConfig fields that differ from the dataclass's defaults
+    train: dict  # TrainConfig fields that differ, but the budget
+    budget: dict  # TrainConfig budget fields (see the module doc)
+
+    def collect_config(self, given: dict | None = None) -> CollectConfig:
+        return CollectConfig(**(self.collect | (given or {})))
+
+    def train_config(self, given: dict | None = None) -> TrainConfig:
+        given = given or {}
+        budget = {} if any(k in given for k in BUDGET_FIELDS) else self.budget
+        return TrainConfig(**(self.train | budget | given))
 
 
-DEFAULT_RECIPE = Recipe()
+RECIPES = {r.name: r for r in (
+    # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): about 4 min 20 s for collect +
+    # train; held-out TPF (all 64 prompts) 1.05 -> 2.25-3.00 with nothing else on the cores.
+    Recipe("tiny", "the bundled 4 M base: 3 rounds in 3 minutes of training, ~4.5 min with collection on 2 CPU "
+                   "cores; held-out TPF 1.06 -> 2.2-3",
+           ("tiny-python", "tiny-python-cllm"),
+           # 200 prompts (~20 s at 64 tokens) is about the blocks a round's training draws (~115 steps x 8
+           # blocks), so each round sees fresh states; 64 tokens: the held-out measurements' length too
+           collect={"limit": 200, "max_new_tokens": 64},
+           # lr ~50x the paper's for a ~4M-parameter model and a 3-minute budget (2e-3 reached a lower TPF
+           # at a higher perplexity); AR weight 1 (the paper's 10 let it memorize its own output); no label
+           # smoothing (it raised perplexity on real code at no TPF gain); four states share each block's
+           # context pass; a real-code AR term of short rows, counted twice, anchors it to real code;
+           # rounds: each collects again from the weights trained so far (one round reached TPF 1.25)
+           train={"ar_weight": 1.0, "lr": 1e-3, "label_smoothing": 0.0, "states_per_block": 4, "ar_text": "stdlib",
+                  "ar_text_tokens": 64, "text_weight": 2.0, "rounds": 3, "eval_every": 25, "eval_prompts": 8},
+           budget=minutes_budget(3.0)),
+    # What every SmolLM2-135M run so far shares (README, "A CLLM of a real model"; runs/smollm2/*.sh give
+    # these flags themselves, so the recipe changes none of them): a LoRA adapter, the context run without
+    # gradients. Whether to add the real-code AR term (--ar-text stdlib) and the budget are the run's own.
+    Recipe("smollm2", "SmolLM2-135M: a rank-16 LoRA adapter, no gradients through the context (about 3x "
+                      "cheaper steps); give the budget (--max-steps / --max-minutes)",
+           ("smollm2-135m", "smollm2-135m-cllm"),
+           collect={},
+           train={"lora_rank": 16, "lora_alpha": 32.0, "lr": 1e-4, "context_grad": False, "ar_scope": "block",
+                  "ar_weight": 1.0, "label_smoothing": 0.0, "states_per_block": 4, "eval_prompts": 8,
+                  "eval_every": 25},
+           budget={}),
+    Recipe("paper-7b", "the paper's settings for 7B models (lr 2e-5, AR weight 10, label smoothing 0.1, one "
+                       "epoch): the dataclasses' own defaults, and the choice for any model not named above",
+           (), collect={}, train={}, budget={}),
+)}
+DEFAULT_RECIPE = RECIPES["paper-7b"]
+TAB_RECIPE = RECIPES["tiny"]  # the Train tab's starting values (its base is the bundled one)
 
 
-def collect_config(n: int, max_new_tokens: int, limit: int | None = None) -> CollectConfig:
-    """Collection as the CLI does it by default, at this block size and length, on the first `limit` prompts
-    (the later rounds of training take the next ones)."""
-    return CollectConfig(n=n, max_new_tokens=max_new_tokens, limit=limit)
+def recipe_for(model: str, name: str | None = None) -> Recipe:
+    """The recipe called `name`, else the one for `model` (a registry name or a folder: its last part)."""
+    if name is not None:
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name[:40]!r}: use one of {', '.join(RECIPES)}")
+        return RECIPES[name]
+    key = Path(model).name if model else ""
+    return next((r for r in RECIPES.values() if key in r.models), DEFAULT_RECIPE)
 
 
-def train_config(loss: str, ar_weight: float, lr: float, budget: str, amount: float, eval_every: int,
-                 eval_max_new_tokens: int, rounds: int | None = None, recipe: Recipe = DEFAULT_RECIPE) -> TrainConfig:
-    """TrainConfig of the tab's inputs: `amount` minutes or steps (split between `rounds`), per `budget`."""
-    if budget not in BUDGETS:
-        raise ValueError(f"the budget must be counted in {' or '.join(BUDGETS)}; got {str(budget)[:20]!r}")
-    common = dict(loss=loss, ar_weight=ar_weight, lr=lr, rounds=rounds or recipe.rounds, eval_every=eval_every,
-                  eval_prompts=recipe.eval_prompts,
-                  eval_max_new_tokens=eval_max_new_tokens, label_smoothing=recipe.label_smoothing,
-                  states_per_block=recipe.states_per_block, ar_text=recipe.ar_text,
-                  ar_text_tokens=recipe.ar_text_tokens, text_weight=recipe.text_weight)
-    if budget == "minutes":
-        return TrainConfig(max_minutes=amount, epochs=MINUTES_EPOCHS, scheduler="constant_with_warmup",
-                           warmup=recipe.warmup_steps, **common)
-    return TrainConfig(max_steps=int(amount), **common)
+def recipes_help() -> str:
+    """`train --help`'s list of recipes."""
+    def settings(r: Recipe) -> str:
+        pairs = [f"{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"{k.replace('_', '-')} {v}"
+                 for k, v in (r.collect | r.train | r.budget).items()]
+        return f"\n    sets: {', '.join(pairs)}" if pairs else ""
+
+    lines = [f"  {r.name}: {r.note}" + (f" (chosen for {', '.join(r.models)})" if r.models else "") + settings(r)
+             for r in RECIPES.values()]
+    return "recipes (--recipe NAME; default: chosen from --model; flags given override it):\n" + "\n".join(lines)
 
 
-def cli_commands(recipe: Recipe = DEFAULT_RECIPE, model: str = "tiny-python") -> list[list[str]]:
-    """The tab's default run (shipped training prompts) as CLI argument lists for `python -m cllm`."""
-    collect = ["collect", "--model", model, "--prompts", "assets/prompts/train.jsonl", "--limit", str(recipe.prompts),
-               "--n", str(recipe.n), "--max-new-tokens", str(recipe.max_new_tokens), "--out", "data/"]
-    train = ["train", "--model", model, "--data", "data/", "--out", "my-cllm", "--loss", recipe.loss,
-             "--ar-weight", f"{recipe.ar_weight:g}", "--lr", f"{recipe.lr:g}", "--eval-every", str(recipe.eval_every),
-             "--eval-count", str(recipe.eval_prompts), "--eval-max-new-tokens", str(recipe.max_new_tokens),
-             "--label-smoothing", f"{recipe.label_smoothing:g}", "--states-per-block", str(recipe.states_per_block),
-             "--ar-text", recipe.ar_text, "--ar-text-tokens", str(recipe.ar_text_tokens),
-             "--text-weight", f"{recipe.text_weight:g}", "--rounds", str(recipe.rounds)]
-    if recipe.budget == "minutes":
-        train += ["--max-minutes", f"{recipe.minutes:g}", "--epochs", f"{MINUTES_EPOCHS:g}",
-                  "--scheduler", "constant_with_warmup", "--warmup", str(recipe.warmup_steps)]
-    else:
-        train += ["--max-steps", str(recipe.steps)]
-    return [collect, train]
+def cli_commands(model: str = "tiny-python") -> list[list[str]]:
+    """The Train tab's default run (shipped training prompts) as `python -m cllm` argument lists: with the
+    recipe chosen from the model, the defaults are the whole run."""
+    return [["collect", "--model", model, "--out", "data/"],
+            ["train", "--model", model, "--data", "data/", "--out", "my-cllm"]]
