@@ -150,15 +150,21 @@ def check_inputs(model, prompt_ids: list[int], max_new_tokens: int) -> None:
 
 
 @contextlib.contextmanager
-def _inference(model):
-    """Eval mode and no autograd for the duration; restores training mode after (training callbacks)."""
+def eval_mode(model):
+    """Eval mode for the duration; restores training mode after (measurements during training)."""
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            yield
+        yield
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode and no autograd for the duration; restores training mode after (training callbacks)."""
+    with eval_mode(model), torch.inference_mode():
+        yield
 
 
 def _prefill(model, prompt_ids: list[int]) -> tuple[CachedLM, float]:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cllm.jacobi import check_seed
+from cllm.jacobi import check_seed, eval_mode
 from cllm.training.pretrain import samples_markdown
 from cllm.models import LoadedModel
 
@@ -87,11 +87,8 @@ def greedy_continuations(loaded: LoadedModel, prefixes: list[list[int]], new_tok
     # An explicit config: a hub model's own (repetition penalty, n-gram bans) would change what greedy means
     greedy = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
                               eos_token_id=loaded.eos_token_id)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():  # no_grad, not inference_mode: the ids feed training steps next
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=greedy)
-    model.train(was_training)
     return ids, mask, out[:, ids.shape[1]:]
 
 
