@@ -70,6 +70,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, flags: Flags = Fl
                             default=argparse.SUPPRESS, help=f"{text} (default {shown})")
 
 
+def as_flags(values: dict, flags: Flags = Flags()) -> list[str]:
+    """Field values as the command-line words that set them (the inverse of `given`)."""
+    words = []
+    for name, value in values.items():
+        if isinstance(value, bool):  # only a value other than the default has a flag: --no-x or --x
+            words.append(("--" if value else "--no-") + name.replace("_", "-"))
+            continue
+        flag = flags.names.get(name, ("--" + name.replace("_", "-"),))[0]
+        words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return words
+
+
 def given(args: argparse.Namespace, cls) -> dict:
     """The fields of `cls` the user gave on the command line."""
     names = {f.name for f in dataclasses.fields(cls)}

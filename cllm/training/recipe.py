@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.training.collect import CollectConfig
-from cllm.training.config import BUDGET_FIELDS, TrainConfig
+from cllm.options import as_flags
+from cllm.training.collect import COLLECT_FLAGS, CollectConfig
+from cllm.training.config import BUDGET_FIELDS, TRAIN_FLAGS, TrainConfig
 
 MINUTES_EPOCHS = 10_000.0  # with a minutes budget the clock ends training, never the epoch count
 MINUTES_WARMUP = 10  # warm-up steps of a minutes budget's constant learning rate
@@ -50,7 +51,7 @@ RECIPES = {r.name: r for r in (
     # Measured on 2 CPU cores from the bundled base (README, "Making a CLLM"): about 4 min 20 s for collect +
     # train; held-out TPF (all 64 prompts) 1.05 -> 2.25-3.00 with nothing else on the cores.
     Recipe("tiny", "the bundled 4 M base: 3 rounds in 3 minutes of training, ~4.5 min with collection on 2 CPU "
-                   "cores; held-out TPF 1.06 -> 2.2-3",
+                   "cores of its own; held-out TPF 1.06 -> 2.2-3",
            ("tiny-python", "tiny-python-cllm"),
            # 200 prompts (~20 s at 64 tokens) is about the blocks a round's training draws (~115 steps x 8
            # blocks), so each round sees fresh states; 64 tokens: the held-out measurements' length too
@@ -95,9 +96,8 @@ def recipe_for(model: str, name: str | None = None) -> Recipe:
 def recipes_help() -> str:
     """`train --help`'s list of recipes."""
     def settings(r: Recipe) -> str:
-        pairs = [f"{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"{k.replace('_', '-')} {v}"
-                 for k, v in (r.collect | r.train | r.budget).items()]
-        return f"\n    sets: {', '.join(pairs)}" if pairs else ""
+        words = [*as_flags(r.collect, COLLECT_FLAGS), *as_flags(r.train | r.budget, TRAIN_FLAGS)]
+        return f"\n    = {' '.join(words)}" if words else ""
 
     lines = [f"  {r.name}: {r.note}" + (f" (chosen for {', '.join(r.models)})" if r.models else "") + settings(r)
              for r in RECIPES.values()]

@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 
 from cllm.cli import build_parser
-from cllm.options import field_help, given
-from cllm.training.collect import CollectConfig
+from cllm.options import as_flags, field_help, given
+from cllm.training.collect import COLLECT_FLAGS, CollectConfig
 from cllm.training.commands import train_config_of
-from cllm.training.config import TrainConfig
+from cllm.training.config import TRAIN_FLAGS, TrainConfig
 from cllm.training.pretrain import PretrainConfig
 from cllm.training.recipe import MINUTES_EPOCHS, RECIPES, recipe_for
 
@@ -69,8 +69,21 @@ def test_collect_flags_come_from_collect_config():
     assert recipe_for(other.model).collect_config(given(other, CollectConfig)) == CollectConfig()
 
 
+def test_a_recipe_spelled_out_as_flags_is_the_recipe():
+    """`as_flags` writes a recipe as the flags that set it (train --help shows them): given with the paper's
+    defaults underneath, they make the same configs."""
+    tiny = RECIPES["tiny"]
+    words = as_flags(tiny.train | tiny.budget, TRAIN_FLAGS)
+    assert "--eval-count" in words and "--no-context-grad" in as_flags(RECIPES["smollm2"].train, TRAIN_FLAGS)
+    assert train("--recipe", "paper-7b", "--data", "D", "--out", "O", *words) == tiny.train_config()
+    collect = build_parser().parse_args(["collect", "--recipe", "paper-7b", "--out", "D",
+                                         *as_flags(tiny.collect, COLLECT_FLAGS)])
+    assert RECIPES["paper-7b"].collect_config(given(collect, CollectConfig)) == tiny.collect_config()
+
+
 def test_help_lists_the_recipes(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     out = capsys.readouterr().out
     assert all(f"  {name}: " in out for name in RECIPES) and "(default 2e-05)" in out
+    assert "= --limit 200 --max-new-tokens 64 --ar-weight 1 --lr 0.001" in out
