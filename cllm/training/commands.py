@@ -18,7 +18,7 @@ from cllm.training.collect import COLLECT_FLAGS, CollectConfig
 from cllm.training.config import TRAIN_FLAGS, TrainConfig
 from cllm.training.pretrain import PRETRAIN_FLAGS, PretrainConfig
 from cllm.training.recipe import RECIPES, recipe_for, recipes_help
-from cllm.training.unlikelihood import UnlikelihoodConfig
+from cllm.training.unlikelihood import UNLIKELIHOOD_FLAGS, UnlikelihoodConfig
 
 RECIPE_HELP = "named settings (see below); default: the one for --model"
 
@@ -68,12 +68,7 @@ def _unlikelihood_parser(sub) -> None:
     ul = sub.add_parser("unlikelihood", help="fine-tune a base model against greedy looping (unlikelihood training)")
     ul.add_argument("--model", default=DEFAULT_BASE)
     ul.add_argument("--out", required=True, help="where the fine-tuned model (HF format + model card) goes")
-    defaults = UnlikelihoodConfig()
-    ul.add_argument("--steps", type=int, default=defaults.steps, help="updates, alternating MLE and unlikelihood")
-    ul.add_argument("--lr", type=float, default=defaults.lr)
-    ul.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the unlikelihood loss")
-    ul.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    ul.add_argument("--seed", type=int, default=defaults.seed)
+    add_config_arguments(ul, UnlikelihoodConfig, UNLIKELIHOOD_FLAGS)
     ul.add_argument("--text", default="stdlib", help="real text for the MLE steps: stdlib or a UTF-8 file")
     ul.add_argument("--prompts", default="assets/prompts/train.jsonl", help="prompts whose continuations are checked")
     ul.add_argument("--heldout", default="assets/prompts/heldout.jsonl", help="prompts measured before and after")

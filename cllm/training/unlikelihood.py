@@ -19,20 +19,23 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cllm.jacobi import check_seed, eval_mode
+from cllm.options import Flags
 from cllm.training.pretrain import samples_markdown
 from cllm.models import LoadedModel
 
 
 @dataclass(frozen=True)
 class UnlikelihoodConfig:
+    # A field's trailing comment is its `unlikelihood --help` (cllm.options).
     steps: int = 600  # updates, alternating MLE and unlikelihood
-    lr: float = 1e-5  # 2e-5 loops less (5 %) but costs perplexity on the prompts (33.8 -> 50.7; 1e-5: 36.1)
+    # 2e-5 loops less (5 %) but costs perplexity on the prompts (33.8 -> 50.7; 1e-5: 36.1)
+    lr: float = 1e-5  # learning rate
     alpha: float = 0.1  # weight of the unlikelihood loss
     batch_size: int = 16  # text windows, or prompts continued, per update
     text_tokens: int = 128  # tokens per real-text window
     new_tokens: int = 64  # greedy continuation length (the bench's)
     prompt_tokens: int = 48  # prompt tail kept as context
-    seed: int = 0
+    seed: int = 0  # data order and sampling
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "text_tokens", "new_tokens", "prompt_tokens"):
@@ -41,6 +44,10 @@ class UnlikelihoodConfig:
         check_seed(self.seed)
         if not 0 < self.lr < 1 or not 0 < self.alpha < 1e3:
             raise ValueError(f"--lr must be in (0, 1) and --alpha in (0, 1000); got {self.lr}, {self.alpha}")
+
+
+# `python -m cllm unlikelihood` keeps the window lengths as they are
+UNLIKELIHOOD_FLAGS = Flags(skip=("text_tokens", "new_tokens", "prompt_tokens"))
 
 
 def repeated_line_flags(pieces: list[str]) -> list[int]:

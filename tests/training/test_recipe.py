@@ -14,6 +14,7 @@ from cllm.training.commands import train_config_of
 from cllm.training.config import TRAIN_FLAGS, TrainConfig
 from cllm.training.pretrain import PretrainConfig
 from cllm.training.recipe import MINUTES_EPOCHS, RECIPES, recipe_for
+from cllm.training.unlikelihood import UnlikelihoodConfig
 
 # runs/smollm2/trialB.sh's flags, as launched before recipes existed
 TRIAL_B = ("--model smollm2-135m --data D --out O --lora-rank 16 --lora-alpha 32 --lr 1e-4 --ar-text stdlib "
@@ -27,7 +28,7 @@ def train(*argv: str) -> TrainConfig:
 
 
 def test_every_config_field_has_its_help_from_its_comment():
-    for cls in (TrainConfig, CollectConfig, PretrainConfig):
+    for cls in (TrainConfig, CollectConfig, PretrainConfig, UnlikelihoodConfig):
         helps = field_help(cls)
         missing = [f.name for f in dataclasses.fields(cls) if not helps.get(f.name)]
         assert missing == [], cls.__name__
