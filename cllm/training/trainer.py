@@ -2,7 +2,7 @@
 
 The Trainer does the rest (optimizer, schedule, bf16 autocast on CUDA, gradient accumulation, and DDP /
 FSDP / DeepSpeed when started with `accelerate launch` or torchrun), so the same code runs on a laptop CPU
-and a GPU node. `train_cllm` (cllm/training/fit.py) wraps this with measurements and the atomic save.
+and a GPU node. `fit_cllm` (cllm/training/fit.py) wraps this with measurements; `train_cllm` (train.py) saves atomically.
 
 One example = one collected block. Each time it is drawn, `states_per_block` states are sampled (the
 authors sample one): for the global loss any recorded or augmented state except the fixed point, with the
