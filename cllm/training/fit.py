@@ -27,7 +27,7 @@ from cllm.models import LoadedModel, load_model
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.evaluate import perplexity
 from cllm.training.measure import ar_agreement, distinct_ngrams, jacobi_tpf
-from cllm.training.report import JobHooks, FitReport
+from cllm.training.report import FitReport, JobHooks, Measured
 from cllm.training.config import TrainConfig
 from cllm.training.trainer import ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainingMonitor
 from cllm.training.budget import TimeBudget
@@ -56,7 +56,7 @@ class InMemory:
     """A later round's start: the model as trained so far, and its last measurements (not made again)."""
 
     loaded: LoadedModel
-    before: dict
+    before: Measured
 
 
 def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: JobHooks | None = None,
@@ -83,7 +83,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, config.eval_file or HELDOUT_PROMPTS, config)
 
-    def measure(m, check_ar: bool = False) -> dict:
+    def measure(m, check_ar: bool = False) -> Measured:
         out = _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id, check_ar)
         if hooks.probe is not None:
             hooks.probe(loaded, out)
@@ -202,10 +202,10 @@ def _build_trainer(model, data: tuple, config: TrainConfig, work: str, hooks: Jo
     return trainer, monitor
 
 
-def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> dict:
+def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> Measured:
     """Held-out TPF, perplexity, distinct 4-grams of the outputs (and whether they equal greedy AR)."""
     tpf, outputs = jacobi_tpf(model, tpf_ids, jconfig, eos)
-    out = {"tpf": tpf, "perplexity": perplexity(model, ppl_ids), "distinct_4grams": distinct_ngrams(outputs)}
+    out = Measured(tpf=tpf, perplexity=perplexity(model, ppl_ids), distinct_4grams=distinct_ngrams(outputs))
     if check_ar:
         out["matches_ar"] = ar_agreement(model, tpf_ids, outputs, jconfig.max_new_tokens, eos)
     return out

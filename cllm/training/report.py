@@ -8,8 +8,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
-Measured = dict  # held-out figures of one measurement: tpf, perplexity, distinct_4grams (+ matches_ar after)
+class Measured(TypedDict, total=False):
+    """Held-out figures of one measurement (a dict: they join the streamed metrics and the JSON record)."""
+
+    tpf: float  # Jacobi tokens per forward pass
+    perplexity: float  # on the held-out prompts' text
+    distinct_4grams: float  # mean share of distinct 4-grams per output (falls as outputs loop)
+    matches_ar: float  # share of outputs equal to the model's own greedy AR (after training only)
 
 
 @dataclass
