@@ -3,7 +3,7 @@ import threading
 
 import gradio as gr
 
-from cllm.train_session import TrainSlot
+from cllm.training.session import TrainSlot
 from cllm.ui import explore_tab, gallery_tab, learn_tab, stats_tab, train_tab
 from cllm.ui.common import limit_cpu_threads
 

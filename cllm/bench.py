@@ -18,12 +18,11 @@ from contextlib import contextmanager
 import torch
 
 from cllm.decode import encode_prompt
-from cllm.evaluate import aggregate, evaluate, prompt_frame, repeated_line
+from cllm.evaluate import aggregate, evaluate, perplexity, prompt_frame, repeated_line
 from cllm.decoders import decode
-from cllm.jacobi import CachedLM, JacobiConfig
+from cllm.jacobi import CachedLM, JacobiConfig, context_limit, vocab_size_of
 from cllm.models import LoadedModel, device_label
 from cllm.peers import PEERS, PeerConfig, run_peer
-from cllm.train_eval import perplexity
 
 COLUMNS = ("decoder", "model", "prompts", "tokens", "forward_passes", "tpf", "tokens_per_s", "speedup",
            "vs_hf_greedy", "matches_ar", "ff_rate", "fast_forwarded", "stationary", "overhead", "repeats", "perplexity")
@@ -144,8 +143,8 @@ def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfi
 def block_cost(loaded: LoadedModel, widths: list[int], context: int = 64, repeats: int = 20) -> list[dict]:
     """Median time of one forward pass feeding `w` tokens after `context` cached ones, relative to w = 1."""
     model = loaded.model
-    vocab = model.get_output_embeddings().weight.shape[0]
-    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None) or MAX_BLOCK_COST_WIDTH + context
+    vocab = vocab_size_of(model)
+    limit = context_limit(model) or MAX_BLOCK_COST_WIDTH + context
     widest = min(limit - context, MAX_BLOCK_COST_WIDTH)  # past the context a pass is meaningless (and memory-hungry)
     if any(not 1 <= w <= widest for w in widths):
         raise ValueError(f"widths must be 1 to {widest} for this model ({context} cached tokens + the block fit "

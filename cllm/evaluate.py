@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pandas as pd
+import torch
 
 from cllm import stats
-from cllm.collect import has_repeat
 from cllm.decode import decode_prompt, encode_prompt
-from cllm.jacobi import JacobiConfig, check_inputs
+from cllm.stats import has_repeat
+from cllm.jacobi import JacobiConfig, _inference, check_inputs
 from cllm.models import LoadedModel
 from cllm.trajectory import Trajectory
 
@@ -211,3 +212,22 @@ def n_sweep(models: dict[str, LoadedModel], prompts: list[str], config: JacobiCo
             rows.append({"model": role, "n": n, "tpf": agg["tpf"], "speedup": agg["speedup"],
                          "matches_ar": agg["matches_ar"]})
     return pd.DataFrame(rows)
+
+
+def perplexity(model, texts: list[list[int]], batch_size: int = 8) -> float:
+    """exp(mean next-token NLL) over every token of every text (token-weighted), right-padded batches."""
+    total, count = 0.0, 0
+    with _inference(model):
+        for i in range(0, len(texts), batch_size):
+            rows = [t for t in texts[i: i + batch_size] if len(t) >= 2]
+            if not rows:
+                continue
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=model.device)  # (B, T)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
+            labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                                       reduction="sum").item()
+            count += int((labels != -100).sum())
+    return math.exp(total / count) if count else float("nan")

@@ -1,13 +1,16 @@
-"""What we write, the one copy of each helper: atomic writes, output-path checks (cllm.trajectory re-exports
-them, where they were first), strict-JSON values and one-line error messages."""
+"""What we write and read, the one copy of each helper: atomic writes, output-path checks (cllm.trajectory
+re-exports them, where they were first), size-capped UTF-8 reads, JSON lines, strict-JSON values and one-line
+error messages."""
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 STALE_TEMP_SECONDS = 3600  # a temp file of an atomic write untouched this long was left by a killed writer
@@ -53,6 +56,30 @@ def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> Non
                 shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         except OSError:
             continue  # another process removed it first, or it is not ours to remove
+
+
+def read_capped_text(path: Path, max_bytes: int, error: type[ValueError] = ValueError) -> str:
+    """A file's UTF-8 text; `error` (one line) when it is over `max_bytes` or not UTF-8."""
+    if path.stat().st_size > max_bytes:
+        raise error(f"{path.name} is larger than {max_bytes // 2**20} MiB")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path.name} is not UTF-8 text") from None
+
+
+def json_lines(text: str, name: str, error: type[ValueError] = ValueError,
+               expected: str = "valid JSON") -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line. Lines split at \\n only: str.splitlines also splits at
+    U+2028 and form feeds, which JSON strings may hold. A bad line is `error`: "<name> line k is not <expected>"."""
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long to convert
+            raise error(f"{name} line {lineno} is not {expected}") from None
+        yield lineno, value
 
 
 def finite_or_none(value):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from cllm.stats import committed_prefix
 from cllm.trajectory import Block, RunMeta, Trajectory
 
 INITS = ("prompt", "vocab", "last")  # initial-guess rules; "prompt" is the authors' default
@@ -128,6 +129,11 @@ def vocab_size_of(model) -> int:
     return model.get_output_embeddings().weight.shape[0]
 
 
+def context_limit(model) -> int | None:
+    """Positions the model can attend over (max_position_embeddings); None when its config does not say."""
+    return getattr(model.config.get_text_config(), "max_position_embeddings", None)
+
+
 def check_inputs(model, prompt_ids: list[int], max_new_tokens: int) -> None:
     """Raise ValueError with a clear message for inputs the model cannot decode."""
     if len(prompt_ids) == 0:
@@ -135,7 +141,7 @@ def check_inputs(model, prompt_ids: list[int], max_new_tokens: int) -> None:
     vocab = vocab_size_of(model)
     if any(not 0 <= t < vocab for t in prompt_ids):
         raise ValueError(f"prompt holds token ids outside the model's vocabulary [0, {vocab})")
-    limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    limit = context_limit(model)
     if limit is not None and len(prompt_ids) + max_new_tokens > limit:
         raise ValueError(
             f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
@@ -144,15 +150,21 @@ def check_inputs(model, prompt_ids: list[int], max_new_tokens: int) -> None:
 
 
 @contextlib.contextmanager
-def _inference(model):
-    """Eval mode and no autograd for the duration; restores training mode after (training callbacks)."""
+def eval_mode(model):
+    """Eval mode for the duration; restores training mode after (measurements during training)."""
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            yield
+        yield
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode and no autograd for the duration; restores training mode after (training callbacks)."""
+    with eval_mode(model), torch.inference_mode():
+        yield
 
 
 def _prefill(model, prompt_ids: list[int]) -> tuple[CachedLM, float]:
@@ -190,10 +202,6 @@ def initial_guess(seq: list[int], width: int, init: str, vocab_size: int, gen: t
     return [seq[-1]] * width
 
 
-def _first_difference(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
-
-
 def _jacobi_block(lm: CachedLM, seq: list[int], guess: list[int], eos_token_id: int | None) -> Block:
     """Iterate one block to its fixed point. Cache holds seq[:-1] on entry and seq + block[:-1] on exit."""
     width, base = len(guess), len(seq) - 1  # base: position of seq[-1], the first token fed
@@ -203,7 +211,7 @@ def _jacobi_block(lm: CachedLM, seq: list[int], guess: list[int], eos_token_id: 
         t0 = time.perf_counter()
         inputs = ([seq[-1]] + state[:-1])[final:]  # those that predict positions final..width-1
         new = state[:final] + lm.feed(inputs).argmax(-1).tolist()
-        final = min(width, _first_difference(new, state) + 1)
+        final = min(width, committed_prefix(new, state) + 1)
         lm.rollback(base + final)  # keep the KV of the tokens that were fed and are final
         state = new
         states.append(new)

@@ -212,7 +212,7 @@ def _source_kwargs(name: str, source: str) -> dict:
     if entry is not None and entry.bundled:
         raise ModelLoadError(f"bundled model {name!r} is missing from {source}; see README (python -m cllm pretrain)")
     interrupted = Path(source).with_name(f".{Path(source).name}.old") if Path(source).name else None
-    if interrupted is not None and os.path.isdir(interrupted):  # cllm.checkpoint's swap was killed halfway
+    if interrupted is not None and os.path.isdir(interrupted):  # cllm.training.checkpoint's swap was killed halfway
         raise ModelLoadError(f"no model folder at {shown(source)}: a save there was interrupted; the previous "
                              f"model is in {interrupted} (the next save to {source} puts it back first)")
     if _in_local_cache(source):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cllm.files import json_lines, read_capped_text
 from cllm.models import REPO_ROOT
 from cllm.trajectory import atomic_write_text
 
@@ -68,12 +69,7 @@ def read_prompt_file(path: str | Path, limit: int | None = None) -> list[str]:
 def read_text(path: Path) -> str:
     if not path.is_file():
         raise ValueError(f"no prompt file at {path}")
-    if path.stat().st_size > MAX_PROMPT_FILE_BYTES:
-        raise ValueError(f"{path.name} is larger than {MAX_PROMPT_FILE_BYTES // 2**20} MiB")
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path.name} is not UTF-8 text") from None
+    return read_capped_text(path, MAX_PROMPT_FILE_BYTES)
 
 
 def text_lines(text: str) -> list[str]:
@@ -84,13 +80,7 @@ def text_lines(text: str) -> list[str]:
 
 def parse_prompts(text: str, name: str = "prompts", limit: int | None = None) -> list[str]:
     prompts = []
-    for lineno, line in enumerate(text_lines(text), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long to convert
-            raise ValueError(f"{name} line {lineno} is not JSON (expected {{\"prompt\": \"...\"}})") from None
+    for lineno, item in json_lines(text, name, expected='JSON (expected {"prompt": "..."})'):
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
             raise ValueError(f"{name} line {lineno} needs a non-empty string field \"prompt\"")
         check_prompt(item["prompt"], f"{name} line {lineno}'s prompt")

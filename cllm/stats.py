@@ -124,6 +124,18 @@ def cell_statuses(block: Block) -> list[list[str]]:
     return rows
 
 
+def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
+    """True if some span of `run` tokens repeats itself with a period p <= max_period (every token equals the
+    one p before it); with max_period 1: some token occurs `run` times in a row."""
+    for period in range(1, max_period + 1):
+        count = 0  # tokens in a row equal to the one `period` before
+        for k in range(period, len(ids)):
+            count = count + 1 if ids[k] == ids[k - period] else 0
+            if count + period >= run:
+                return True
+    return False
+
+
 def differ_from(a: list[int], b: list[int]) -> int | None:
     """Index of the first token where two outputs differ (one ending early counts); None when equal."""
     k = committed_prefix(a, b)

@@ -76,7 +76,7 @@ def tiny_pair(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server_slot():
     """The training slot of the app the tests serve (the app owns one; tests share this one)."""
-    from cllm.train_session import TrainSlot
+    from cllm.training.session import TrainSlot
 
     return TrainSlot()
 

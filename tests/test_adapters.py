@@ -8,9 +8,11 @@ import torch
 
 from cllm.adapters import ADAPTER_CONFIG, adapter_base
 from cllm.models import ModelLoadError, load_model
-from cllm.train_run import fit_cllm, train_cllm
-from cllm.training import TrainConfig
-from test_training import QUICK, data_dir, prompts_file  # noqa: F401 (module fixtures reused)
+from cllm.training.fit import fit_cllm
+from cllm.training.report import JobHooks
+from cllm.training.train import train_cllm
+from cllm.training.config import TrainConfig
+from test_trainer import QUICK, data_dir, prompts_file  # noqa: F401 (module fixtures reused)
 
 
 def logits(model, ids):
@@ -21,8 +23,8 @@ def logits(model, ids):
 def test_lora_cllm_saves_an_adapter_that_loads_merged(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
     out = tmp_path / "lora-cllm"
     config = TrainConfig(**QUICK, max_steps=3, lora_rank=4, lora_alpha=8)
-    info = train_cllm(str(tiny_model_dir), data_dir, out, config, progress=False)
-    assert info["steps"] == 3
+    info = train_cllm(str(tiny_model_dir), data_dir, out, config, JobHooks(progress=False))
+    assert info.steps == 3
     assert (out / ADAPTER_CONFIG).is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()  # the base's weights are not copied
     assert adapter_base(out) == str(tiny_model_dir)
@@ -46,10 +48,10 @@ def test_adapter_load_errors_are_one_line(tmp_path):
 def test_training_resumes_from_the_newest_checkpoint(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
     work = tmp_path / "work"
     first = fit_cllm(str(tiny_model_dir), data_dir, TrainConfig(**QUICK, max_steps=4, work_dir=str(work), save_every=2))
-    assert first.info["steps"] == 4 and (work / "checkpoint-4").is_dir()
+    assert first.report.steps == 4 and (work / "checkpoint-4").is_dir()
     again = fit_cllm(str(tiny_model_dir), data_dir, TrainConfig(**QUICK, max_steps=6, work_dir=str(work), save_every=2))
-    assert again.info["steps"] == 6  # global step carries on from checkpoint-4
-    assert [m["step"] for m in again.info["history"] if "loss" in m][:1] in ([], [5], [6])  # no step 1..4 redone
+    assert again.report.steps == 6  # global step carries on from checkpoint-4
+    assert [m["step"] for m in again.report.history if "loss" in m][:1] in ([], [5], [6])  # no step 1..4 redone
 
 
 def test_work_dir_refuses_rounds():
@@ -58,8 +60,8 @@ def test_work_dir_refuses_rounds():
 
 
 def test_context_without_gradients_gives_the_same_logits_and_trains_blocks_only(tiny_model_dir, data_dir):  # noqa: F811
-    from cllm.dataset import load_entries
-    from cllm.training import ConsistencyCollator, ConsistencyData, block_logits
+    from cllm.training.dataset import load_entries
+    from cllm.training.trainer import ConsistencyCollator, ConsistencyData, block_logits
 
     model = load_model(str(tiny_model_dir), "cpu").model.train()
     _, entries = load_entries(data_dir)
@@ -76,7 +78,7 @@ def test_context_without_gradients_gives_the_same_logits_and_trains_blocks_only(
 def test_an_adapter_folder_counts_as_a_model_we_may_replace(tmp_path):
     """A resumed LoRA run writes its adapter over the last one: --out holding an adapter is not refused,
     while a folder of other files still is."""
-    from cllm.checkpoint import check_out_folder
+    from cllm.training.checkpoint import check_out_folder
     adapter, other = tmp_path / "adapter", tmp_path / "other"
     adapter.mkdir()
     other.mkdir()

@@ -23,7 +23,7 @@ import pytest
 from cllm.race import Race, add_to_gallery, list_gallery, load_race, save_race
 from cllm.trajectory import (STALE_TEMP_SECONDS, Block, RunMeta, Trajectory, atomic_write_text, drop_stale_temps,
                              load_trajectory, save_trajectory)
-from cllm.training_utils import resume_checkpoint
+from cllm.training.budget import resume_checkpoint
 
 TRIALS = 60
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
@@ -198,7 +198,7 @@ torch.set_num_threads(1)  # forked children run torch ops: keep the parent's Ope
 from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging
-from cllm.checkpoint import recover_interrupted_swap, save_pretrained_atomic
+from cllm.training.checkpoint import recover_interrupted_swap, save_pretrained_atomic
 
 # tqdm guards its bars with a lock shared across fork; a child killed holding it would hang this parent (an
 # artefact of forking, not of a killed server), so no progress bars here.

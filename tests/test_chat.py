@@ -8,8 +8,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError, read_shard_records, shard_paths
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.report import JobHooks
+from cllm.training.dataset import DatasetError, read_shard_records, shard_paths
 from cllm.models import load_model
 from cllm.prompts import prompt_token_ids
 
@@ -44,12 +45,12 @@ def test_collect_with_chat_records_templated_prompts(chat_model_dir, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"prompt": "def add(a, b):"}) + "\n")
     loaded = load_model(str(chat_model_dir), "cpu")
-    meta = collect(loaded, prompts, tmp_path / "d", CollectConfig(n=4, max_new_tokens=8, chat=True), progress=False)
+    meta = collect(loaded, prompts, tmp_path / "d", CollectConfig(n=4, max_new_tokens=8, chat=True), JobHooks(progress=False))
     assert meta["chat"] is True
     (record,) = read_shard_records(shard_paths(tmp_path / "d")[0])
     assert record["prompt_ids"] == prompt_token_ids(loaded.tokenizer, "def add(a, b):", chat=True)
     with pytest.raises(DatasetError, match="chat True -> False"):  # resuming must not mix the two encodings
-        collect(loaded, prompts, tmp_path / "d", CollectConfig(n=4, max_new_tokens=8), progress=False)
+        collect(loaded, prompts, tmp_path / "d", CollectConfig(n=4, max_new_tokens=8), JobHooks(progress=False))
 
 
 def test_decode_cli_chat(chat_model_dir, capsys):

@@ -9,7 +9,7 @@ import random
 import pytest
 from test_trajectory_fuzz import check_loaded, mutate, serialize, valid_dict
 
-from cllm.dataset import DatasetError, load_entries
+from cllm.training.dataset import DatasetError, load_entries
 from cllm.prompts import check_prompt, read_prompt_file
 from cllm.race import RaceError, list_gallery, race_from_json
 

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from cllm.trained import list_trained
+from cllm.training.trained import list_trained
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):", "print(", "import os", "while True:",
            "if x > 0:", "def sub(a, b):", "for j in range("]
@@ -111,7 +111,7 @@ def test_a_visitor_who_leaves_does_not_hold_the_slot(app_server, train_slot, tin
         assert time.monotonic() < deadline, "a training nobody follows must stop"
         time.sleep(0.5)
     view = train_slot.view("")
-    assert view.phase == "trained" and view.result["stopped_by"] == "stop request"
+    assert view.phase == "trained" and view.result.stopped_by == "stop request"
     assert "Busy: Ada is holding an unsaved model" in bob.predict(api_name="/train_status")
     train_slot.hold_seconds = 0  # her unsaved model waits for her only so long
     assert "Collected" in collect(bob, tiny_pair[0], prompts_file, who="Bob")

@@ -10,11 +10,13 @@ import gradio as gr
 import pytest
 
 from cllm.cli import build_parser
-from cllm.collect import CollectConfig
-from cllm.train_recipe import DEFAULT_RECIPE as R, MINUTES_EPOCHS, cli_commands, train_config
-from cllm.training import TrainConfig
-from cllm.ui import common, explore_tab, train_tab
-from test_train_session import job, wait_for
+from cllm.training.collect import CollectConfig
+from cllm.options import given
+from cllm.training.commands import train_config_of
+from cllm.training.recipe import MINUTES_EPOCHS, RECIPES, cli_commands, recipe_for
+from cllm.training.config import TrainConfig
+from cllm.ui import common, explore_tab, train_tab, train_views
+from test_session import job, wait_for
 
 
 def write(tmp_path, name: str, data: bytes | str):
@@ -97,24 +99,22 @@ def test_bad_train_inputs_fail_before_anything_starts(args, message, train_slot)
 
 
 def test_the_tabs_default_run_is_the_clis():
-    """The tab's defaults, given to the CLI parser as `cli_commands` writes them, give the same configs."""
+    """The tab's defaults, and the CLI's for the bundled base with no flags (`cli_commands`), give the same
+    configs: the tiny recipe's, a minutes budget at a constant learning rate."""
     collect_args, train_args = (build_parser().parse_args(c) for c in cli_commands())
-    tab = train_config(R.loss, R.ar_weight, R.lr, R.budget, R.minutes, R.eval_every, R.max_new_tokens)
-    assert (collect_args.n, collect_args.max_new_tokens, collect_args.limit) == (R.n, R.max_new_tokens, R.prompts)
-    assert collect_args.batch_size == CollectConfig().batch_size and not collect_args.no_clean
-    assert not collect_args.no_augment and collect_args.clean_period == CollectConfig().repeat_period
-    cli = {"loss": train_args.loss, "ar_weight": train_args.ar_weight, "lr": train_args.lr,
-           "max_minutes": train_args.max_minutes, "max_steps": train_args.max_steps, "epochs": train_args.epochs,
-           "scheduler": train_args.scheduler, "warmup": train_args.warmup, "eval_every": train_args.eval_every,
-           "eval_prompts": train_args.eval_count, "eval_max_new_tokens": train_args.eval_max_new_tokens,
-           "batch_size": train_args.batch_size, "states_per_block": train_args.states_per_block,
-           "label_smoothing": train_args.label_smoothing, "ar_scope": train_args.ar_scope, "seed": train_args.seed,
-           "ar_text": train_args.ar_text, "ar_text_tokens": train_args.ar_text_tokens, "text_weight": train_args.text_weight,
-           "rounds": train_args.rounds}
-    assert cli == {k: getattr(tab, k) for k in cli}
-    assert tab.max_minutes == R.minutes and tab.epochs == MINUTES_EPOCHS and tab.scheduler == "constant_with_warmup"
-    steps = train_config("local", 1.0, 1e-4, "steps", 40, 5, 32)
+    cli_collect = recipe_for(collect_args.model, collect_args.recipe).collect_config(given(collect_args, CollectConfig))
+    cli_train = train_config_of(train_args)
+    tab = train_tab.TrainInputs(train_tab.TRAIN.loss, train_tab.TRAIN.ar_weight, train_tab.TRAIN.lr, "minutes",
+                                train_tab.TRAIN.max_minutes, train_tab.TRAIN.eval_every,
+                                train_tab.COLLECT.max_new_tokens).config()
+    assert cli_collect == train_tab.COLLECT == RECIPES["tiny"].collect_config()
+    assert (cli_collect.n, cli_collect.max_new_tokens, cli_collect.limit) == (16, 64, 200)
+    assert cli_train == tab == train_tab.TRAIN
+    assert tab.max_minutes == 3 and tab.epochs == MINUTES_EPOCHS and tab.scheduler == "constant_with_warmup"
+    assert (tab.lr, tab.ar_weight, tab.rounds) != (TrainConfig().lr, TrainConfig().ar_weight, TrainConfig().rounds)
+    steps = train_tab.TrainInputs("local", 1.0, 1e-4, "steps", 40, 5, 32).config()
     assert (steps.max_steps, steps.max_minutes, steps.scheduler) == (40, None, TrainConfig().scheduler)
+    assert steps.lr == 1e-4 and steps.eval_max_new_tokens == 32 and steps.ar_text == "stdlib"
 
 
 def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_path, monkeypatch):
@@ -124,7 +124,7 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
     slot = train_slot
     slot.start_collect("local", "Ada", job(tiny_model_dir))
     wait_for(slot, "local", ("collected",))
-    assert "Now press <b>Train</b>" in train_tab.collect_html(slot.view("local"))
+    assert "Now press <b>Train</b>" in train_views.collect_html(slot.view("local"))
     tab = train_tab.TrainTab(slot)
     outputs = list(tab.train_model("global", 1.0, 3e-3, "steps", 6, 2, 8, 3))  # 3 rounds of 2 steps
     status, loss_fig, tpf_fig, grid = outputs[-1]
@@ -167,10 +167,10 @@ def test_others_see_a_countdown_and_their_place_and_the_owner_can_discard(train_
     wait_for(slot, "ada", ("collected",))
     bob, cy = slot.view("bob"), slot.view("cy")
     assert (bob.place, cy.place) == (1, 2) and 0 < cy.free_in <= slot.hold_seconds
-    line = train_tab.status_html(slot.view("cy"))
+    line = train_views.status_html(slot.view("cy"))
     assert "Busy: Ada is holding collected data" in line and 'class="tr-count" data-left="' in line
     assert "<b>2nd</b> in line" in line
-    assert "yours, in this browser (collected): press Train, or Discard" in train_tab.status_html(slot.view("ada"))
+    assert "yours, in this browser (collected): press Train, or Discard" in train_views.status_html(slot.view("ada"))
     with pytest.raises(train_tab.SlotBusy):
         slot.discard("bob")  # not Bob's
     assert slot.discard("ada") == "Discarded: the slot is free."

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gradio_client import Client  # noqa: E402
 
-from cllm.train_recipe import DEFAULT_RECIPE as R  # noqa: E402
+from cllm.ui.train_tab import COLLECT, TRAIN  # noqa: E402
 from cllm.ui.train_tab import SHIPPED  # noqa: E402
 
 
@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     client = Client(args.url, verbose=False)
     t0 = time.perf_counter()
-    collected = client.predict("timer", "tiny-python", SHIPPED, None, R.prompts, R.n, R.max_new_tokens,
+    collected = client.predict("timer", "tiny-python", SHIPPED, None, COLLECT.limit, COLLECT.n, COLLECT.max_new_tokens,
                                api_name="/collect")
     t1 = time.perf_counter()
-    status = client.predict(R.loss, R.ar_weight, R.lr, R.budget, R.minutes, R.eval_every, R.max_new_tokens,
-                            R.rounds, api_name="/train")[0]
+    status = client.predict(TRAIN.loss, TRAIN.ar_weight, TRAIN.lr, "minutes", TRAIN.max_minutes, TRAIN.eval_every,
+                            COLLECT.max_new_tokens, TRAIN.rounds, api_name="/train")[0]
     t2 = time.perf_counter()
     saved = client.predict(args.name, api_name="/save_model")
     print(json.dumps({"collect_s": t1 - t0, "train_s": t2 - t1, "collect_to_trained_s": t2 - t0,

@@ -18,7 +18,7 @@ from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
 from cllm.models import BY_NAME, ModelLoadError, cached_model, fetch_registry_model, model_pairs, needs_fetch
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import differ_from, run_summary
-from cllm.trained import list_trained, read_trained, trained_path
+from cllm.training.trained import list_trained, read_trained, trained_path
 
 N_RANGE = (1, 64)  # block sizes the grid can show side by side
 MAX_NEW_TOKENS_RANGE = (1, 512)  # beyond this a CPU visitor waits minutes and the page grows heavy

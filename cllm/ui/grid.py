@@ -15,7 +15,7 @@ from cllm.moments import Moment, clock
 from cllm.race import Race
 from cllm.render import visible
 from cllm.shifted import shift_marks
-from cllm.trained import trained_note
+from cllm.training.trained import trained_note
 from cllm.trajectory import Trajectory
 
 # CSS class of each cell status (assets/player.css draws them) and the words the legend and the tooltip share.
@@ -48,13 +48,13 @@ LEGEND_HTML = (
 )
 
 
-def cell_html(text: str, token: int, position: int, iteration: int, status: str, focus: bool = False,
+def cell_html(text: str, token: int, place: tuple[int, int], status: str, focus: bool = False,
               shift: int | None = None) -> str:
     """One token of one state, whole (the CSS clips it with … where the cell is too narrow); its tooltip
-    (data-tip, drawn by player.js) names the token, id, position, pass and status; `focus` rings the cell
+    (data-tip, drawn by player.js) names the token, id, place (position, pass) and status; `focus` rings the cell
     (a moment a lesson or a collocation row points at); `shift` marks it as part of a run of right tokens at
     the wrong position (cllm.shifted; drawn when the player's toggle is on)."""
-    shown = visible(text)
+    shown, (position, iteration) = visible(text), place
     when = "guess" if iteration == 0 else f"pass {iteration}"
     tip = f"“{shown}” id {token} · position {position} · {when} · {STATUS_WORDS[status]}"
     if shift is not None:
@@ -99,7 +99,7 @@ def block_grid_html(traj: Trajectory, k: int, focus: Moment | None = None) -> st
     for j, (state, statuses) in enumerate(zip(block.states, stats.cell_statuses(block))):
         label = "guess" if j == 0 else f"{j} ✓" if j == block.iterations else f"{j}"  # ✓: the fixed point
         ringed = range(focus.start, focus.end) if focus and focus.iteration == j else range(0)
-        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, i, j, s, i in ringed, shifts[j].get(i))
+        cells = "".join(cell_html(traj.token_text.get(t, f"<{t}>"), t, (i, j), s, i in ringed, shifts[j].get(i))
                         for i, (t, s) in enumerate(zip(state, statuses)))
         cells += pass_html(traj, k, j) if strip else ""
         rows.append(f'<tr data-it="{j}"><th>{label}</th>{cells}</tr>')

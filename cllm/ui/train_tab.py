@@ -1,7 +1,7 @@
 """Train: turn a base model into a CLLM live. Collect Jacobi trajectories, fine-tune while the loss and
 held-out TPF curves and a live grid update, Stop, Save; the saved model joins Explore's pair picker.
 
-The work runs in the server's one training slot (cllm.train_session.TrainSlot, made by app.py and handed
+The work runs in the server's one training slot (cllm.training.session.TrainSlot, made by app.py and handed
 to build); the Collect and Train events are generators that follow it and redraw about once a second, so
 they hold no model lock and the other tabs keep decoding. A second visitor gets a "busy" message that names
 who is training, a live countdown of a hold and their place in line, not an error.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -22,14 +22,16 @@ import gradio as gr
 
 from cllm.models import DEFAULT_BASE
 from cllm.prompts import HELDOUT_PROMPTS, MAX_PROMPT_FILE_BYTES, TRAIN_PROMPTS, read_prompt_file, read_prompts
-from cllm.race import Race
-from cllm.train_recipe import BUDGETS, DEFAULT_RECIPE as R, collect_config, train_config
-from cllm.train_session import CollectJob, SlotBusy, SlotView, TrainSlot
-from cllm.trained import read_trained, trained_dir
-from cllm.training import LOSSES
+from cllm.training.recipe import TAB_RECIPE, minutes_budget
+from cllm.training.session import TrainSlot
+from cllm.training.slot import CollectJob, SlotBusy, SlotView
+from cllm.training.trained import read_trained, trained_dir
+from cllm.training.config import TrainConfig
+from cllm.training.losses import LOSSES
 from cllm.ui import figures
 from cllm.ui.common import N_RANGE, model_name, user_errors, whole_number
-from cllm.ui.grid import race_html
+from cllm.ui.train_views import (EMPTY_GRID, busy_html, collect_html, probe_html, status_html,
+                                 train_html)
 from cllm.ui.player import make_player
 
 OWNER_COOKIE = "cllm_owner"
@@ -44,10 +46,12 @@ SHIPPED, UPLOAD = "shipped training prompts", "uploaded file"
 MAX_PROMPTS = 2000  # the shipped set's size; ~3 minutes of collection per round on 2 CPU cores at 64 tokens
 MAX_TOKENS = 256
 MAX_MINUTES, MAX_STEPS, MAX_ROUNDS = 30, 20_000, 10
+BUDGETS = ("minutes", "steps")
+STEPS_BUDGET = 300  # the budget offered when it is switched to steps (the recipe's is in minutes)
+# The inputs' starting values: the tiny recipe's (cllm.training.recipe), as `collect` + `train` use them
+COLLECT, TRAIN = TAB_RECIPE.collect_config(), TAB_RECIPE.train_config()
 POLL_SECONDS = 1.0  # a following event redraws at most this often, and at least this often while a job runs
 HELD_OUT_SHARE, MAX_HELD_OUT = 5, 8  # an uploaded file's last fifth (at most 8 prompts) is held out
-EMPTY_GRID = ('<div class="cr-empty">While training runs, a held-out prompt is decoded with the current weights '
-              'every few steps and races the base model here: watch red turn blue in fewer passes.</div>')
 HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every intermediate state is recorded. "
         "**2. Train**: the model learns to jump from any state straight to the final one (consistency loss) "
         "while still predicting text (AR loss); every few steps its tokens per forward pass (TPF) on held-out "
@@ -75,8 +79,8 @@ def collect_job(base, source, upload, limit, n, max_new) -> CollectJob:
     """The Collect inputs checked (ValueError says what is wrong) and the prompts read."""
     base = model_name(base, "base")
     limit = whole_number(limit, "prompts per round", 1, MAX_PROMPTS)
-    config = collect_config(whole_number(n, "block size n", *N_RANGE),
-                            whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS), limit)
+    config = TAB_RECIPE.collect_config({"n": whole_number(n, "block size n", *N_RANGE), "limit": limit,
+                                        "max_new_tokens": whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS)})
     if source == UPLOAD:
         if not upload:
             raise ValueError("choose a prompt file to upload (JSONL with a \"prompt\" field, or text, one per line)")
@@ -103,17 +107,36 @@ def _without(prompts: list[str], heldout: list[str]) -> tuple[str, ...]:
     return tuple(p for p in prompts if p not in held)
 
 
-def read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds=R.rounds):
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
-    limit = MAX_MINUTES if budget == "minutes" else MAX_STEPS
-    amount = _number(amount, f"the budget in {budget}", 0, limit)
-    if budget == "steps":
-        amount = whole_number(amount, "the budget in steps", 1, MAX_STEPS)
-    return train_config(loss, _number(ar_weight, "AR weight", 0, 1000, low_ok=True), _number(lr, "learning rate", 0, 1),
-                        budget, amount, whole_number(eval_every, "TPF every K steps", 1, MAX_STEPS),
-                        whole_number(max_new, "tokens per prompt", 1, MAX_TOKENS),
-                        whole_number(rounds, "rounds", 1, MAX_ROUNDS))
+@dataclass(frozen=True)
+class TrainInputs:
+    """The Train inputs as the page sends them (unchecked)."""
+
+    loss: str
+    ar_weight: object
+    lr: object
+    budget: str  # "minutes" or "steps"
+    amount: object  # of the budget
+    eval_every: object
+    max_new: object  # tokens per held-out prompt
+    rounds: object = TRAIN.rounds
+
+    def config(self) -> TrainConfig:
+        """The recipe's TrainConfig with these inputs, checked (ValueError says what is wrong)."""
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"the budget must be counted in {' or '.join(BUDGETS)}; got {str(self.budget)[:20]!r}")
+        if self.budget == "minutes":
+            budget = minutes_budget(_number(self.amount, "the budget in minutes", 0, MAX_MINUTES))
+        else:
+            _number(self.amount, "the budget in steps", 0, MAX_STEPS)
+            budget = {"max_steps": whole_number(self.amount, "the budget in steps", 1, MAX_STEPS)}
+        return TAB_RECIPE.train_config(budget | {
+            "loss": self.loss, "ar_weight": _number(self.ar_weight, "AR weight", 0, 1000, low_ok=True),
+            "lr": _number(self.lr, "learning rate", 0, 1),
+            "eval_every": whole_number(self.eval_every, "TPF every K steps", 1, MAX_STEPS),
+            "eval_max_new_tokens": whole_number(self.max_new, "tokens per prompt", 1, MAX_TOKENS),
+            "rounds": whole_number(self.rounds, "rounds", 1, MAX_ROUNDS)})
 
 
 def _number(value, name: str, low: float, high: float, low_ok: bool = False) -> float:
@@ -140,21 +163,21 @@ class TrainTab:
         try:
             self.slot.start_collect(owner, who or "", job)
         except SlotBusy as e:
-            yield _busy_html(str(e))
+            yield busy_html(str(e))
             return
         for view in self.follow(owner, "collecting"):
             yield collect_html(view)
 
-    def train_model(self, loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds=R.rounds,
+    def train_model(self, loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds=TRAIN.rounds,
                     request: gr.Request = None):
         """Start training on this visitor's collected data, then stream status, loss and TPF curves, live grid."""
         owner = _owner(request)
         with user_errors():
-            config = read_train_config(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds)
+            config = TrainInputs(loss, ar_weight, lr, budget, amount, eval_every, max_new, rounds).config()
             try:
                 self.slot.start_train(owner, config)
             except SlotBusy as e:
-                yield _busy_html(str(e)), gr.skip(), gr.skip(), gr.skip()
+                yield busy_html(str(e)), gr.skip(), gr.skip(), gr.skip()
                 return
         shown = None
         for view in self.follow(owner, "training"):
@@ -215,79 +238,8 @@ class TrainTab:
         yield view
 
 
-def status_html(view: SlotView) -> str:
-    """The slot line: free, yours (and what to do next), or busy with a live countdown and a place in line."""
-    if view.busy:
-        parts = [escape(view.busy)]
-        if view.free_in is not None:
-            left = max(0, int(view.free_in))
-            parts.append(f'Free in <b class="tr-count" data-left="{left}">{left // 60}:{left % 60:02d}</b>.')
-        if view.place:
-            parts.append(f"You are <b>{_ordinal(view.place)}</b> in line (the first to press Collect once it is "
-                         "free gets it).")
-        return f'<div class="tr-status tr-busy">{" ".join(parts)}</div>'
-    if view.mine:
-        nexts = {"collected": "press Train, or Discard", "trained": "Save it, or Discard",
-                 "collecting": "Stop or Discard it", "training": "Stop or Discard it"}
-        hint = f": {nexts[view.phase]}" if view.phase in nexts else ""
-        return f'<div class="tr-status">The training slot is yours, in this browser ({view.phase}){hint}.</div>'
-    return '<div class="tr-status">The training slot is free: nobody is training.</div>'
-
-
-def _ordinal(k: int) -> str:
-    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
-
-
-def collect_html(view: SlotView) -> str:
-    c = view.counts
-    if not c:
-        return f'<div class="tr-status">{escape(view.note or view.phase)}…</div>'
-    done, total = c["prompts_done"], c["prompts_total"]
-    head = ("Collected" if view.phase != "collecting" else "Collecting") + (" (stopped early)" if c.get("stopped") else "")
-    tail = " Now press <b>Train</b>." if view.phase == "collected" else ""
-    return (f'<div class="tr-status"><progress value="{done}" max="{total}"></progress> '
-            f'<b>{head}</b>: {done} / {total} prompts · <b data-k="states">{c["states"]:,}</b> states in '
-            f'{c["blocks"]:,} blocks (+ {c["augmented_states"]:,} augmented).{tail}</div>')
-
-
-def train_html(view: SlotView) -> str:
-    if view.result is not None:
-        return _result_html(view.result)
-    if not view.history:
-        return f'<div class="tr-status">{escape(view.note)}…</div>'
-    m, tpf = view.history[-1], next((h for h in reversed(view.history) if "tpf" in h), None)
-    seen = f" · held-out TPF <b>{tpf['tpf']:.2f}</b> at step {tpf['step']}" if tpf else ""
-    return (f'<div class="tr-status"><b>Training</b> ({escape(view.note)}): step <b data-k="step">{m["step"]}</b> · '
-            f'{m["seconds"] / 60:.1f} min · consistency loss {m["consistency"]:.3f} · AR loss {m["ar"]:.3f}{seen}</div>')
-
-
-def _result_html(info: dict) -> str:
-    b, a = info["before"], info["after"]
-    rounds = f" ({len(info['rounds'])} rounds)" if len(info.get("rounds", [])) > 1 else ""
-    return (f'<div class="tr-status"><b>Trained</b>: {info["steps"]} steps{rounds} in {info["seconds"] / 60:.1f} min '
-            f'(stopped by {escape(info["stopped_by"])}). Held-out tokens per pass <b>{b["tpf"]:.2f} → {a["tpf"]:.2f}</b> '
-            f'({info["eval_prompt_count"]} prompts, n = {info["data_meta"]["n"]}); perplexity {b["perplexity"]:.1f} → '
-            f'{a["perplexity"]:.1f}; Jacobi output = its own greedy output on {a["matches_ar"]:.0%} of them. '
-            'Name it and press <b>Save</b>.</div>')
-
-
-def probe_html(view: SlotView) -> str:
-    if view.probe is None:
-        return EMPTY_GRID
-    roles = (("base", "Before training", "the base model"),
-             ("cllm", f"After step {view.probe_step}", "the weights being trained"))
-    name = f"CLLM in training from {view.before.meta.model}, step {view.probe_step}"  # not the base's name
-    probe = replace(view.probe, meta=replace(view.probe.meta, model=name))
-    race = Race(view.before, probe, title=f"held-out prompt, step {view.probe_step}")
-    return race_html(race, f"probe-{view.probe_id}", roles=roles)  # the same probe again keeps its place
-
-
 def _tpf_figure(view: SlotView):
     return figures.make_tpf_curve_figure(view.history, view.before_tpf)
-
-
-def _busy_html(message: str) -> str:
-    return f'<div class="tr-status tr-busy">{escape(message)}</div>'
 
 
 def _notice() -> str:
@@ -314,25 +266,25 @@ def build(slot: TrainSlot) -> TrainTab:
                     upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                                      type="filepath", height=110, elem_id="train-upload")
                 with gr.Row():
-                    limit = gr.Number(R.prompts, label=f"Prompts per round (1 to {MAX_PROMPTS})", precision=0,
+                    limit = gr.Number(COLLECT.limit, label=f"Prompts per round (1 to {MAX_PROMPTS})", precision=0,
                                       elem_id="train-prompts")
-                    n = gr.Number(R.n, label="Block size n", precision=0, elem_id="train-n")
-                    max_new = gr.Number(R.max_new_tokens, label=f"Tokens per prompt (1 to {MAX_TOKENS})", precision=0,
+                    n = gr.Number(COLLECT.n, label="Block size n", precision=0, elem_id="train-n")
+                    max_new = gr.Number(COLLECT.max_new_tokens, label=f"Tokens per prompt (1 to {MAX_TOKENS})", precision=0,
                                         elem_id="train-tokens")
                 collect = gr.Button("Collect", variant="primary", elem_id="train-collect")
                 collected = gr.HTML(label="collection", elem_id="train-collected")
             with gr.Column():
                 gr.Markdown("### 2. Train")
                 with gr.Row():
-                    loss = gr.Radio(list(LOSSES), value=R.loss, label="Consistency loss")
-                    ar_weight = gr.Number(R.ar_weight, label="AR weight w", elem_id="train-ar-weight")
-                    lr = gr.Number(R.lr, label="Learning rate", elem_id="train-lr")
+                    loss = gr.Radio(list(LOSSES), value=TRAIN.loss, label="Consistency loss")
+                    ar_weight = gr.Number(TRAIN.ar_weight, label="AR weight w", elem_id="train-ar-weight")
+                    lr = gr.Number(TRAIN.lr, label="Learning rate", elem_id="train-lr")
                 with gr.Row():
-                    budget = gr.Radio(list(BUDGETS), value=R.budget, label="Budget in")
-                    amount = gr.Number(R.minutes, label=f"Budget (≤ {MAX_MINUTES} min or {MAX_STEPS} steps)",
+                    budget = gr.Radio(list(BUDGETS), value="minutes", label="Budget in")
+                    amount = gr.Number(TRAIN.max_minutes, label=f"Budget (≤ {MAX_MINUTES} min or {MAX_STEPS} steps)",
                                        elem_id="train-budget")
-                    every = gr.Number(R.eval_every, label="TPF every K steps", precision=0, elem_id="train-every")
-                    rounds = gr.Number(R.rounds, label=f"Rounds (1 to {MAX_ROUNDS}): each new one collects again "
+                    every = gr.Number(TRAIN.eval_every, label="TPF every K steps", precision=0, elem_id="train-every")
+                    rounds = gr.Number(TRAIN.rounds, label=f"Rounds (1 to {MAX_ROUNDS}): each new one collects again "
                                        "from the weights trained so far", precision=0, elem_id="train-rounds")
                 with gr.Row():
                     train = gr.Button("Train", variant="primary", elem_id="train-train")
@@ -352,7 +304,7 @@ def build(slot: TrainSlot) -> TrainTab:
             cb.restore, None, [collected, trained], api_visibility="private", show_progress="hidden")
         gr.Timer(STATUS_SECONDS).tick(cb.slot_status, None, status, api_visibility="private", queue=False,
                                       show_progress="hidden")
-        budget.input(lambda kind: R.minutes if kind == "minutes" else R.steps, budget, amount, api_visibility="private",
+        budget.input(lambda kind: TRAIN.max_minutes if kind == "minutes" else STEPS_BUDGET, budget, amount, api_visibility="private",
                      queue=False)
         events = [
             collect.click(cb.collect_data, [who, base, source, upload, limit, n, max_new], collected, api_name="collect",

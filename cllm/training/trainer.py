@@ -2,7 +2,7 @@
 
 The Trainer does the rest (optimizer, schedule, bf16 autocast on CUDA, gradient accumulation, and DDP /
 FSDP / DeepSpeed when started with `accelerate launch` or torchrun), so the same code runs on a laptop CPU
-and a GPU node. `train_cllm` (cllm/train_run.py) wraps this with measurements and the atomic save.
+and a GPU node. `fit_cllm` (cllm/training/fit.py) wraps this with measurements; `train_cllm` (train.py) saves atomically.
 
 One example = one collected block. Each time it is drawn, `states_per_block` states are sampled (the
 authors sample one): for the global loss any recorded or augmented state except the fixed point, with the
@@ -14,7 +14,6 @@ on short-block data the context is most of the tokens, so this roughly halves th
 """
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -25,96 +24,11 @@ from dataclasses import dataclass
 import torch
 from transformers import Trainer, TrainerCallback
 
-from cllm.dataset import Entry
-from cllm.jacobi import cache_arg, check_seed, returned_cache
-from cllm.losses import AR_SCOPES, IGNORE, LOSSES, ar_loss, consistency_loss, teachable_mask, total_loss
-
-# transformers lr_scheduler_type names that need no extra scheduler arguments (the others fail mid-setup)
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
-PAD_ID = 0  # id in right-padded slots; the attention mask hides them and no label points at them
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: str = "global"  # "global": any state -> fixed point; "local": state j -> state j+1 (paper, Sec. 3.2)
-    ar_weight: float = 10.0  # w in L = L_consistency + w * L_AR (the paper's w)
-    label_smoothing: float = 0.1  # of the AR loss (the paper's)
-    ar_scope: str = "sequence"  # AR labels: "sequence" = context + fixed point (the prompt is real text and
-    # keeps held-out perplexity); "block" = the fixed point only. AR must cover the fixed point: without it
-    # the consistency loss alone is met by collapsing to output the model can always predict
-    lr: float = 2e-5  # the paper's, for 7B models; a ~4M-parameter model wants ~100x more (README recipe)
-    scheduler: str = "cosine"  # any transformers lr_scheduler_type
-    warmup: float = 0.03  # warm-up as a fraction of the steps (< 1) or a step count (>= 1); the paper's 3 %
-    weight_decay: float = 0.0
-    batch_size: int = 8  # blocks per device per optimizer step (times grad_accum)
-    states_per_block: int = 1  # states sampled per block per step: the authors' 1; more share the block's
-    # context pass (block_logits), so on short blocks they add consistency signal at little extra cost
-    grad_accum: int = 1
-    epochs: float = 1.0  # the paper trains one epoch; ignored when max_steps is set
-    max_steps: int | None = None
-    max_minutes: float | None = None  # wall-clock budget of the training loop (cllm.training_utils.TimeBudget)
-    n: int | None = None  # block size expected; None takes the data's, anything else must equal it
-    seed: int = 0  # state sampling, data order, init of the Trainer's RNGs
-    device: str = "auto"  # auto: CUDA (bf16 autocast) when present, else CPU (float32)
-    eval_every: int = 0  # optimizer steps between held-out TPF measurements sent to on_metrics (0: none)
-    eval_prompts: int = 16  # held-out prompts Jacobi-decoded for TPF (before, during, after)
-    eval_max_new_tokens: int = 64  # new tokens per held-out prompt in those measurements
-    max_grad_norm: float = 1.0
-    ar_text: str | None = None  # real text for a second AR term (the paper's "ground truth" AR): "stdlib" (the
-    # bundled base's pretraining split, cllm.pretrain) or a UTF-8 text file. The fixed point's AR term stays:
-    # without it the consistency loss is met by ignoring the input (measured: TPF 8, perplexity 1000)
-    text_weight: float = 1.0  # weight of the real-text AR term
-    ar_text_tokens: int = 256  # length of each real-text row (one row per block)
-    context_grad: bool = True  # backpropagate through the context's pass; False runs it without gradients
-    # (needs ar_scope "block"): training then changes how a block reads its committed context, not how the
-    # context is encoded, and a step costs about a third (the context is most of a 16-token block's tokens)
-    lora_rank: int = 0  # 0: fine-tune every weight; r > 0: train a rank-r LoRA adapter on every linear layer
-    # (cllm.adapters) and save only the adapter: how a CLLM of a 135 M base ships in a few MB
-    lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)
-    work_dir: str | None = None  # Trainer checkpoints go here and a rerun resumes from the newest; None: a
-    # temporary folder, nothing kept (a CPU run of hours wants one)
-    save_every: int = 50  # optimizer steps between checkpoints when work_dir is set
-    rounds: int = 1  # training rounds; each after the first collects trajectories again from the weights
-    # as trained so far, on the next prompts of the data's prompts file (cllm.train_rounds); max_steps and
-    # max_minutes are split between the rounds, epochs count per round
-
-    def __post_init__(self):
-        numbers = {"lr": self.lr, "ar-weight": self.ar_weight, "label-smoothing": self.label_smoothing,
-                   "warmup": self.warmup, "epochs": self.epochs, "max-minutes": self.max_minutes or 0.0}
-        for name, value in numbers.items():  # argparse's float() takes "nan" and "inf", and nan passes every < test
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        if self.warmup < 0:
-            raise ValueError("warmup must be non-negative (a fraction of the steps below 1, or a step count)")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {str(self.scheduler)[:40]!r}: use one of {', '.join(SCHEDULERS)}")
-        check_seed(self.seed)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.ar_scope not in AR_SCOPES:
-            raise ValueError(f"ar_scope must be one of {', '.join(AR_SCOPES)}; got {self.ar_scope!r}")
-        if self.ar_text_tokens < 2 or self.text_weight < 0:
-            raise ValueError("ar-text-tokens must be at least 2 and text-weight non-negative")
-        if self.lr <= 0 or self.ar_weight < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("lr must be positive, ar-weight non-negative, label smoothing in [0, 1)")
-        if not self.context_grad and self.ar_scope != "block":
-            raise ValueError("a context without gradients (--no-context-grad) needs --ar-scope block: the context's "
-                             "AR labels could not train anything")
-        if self.lora_rank < 0 or self.lora_alpha <= 0 or self.save_every < 1:
-            raise ValueError("lora-rank must be non-negative, lora-alpha positive, save-every at least 1")
-        if self.work_dir is not None and self.rounds > 1:
-            raise ValueError("--work-dir (resumable checkpoints) trains one round per launch; give --rounds 1")
-        for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens", "rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
-        if (self.max_steps is not None and self.max_steps < 1) or self.epochs <= 0 or self.eval_every < 0:
-            raise ValueError("max-steps and epochs must be positive, eval-every non-negative")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError("max-minutes must be positive")
-        if self.max_steps is not None and self.max_steps < self.rounds:
-            raise ValueError(f"max-steps ({self.max_steps}) must be at least rounds ({self.rounds}): each round "
-                             "trains at least one step")
-
+from cllm.training.dataset import Entry
+from cllm.jacobi import cache_arg, returned_cache
+from cllm.jacobi_batch import PAD_ID  # right-padded slots: the attention mask hides them, no label points at them
+from cllm.training.config import TrainConfig
+from cllm.training.losses import IGNORE, ar_loss, consistency_loss, teachable_mask, total_loss
 
 class ConsistencyData(torch.utils.data.Dataset):
     """Collected blocks; each access samples `k` (state, target) pairs of the block (see module doc),
@@ -207,7 +121,7 @@ def block_logits(model, batch: dict, context_grad: bool = True) -> tuple[torch.T
 
 
 def loss_parts(model, batch: dict, config: "TrainConfig") -> dict[str, torch.Tensor]:
-    """The CLLM loss of a batch and its parts (cllm.losses)."""
+    """The CLLM loss of a batch and its parts (cllm.training.losses)."""
     ctx_logits, logits = block_logits(model, batch, config.context_grad)
     rows, k, width = batch["states"].shape
     fixed, student = logits[:, 0], logits[:, 1: 1 + k]  # (B, W, V), (B, k, W, V)
@@ -248,7 +162,7 @@ class LossTracker:
 
 
 class ConsistencyTrainer(Trainer):
-    """Trainer whose loss is L_consistency + w * L_AR (cllm.losses) on ConsistencyCollator batches."""
+    """Trainer whose loss is L_consistency + w * L_AR (cllm.training.losses) on ConsistencyCollator batches."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a batch mean: Trainer divides it by the accumulation steps
 

@@ -1,4 +1,4 @@
-"""Training in rounds (cllm.train_rounds): budget split, prompts per round, re-collection from the weights as
+"""Training in rounds (cllm.training.rounds): budget split, prompts per round, re-collection from the weights as
 trained so far, metrics that carry on across rounds, the card, Stop during a re-collection, bad inputs."""
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import threading
 import pytest
 import torch
 
-import cllm.train_rounds as train_rounds
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError
+import cllm.training.rounds as train_rounds
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import DatasetError
 from cllm.models import load_model
-from cllm.train_rounds import fit_rounds, plan_rounds, round_configs, round_prompts
-from cllm.train_run import train_cllm
-from cllm.training import TrainConfig
-from test_training import PROMPTS, prompts_file  # noqa: F401 (a fixture: the same 8 prompts as file)
+from cllm.training.rounds import fit_rounds, plan_rounds, round_configs, round_prompts
+from cllm.training.report import JobHooks
+from cllm.training.train import train_cllm
+from cllm.training.config import TrainConfig
+from test_trainer import PROMPTS, prompts_file  # noqa: F401 (a fixture: the same 8 prompts as file)
 
 QUICK = dict(lr=3e-3, ar_weight=1.0, batch_size=4, states_per_block=2, eval_prompts=2, eval_max_new_tokens=8,
              device="cpu")
@@ -34,7 +35,7 @@ def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     """Round 1's data: the first 3 of the 8 prompts."""
     out = tmp_path_factory.mktemp("data") / "d"
     collect(load_model(str(tiny_model_dir), "cpu"), prompts_file, out, CollectConfig(n=4, max_new_tokens=12, limit=3),
-            progress=False)
+            JobHooks(progress=False))
     return out
 
 
@@ -66,25 +67,24 @@ def test_three_rounds_recollect_from_the_trained_weights(tiny_model_dir, data_di
 
     monkeypatch.setattr(train_rounds, "collect", spy)
     streamed, ends = [], {}
-    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=6, rounds=3, eval_every=2, **QUICK),
-                      heldout_file, on_metrics=streamed.append, progress=False)
+    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=6, rounds=3, eval_every=2, **QUICK, eval_file=str(heldout_file)), JobHooks(on_metrics=streamed.append, progress=False))
     # the next 3 prompts each round, wrapping around; PROMPTS[7] is held out, so it is never trained on
     assert [c[0] for c in collected] == [PROMPTS[3:6], PROMPTS[6:7] + PROMPTS[:2]]
     assert all((c[2].n, c[2].max_new_tokens) == (4, 12) for c in collected)  # round 1's collection options
     base = load_model(str(tiny_model_dir), "cpu").model.lm_head.weight
     assert not torch.equal(collected[0][1], base)  # round 2 decoded with the weights round 1 trained
     assert not torch.equal(collected[1][1], collected[0][1])
-    assert info["steps"] == 6 and [r["steps"] for r in info["rounds"]] == [2, 2, 2]
+    assert info.steps == 6 and [r.steps for r in info.rounds] == [2, 2, 2]
     assert [(m["step"], m["round"]) for m in streamed] == [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)]
-    assert [m["step"] for m in info["history"]] == list(range(1, 7))
+    assert [m["step"] for m in info.history] == list(range(1, 7))
     for m in streamed:
         ends[m["round"]] = m["seconds"]
-    assert ends[1] < ends[2] < ends[3] <= info["seconds"]  # seconds go on counting across rounds
-    assert info["after"] == info["rounds"][2]["after"] and info["after"]["matches_ar"] == 1.0
-    assert info["config"]["rounds"] == 3 and info["config"]["max_steps"] == 6
-    assert info["stopped_by"] == "max steps (6 over 3 rounds)"
+    assert ends[1] < ends[2] < ends[3] <= info.seconds  # seconds go on counting across rounds
+    assert info.after == info.rounds[2].after and info.after["matches_ar"] == 1.0
+    assert info.config["rounds"] == 3 and info.config["max_steps"] == 6
+    assert info.stopped_by == "max steps (6 over 3 rounds)"
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "Rounds: 3" in card and f"TPF after {info['rounds'][0]['after']['tpf']:.2f}" in card
+    assert "Rounds: 3" in card and f"TPF after {info.rounds[0].after['tpf']:.2f}" in card
     record = json.loads((tmp_path / "m" / "cllm_training.json").read_text())
     assert (record["rounds"], record["prompts"]) == (3, 9)  # 3 prompts in each round
 
@@ -94,7 +94,7 @@ def test_stop_during_a_recollection_keeps_the_trained_model(tiny_model_dir, held
     prompts.write_text("".join(json.dumps({"prompt": f"def f{i}(x):"}) + "\n" for i in range(20)))
     data = tmp_path / "d"
     collect(load_model(str(tiny_model_dir), "cpu"), prompts, data, CollectConfig(n=4, max_new_tokens=6, limit=10),
-            progress=False)
+            JobHooks(progress=False))
     stop = threading.Event()
     seen = []
 
@@ -102,11 +102,10 @@ def test_stop_during_a_recollection_keeps_the_trained_model(tiny_model_dir, held
         seen.append(counts)
         stop.set()  # Stop pressed while round 2 collects
 
-    fit = fit_rounds(str(tiny_model_dir), data, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
-                     stop=stop, progress=False, on_collect=on_collect)
+    fit = fit_rounds(str(tiny_model_dir), data, TrainConfig(max_steps=4, rounds=2, **QUICK, eval_file=str(heldout_file)), JobHooks(stop=stop, progress=False, on_collect=on_collect))
     assert [(c["round"], c["rounds"], c["prompts_done"], c["prompts_total"]) for c in seen] == [(2, 2, 8, 10)]
-    assert fit.info["stopped_by"] == "stop request" and fit.info["steps"] == 2 and len(fit.info["rounds"]) == 1
-    assert fit.info["after"]["matches_ar"] == 1.0
+    assert fit.report.stopped_by == "stop request" and fit.report.steps == 2 and len(fit.report.rounds) == 1
+    assert fit.report.after["matches_ar"] == 1.0
 
 
 def test_a_missing_prompts_file_fails_before_training(tiny_model_dir, data_dir, heldout_file, tmp_path):
@@ -119,9 +118,9 @@ def test_a_missing_prompts_file_fails_before_training(tiny_model_dir, data_dir, 
     assert not (tmp_path / "m").exists()
     (moved / "meta.json").write_text(json.dumps(meta | {"prompts_file": str(heldout_file)}))
     with pytest.raises(DatasetError, match="every prompt of .* is also a held-out prompt"):
-        fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=2, rounds=2, **QUICK), heldout_file)
-    fit = fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=1, **QUICK), progress=False)  # one round: no file needed
-    assert fit.info["steps"] == 1
+        fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=2, rounds=2, **QUICK, eval_file=str(heldout_file)))
+    fit = fit_rounds(str(tiny_model_dir), moved, TrainConfig(max_steps=1, **QUICK), JobHooks(progress=False))  # one round: no file needed
+    assert fit.report.steps == 1
 
 
 def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file, monkeypatch):
@@ -134,9 +133,8 @@ def test_stop_between_rounds_says_so(tiny_model_dir, data_dir, heldout_file, mon
         calls.append(measured)
 
     probe.calls = []
-    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
-                     stop=stop, progress=False, probe=probe)
-    assert fit.info["stopped_by"] == "stop request" and fit.info["steps"] == 2 and len(fit.info["rounds"]) == 1
+    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK, eval_file=str(heldout_file)), JobHooks(stop=stop, progress=False, probe=probe))
+    assert fit.report.stopped_by == "stop request" and fit.report.steps == 2 and len(fit.report.rounds) == 1
     assert not collected  # round 2 never started collecting
 
 
@@ -145,10 +143,9 @@ def test_a_round_that_collects_nothing_keeps_the_trained_model(tiny_model_dir, d
         raise DatasetError("collected no training blocks into /tmp/x")
 
     monkeypatch.setattr(train_rounds, "collect", nothing)
-    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK), heldout_file,
-                     progress=False)
-    assert fit.info["stopped_by"].startswith("round 2 collected no training blocks")
-    assert fit.info["steps"] == 2 and fit.info["after"]["matches_ar"] == 1.0
+    fit = fit_rounds(str(tiny_model_dir), data_dir, TrainConfig(max_steps=4, rounds=2, **QUICK, eval_file=str(heldout_file)), JobHooks(progress=False))
+    assert fit.report.stopped_by.startswith("round 2 collected no training blocks")
+    assert fit.report.steps == 2 and fit.report.after["matches_ar"] == 1.0
 
 
 def test_old_data_and_several_processes_are_refused_before_training(data_dir, heldout_file, monkeypatch):

@@ -18,21 +18,24 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cllm.jacobi import check_seed
-from cllm.pretrain import samples_markdown
+from cllm.jacobi import check_seed, eval_mode
+from cllm.options import Flags
+from cllm.training.pretrain import samples_markdown
 from cllm.models import LoadedModel
 
 
 @dataclass(frozen=True)
 class UnlikelihoodConfig:
+    # A field's trailing comment is its `unlikelihood --help` (cllm.options).
     steps: int = 600  # updates, alternating MLE and unlikelihood
-    lr: float = 1e-5  # 2e-5 loops less (5 %) but costs perplexity on the prompts (33.8 -> 50.7; 1e-5: 36.1)
+    # 2e-5 loops less (5 %) but costs perplexity on the prompts (33.8 -> 50.7; 1e-5: 36.1)
+    lr: float = 1e-5  # learning rate
     alpha: float = 0.1  # weight of the unlikelihood loss
     batch_size: int = 16  # text windows, or prompts continued, per update
     text_tokens: int = 128  # tokens per real-text window
     new_tokens: int = 64  # greedy continuation length (the bench's)
     prompt_tokens: int = 48  # prompt tail kept as context
-    seed: int = 0
+    seed: int = 0  # data order and sampling
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "text_tokens", "new_tokens", "prompt_tokens"):
@@ -41,6 +44,10 @@ class UnlikelihoodConfig:
         check_seed(self.seed)
         if not 0 < self.lr < 1 or not 0 < self.alpha < 1e3:
             raise ValueError(f"--lr must be in (0, 1) and --alpha in (0, 1000); got {self.lr}, {self.alpha}")
+
+
+# `python -m cllm unlikelihood` keeps the window lengths as they are
+UNLIKELIHOOD_FLAGS = Flags(skip=("text_tokens", "new_tokens", "prompt_tokens"))
 
 
 def repeated_line_flags(pieces: list[str]) -> list[int]:
@@ -87,11 +94,8 @@ def greedy_continuations(loaded: LoadedModel, prefixes: list[list[int]], new_tok
     # An explicit config: a hub model's own (repetition penalty, n-gram bans) would change what greedy means
     greedy = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
                               eos_token_id=loaded.eos_token_id)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():  # no_grad, not inference_mode: the ids feed training steps next
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=greedy)
-    model.train(was_training)
     return ids, mask, out[:, ids.shape[1]:]
 
 
@@ -134,11 +138,11 @@ def looping_share(loaded: LoadedModel, prompts: list[list[int]], new_tokens: int
 
 def measure(loaded: LoadedModel, heldout: list[list[int]], heldout_rows: torch.Tensor | None = None) -> dict:
     """Looping share and perplexity on the held-out prompts; with `heldout_rows`, their perplexity too."""
-    from cllm import pretrain, train_eval  # train_eval pulls in pandas: see looping_share
+    from cllm.evaluate import perplexity  # pulls in pandas: see looping_share
 
-    figures = {"repeats": looping_share(loaded, heldout), "perplexity": train_eval.perplexity(loaded.model, heldout)}
+    figures = {"repeats": looping_share(loaded, heldout), "perplexity": perplexity(loaded.model, heldout)}
     if heldout_rows is not None:
-        figures["text_perplexity"] = pretrain.perplexity(loaded.model, heldout_rows)
+        figures["text_perplexity"] = perplexity(loaded.model, heldout_rows.tolist())
     return figures
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cllm.losses import IGNORE, ar_loss, consistency_loss, first_difference, teachable_mask, total_loss
+from cllm.training.losses import IGNORE, ar_loss, consistency_loss, first_difference, teachable_mask, total_loss
 from conftest import VOCAB, tiny_model
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import torch
 
 from cllm.models import load_model
-from cllm.unlikelihood import (UnlikelihoodConfig, continuation_loss, left_padded, repeated_line_flags,
+from cllm.training.unlikelihood import (UnlikelihoodConfig, continuation_loss, left_padded, repeated_line_flags,
                                run_unlikelihood, unlikelihood_loss, until_eos)
 
 
@@ -79,7 +79,7 @@ def test_continuation_loss_reads_the_logits_that_predict_each_token(tiny_model_d
 
 
 def test_run_changes_the_weights_and_skips_unlikelihood_updates_with_nothing_flagged(tiny_model_dir, monkeypatch):
-    import cllm.unlikelihood as ul
+    import cllm.training.unlikelihood as ul
 
     text_ids = load_model(str(tiny_model_dir), "cpu").tokenizer("def add(a, b):\n    return a + b\n" * 20).input_ids
     text = torch.tensor(text_ids)

@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 
-from cllm.collect import CollectConfig, Ranks, collect
-from cllm.dataset import read_meta, read_shard_records, shard_paths
+from cllm.training.collect import CollectConfig, Ranks, collect
+from cllm.training.report import JobHooks
+from cllm.training.dataset import read_meta, read_shard_records, shard_paths
 from cllm.models import load_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "print(", "import os", "while True:", "x = [", "if x:"]
@@ -28,7 +29,7 @@ def test_two_process_collect_records_each_prompt_once(tiny_model_dir, tmp_path):
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     single = tmp_path / "single"
     collect(load_model(str(tiny_model_dir), "cpu"), prompts, single, CollectConfig(n=4, max_new_tokens=10,
-                                                                                 batch_size=2), progress=False)
+                                                                                 batch_size=2), JobHooks(progress=False))
     multi = tmp_path / "multi"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
            "-m", "cllm", "collect", "--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(multi),
@@ -48,7 +49,7 @@ def test_two_process_train_writes_one_model(tiny_model_dir, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     data = tmp_path / "data"
-    collect(load_model(str(tiny_model_dir), "cpu"), prompts, data, CollectConfig(n=4, max_new_tokens=10), progress=False)
+    collect(load_model(str(tiny_model_dir), "cpu"), prompts, data, CollectConfig(n=4, max_new_tokens=10), JobHooks(progress=False))
     out = tmp_path / "trained"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
            "-m", "cllm", "train", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out),

@@ -1,5 +1,5 @@
 """Collect consistency data: Jacobi-decode a prompt set with the target model (batched) and record every
-block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/dataset.py.
+block's trajectory, cleaned and augmented as in the CLLM paper. The folder format is in cllm/training/dataset.py.
 
 Resumable: meta.json (with the options) is written before the first shard; prompts are decoded in shards
 of `shard_prompts`; each shard is written whole and atomically, then meta.json is rebuilt from the shards.
@@ -21,35 +21,43 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
+from cllm.training.dataset import (FORMAT_NOTE, META, SCHEMA, SCHEMA_VERSION, DatasetError, read_meta, read_shard_records,
                           shard_name, shard_paths)
-from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed
+from cllm.jacobi import INITS, JacobiConfig, check_inputs, check_seed, context_limit
 from cllm.jacobi_batch import jacobi_decode_batch
 from cllm.models import LoadedModel
+from cllm.options import Flags
+from cllm.training.report import JobHooks
 from cllm.prompts import prompt_token_ids, read_prompts
+from cllm.stats import has_repeat
 from cllm.trajectory import Trajectory, atomic_write_text
 
 # Options that must not change between a run and its resumption (they change what a record means).
 FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
                  "prompts_file", "chat")
 LATER_OPTIONS = {"chat": False}  # added after datasets existed: a meta without one was collected with this value
+# `python -m cllm collect`'s spelling of the fields whose flags are not --field-name
+COLLECT_FLAGS = Flags(names={"n": ("--n", "--block-size"), "repeat_period": ("--clean-period",)},
+                      choices={"init": INITS}, skip=("repeat_run", "shard_prompts"))
 
 
 @dataclass(frozen=True)
 class CollectConfig:
-    n: int = 16  # block size of the trajectories: the CLLM is trained for this n
+    # A field's trailing comment is its `collect --help` (cllm.options); comment lines above it say why.
+    n: int = 16  # block size (the CLLM is trained for this n)
     max_new_tokens: int = 256  # tokens generated per prompt (64 keeps a CPU collection fast)
     batch_size: int = 8  # prompts Jacobi-decoded together (cllm.jacobi_batch)
-    seed: int = 0  # prompt k's guesses are seeded with seed + k
-    init: str = "prompt"  # initial guess rule (cllm.jacobi.INITS); the authors draw from the prompt
-    clean: bool = True  # drop blocks whose context + fixed point holds a repetition (see has_repeat)
-    augment: bool = True  # add, per state, one state with a random half of its wrong tokens corrected
+    seed: int = 0  # prompt k's initial guesses use seed + k
+    init: str = "prompt"  # initial guess of each block (the authors draw from the prompt)
+    clean: bool = True  # keep blocks with 10 equal tokens in a row (no cleaning; see has_repeat)
+    # augmentation adds, per state, one state with a random half of its wrong tokens corrected
+    augment: bool = True  # no extra half-corrected states
     repeat_run: int = 10  # the authors' cleaning threshold: 10 tokens
-    repeat_period: int = 1  # longest period looked for: 1 is the authors' rule (one token 10 times); 4 also
-    # drops loops such as "#\n#\n#\n..." or "name, name, name", which a small model's greedy text is full of
+    # 4 also drops loops such as "#\n#\n#\n..." or "name, name, name" (a small model's greedy text is full of them)
+    repeat_period: int = 1  # also drop 10-token loops of period up to P (1: the authors' rule)
     shard_prompts: int = 64  # prompts per shard: the unit of atomic writes and of resuming
-    chat: bool = False  # wrap each prompt in the tokenizer's chat template (an instruct model's user turn)
-    limit: int | None = None  # use the first `limit` prompts of the file
+    chat: bool = False  # wrap each prompt in the chat template (instruct models)
+    limit: int | None = None  # use the first K prompts (later training rounds take the next ones)
 
     def __post_init__(self):
         for name in ("n", "max_new_tokens", "batch_size", "repeat_run", "repeat_period", "shard_prompts"):
@@ -60,18 +68,6 @@ class CollectConfig:
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
         check_seed(self.seed)
-
-
-def has_repeat(ids: list[int], run: int, max_period: int = 1) -> bool:
-    """True if some span of `run` tokens repeats itself with a period p <= max_period (every token equals the
-    one p before it); with max_period 1: some token occurs `run` times in a row."""
-    for period in range(1, max_period + 1):
-        count = 0  # tokens in a row equal to the one `period` before
-        for k in range(period, len(ids)):
-            count = count + 1 if ids[k] == ids[k - period] else 0
-            if count + period >= run:
-                return True
-    return False
 
 
 def augment_states(states: list[list[int]], rng: random.Random) -> list[list[int]]:
@@ -152,15 +148,18 @@ class _Counter:
 
 
 def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, config: CollectConfig,
-            progress: bool = True, on_progress: Callable[[dict], None] | None = None,
-            stop: threading.Event | None = None) -> dict:
+            hooks: JobHooks | None = None) -> dict:
     """Collect (or resume collecting) a dataset into `out`; returns its meta (with this run's figures).
-    `on_progress` gets {prompts_done, prompts_total, blocks, states, augmented_states} (this run's blocks and
-    states) after every batch; a set `stop` ends the collection after the current batch ("stopped": True)."""
+    `hooks.on_collect` gets {prompts_done, prompts_total, blocks, states, augmented_states} (this run's blocks
+    and states) after every batch; a set `hooks.stop` ends the collection after the current batch ("stopped":
+    True); `hooks.progress` shows a progress bar."""
     from tqdm.auto import tqdm
 
+    hooks = hooks or JobHooks()
+    stop = hooks.stop
+
     prompts, out = read_prompts(prompts_file, config.limit), Path(out)
-    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
+    context = context_limit(loaded.model)
     if context is not None and config.max_new_tokens >= context:  # every prompt would be skipped: write nothing
         raise ValueError(f"max-new-tokens {config.max_new_tokens} leaves no room for a prompt in the model's "
                          f"context of {context} tokens")
@@ -169,9 +168,9 @@ def collect(loaded: LoadedModel, prompts_file: str | Path, out: str | Path, conf
     done = {r["prompt_index"] for p in shard_paths(out) for r in read_shard_records(p)}
     todo = [k for k in range(len(prompts)) if k not in done and ranks.owns(k)]
     t0, tokens = time.perf_counter(), 0
-    with tqdm(total=len(prompts), initial=len(prompts) - len(todo), unit="prompt", disable=not progress,
+    with tqdm(total=len(prompts), initial=len(prompts) - len(todo), unit="prompt", disable=not hooks.progress,
               desc="collect") as bar:
-        report = _Counter(bar, len(prompts), len(prompts) - len(todo), on_progress)
+        report = _Counter(bar, len(prompts), len(prompts) - len(todo), hooks.on_collect)
         for i in range(0, len(todo), config.shard_prompts):
             if stop is not None and stop.is_set():
                 break

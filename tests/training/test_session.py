@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from cllm.collect import CollectConfig
-from cllm.train_session import CollectJob, SlotBusy, TrainSlot
-from cllm.trained import list_trained
-from cllm.training import TrainConfig
+from cllm.training.collect import CollectConfig
+from cllm.training.session import TrainSlot
+from cllm.training.slot import CollectJob, SlotBusy
+from cllm.training.trained import list_trained
+from cllm.training.config import TrainConfig
 
 PROMPTS = ("def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
            "while True:", "if x > 0:")
@@ -50,9 +51,9 @@ def test_collect_train_save(slot, tiny_model_dir, tmp_path):
     assert [m["step"] for m in view.history if "tpf" in m] == [2, 4, 6]
     assert all(m["consistency"] >= 0 and m["ar"] > 0 for m in view.history)
     assert view.before.meta.n == 4 and view.before.prompt == HELDOUT[0] and view.before.matches_ar
-    assert view.before_tpf == view.result["before"]["tpf"] >= 1.0
+    assert view.before_tpf == view.result.before["tpf"] >= 1.0
     assert view.probe_step == 6 and view.probe.matches_ar and view.probe is not view.before
-    assert view.result["after"]["matches_ar"] == 1.0 and view.result["stopped_by"] == "max steps (6)"
+    assert view.result.after["matches_ar"] == 1.0 and view.result.stopped_by == "max steps (6)"
 
     folder = tmp_path / "trained"
     path = slot.save("a", "my-cllm", folder)
@@ -61,7 +62,7 @@ def test_collect_train_save(slot, tiny_model_dir, tmp_path):
     assert "Train tab" in card and "test prompts" in card and "Jacobi tokens per forward pass" in card
     [model] = list_trained(folder)
     assert (model.name, model.base_model, model.n) == ("my-cllm", str(tiny_model_dir), 4)
-    assert model.tpf_after == pytest.approx(view.result["after"]["tpf"])
+    assert model.tpf_after == pytest.approx(view.result.after["tpf"])
     assert slot.view("a").phase == "saved" and slot.view("a").saved == ["my-cllm"]
     with pytest.raises(ValueError, match="already exists"):
         slot.save("a", "my-cllm", folder)
@@ -106,8 +107,8 @@ def test_stop_ends_training_after_the_current_step(slot, tiny_model_dir):
         slot.start_collect("a", "Ada", job(tiny_model_dir))
     assert slot.stop("a").startswith("Stopping")
     view = wait_for(slot, "a", ("trained", "failed"))
-    assert view.result["stopped_by"] == "stop request" and view.result["steps"] < 50
-    assert view.result["after"]["matches_ar"] == 1.0
+    assert view.result.stopped_by == "stop request" and view.result.steps < 50
+    assert view.result.after["matches_ar"] == 1.0
 
 
 def test_a_job_nobody_watches_stops(tiny_model_dir, tmp_path):
@@ -118,7 +119,7 @@ def test_a_job_nobody_watches_stops(tiny_model_dir, tmp_path):
         assert view.counts["stopped"] and view.counts["prompts_done"] == 4  # one batch of 4, then it stopped
         slot.start_train("a", TrainConfig(max_steps=10_000, **QUICK))
         view = wait_for(slot, "a", ("trained", "failed"))
-        assert view.result["steps"] == 1 and view.result["stopped_by"] == "stop request"
+        assert view.result.steps == 1 and view.result.stopped_by == "stop request"
     finally:
         slot.reset()
 

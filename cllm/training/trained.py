@@ -10,10 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.checkpoint import save_pretrained_atomic
+from cllm.training.checkpoint import save_pretrained_atomic
 from cllm.models import REPO_ROOT
 from cllm.race import check_name
-from cllm.train_eval import RECORD_SCHEMA, TRAINING_RECORD, model_card, training_record
+from cllm.training.cards import RECORD_SCHEMA, TRAINING_RECORD, model_card, training_record
+from cllm.training.report import FitReport
 
 TRAINED_DIR = REPO_ROOT / "runs" / "trained"  # runs/ is gitignored: user models never end up in git
 MAX_RECORD_BYTES = 64 * 1024
@@ -38,11 +39,11 @@ def trained_path(name: str, folder: Path | None = None) -> Path:
     return (folder or trained_dir()) / check_name(name)
 
 
-def save_trained(model, tokenizer, name: str, info: dict, folder: Path | None = None) -> Path:
+def save_trained(model, tokenizer, name: str, report: FitReport, folder: Path | None = None) -> Path:
     """Save atomically (weights, tokenizer, card, training record) under a new name; an existing one is refused."""
     out = trained_path(name, folder)
     try:
-        return save_pretrained_atomic(model, tokenizer, out, model_card(info), {TRAINING_RECORD: training_record(info)},
+        return save_pretrained_atomic(model, tokenizer, out, model_card(report), {TRAINING_RECORD: training_record(report)},
                                       replace=False)
     except FileExistsError:
         raise ValueError(f"a trained model named {out.name!r} already exists; choose another name") from None

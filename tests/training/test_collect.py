@@ -8,8 +8,10 @@ import threading
 import pytest
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, augment_states, collect, has_repeat, trajectory_record
-from cllm.dataset import DatasetError, load_entries, read_meta, shard_paths
+from cllm.stats import has_repeat
+from cllm.training.collect import CollectConfig, augment_states, collect, trajectory_record
+from cllm.training.report import JobHooks
+from cllm.training.dataset import DatasetError, load_entries, read_meta, shard_paths
 from cllm.jacobi import JacobiConfig, greedy_decode, jacobi_decode
 from cllm.models import load_model
 from cllm.trajectory import Block, RunMeta, Trajectory
@@ -32,7 +34,7 @@ def prompts_file(tmp_path):
 
 def test_format_matches_jacobi_and_ar(loaded, prompts_file, tmp_path):
     out = tmp_path / "data"
-    meta = collect(loaded, prompts_file, out, SMALL, progress=False)
+    meta = collect(loaded, prompts_file, out, SMALL, JobHooks(progress=False))
     assert meta["schema"] == "cllm-consistency-data" and meta["version"] == 1
     assert (meta["n"], meta["max_new_tokens"], meta["clean"], meta["augment"]) == (4, 10, True, True)
     assert meta["prompts_file"] == str(prompts_file.resolve()) and meta["counts"]["prompts"] == len(PROMPTS)
@@ -57,17 +59,17 @@ def test_format_matches_jacobi_and_ar(loaded, prompts_file, tmp_path):
 
 def test_resume_skips_done_prompts_and_keeps_their_shards(loaded, prompts_file, tmp_path):
     out = tmp_path / "data"
-    first = collect(loaded, prompts_file, out, CollectConfig(**{**vars(SMALL), "limit": 3}), progress=False)
+    first = collect(loaded, prompts_file, out, CollectConfig(**{**vars(SMALL), "limit": 3}), JobHooks(progress=False))
     assert first["counts"]["prompts"] == 3 and first["this_run"]["prompts"] == 3
     before = {p.name: p.read_text() for p in shard_paths(out)}
     stale = json.loads((out / "meta.json").read_text()) | {"counts": {}, "shards": []}
     (out / "meta.json").write_text(json.dumps(stale))  # as if interrupted between a shard and its meta.json
-    again = collect(loaded, prompts_file, out, SMALL, progress=False)
+    again = collect(loaded, prompts_file, out, SMALL, JobHooks(progress=False))
     assert again["this_run"]["prompts"] == 3 and again["counts"]["prompts"] == 6 and again["limit"] is None
     assert all((out / name).read_text() == text for name, text in before.items())
-    assert collect(loaded, prompts_file, out, SMALL, progress=False)["this_run"]["prompts"] == 0
+    assert collect(loaded, prompts_file, out, SMALL, JobHooks(progress=False))["this_run"]["prompts"] == 0
     with pytest.raises(DatasetError, match=r"other options \(n 4 -> 8\)"):
-        collect(loaded, prompts_file, out, CollectConfig(n=8, max_new_tokens=10), progress=False)
+        collect(loaded, prompts_file, out, CollectConfig(n=8, max_new_tokens=10), JobHooks(progress=False))
 
 
 def test_progress_and_stop_leave_a_resumable_dataset(loaded, prompts_file, tmp_path):
@@ -80,19 +82,19 @@ def test_progress_and_stop_leave_a_resumable_dataset(loaded, prompts_file, tmp_p
         seen.append(counts)
         stop.set()  # e.g. the app's Stop button
 
-    meta = collect(loaded, prompts_file, out, config, progress=False, on_progress=on_progress, stop=stop)
+    meta = collect(loaded, prompts_file, out, config, JobHooks(progress=False, on_collect=on_progress, stop=stop))
     assert meta["stopped"] and meta["counts"]["prompts"] == meta["this_run"]["prompts"] == 3  # one batch of 3
     assert seen == [{"prompts_done": 3, "prompts_total": 6, "blocks": meta["counts"]["blocks"],
                      "states": meta["counts"]["states"], "augmented_states": meta["counts"]["augmented_states"]}]
-    rest = collect(loaded, prompts_file, out, config, progress=False, on_progress=seen.append)
+    rest = collect(loaded, prompts_file, out, config, JobHooks(progress=False, on_collect=seen.append))
     assert not rest["stopped"] and rest["this_run"]["prompts"] == 3 and seen[-1]["prompts_done"] == 6
-    whole = collect(loaded, prompts_file, tmp_path / "whole", config, progress=False)
+    whole = collect(loaded, prompts_file, tmp_path / "whole", config, JobHooks(progress=False))
     assert load_entries(out)[1] == load_entries(tmp_path / "whole")[1] and rest["counts"] == whole["counts"]
 
 
 def test_batch_size_does_not_change_the_data(loaded, prompts_file, tmp_path):
-    one = collect(loaded, prompts_file, tmp_path / "a", CollectConfig(n=4, max_new_tokens=8, batch_size=1, limit=4), progress=False)
-    four = collect(loaded, prompts_file, tmp_path / "b", CollectConfig(n=4, max_new_tokens=8, batch_size=4, limit=4), progress=False)
+    one = collect(loaded, prompts_file, tmp_path / "a", CollectConfig(n=4, max_new_tokens=8, batch_size=1, limit=4), JobHooks(progress=False))
+    four = collect(loaded, prompts_file, tmp_path / "b", CollectConfig(n=4, max_new_tokens=8, batch_size=4, limit=4), JobHooks(progress=False))
     assert one["counts"] == four["counts"]
     assert [p.read_text() for p in shard_paths(tmp_path / "a")] == [p.read_text() for p in shard_paths(tmp_path / "b")]
 
@@ -133,19 +135,19 @@ def test_augmentation_corrects_half_of_the_wrong_tokens():
 
 def test_clear_errors(loaded, prompts_file, tmp_path):
     with pytest.raises(ValueError, match="no prompt file"):
-        collect(loaded, tmp_path / "missing.jsonl", tmp_path / "d", SMALL, progress=False)
+        collect(loaded, tmp_path / "missing.jsonl", tmp_path / "d", SMALL, JobHooks(progress=False))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="not empty and holds no meta.json"):
-        collect(loaded, prompts_file, busy, SMALL, progress=False)
+        collect(loaded, prompts_file, busy, SMALL, JobHooks(progress=False))
     with pytest.raises(ValueError, match="leaves no room for a prompt in the model's context of 128"):
-        collect(loaded, prompts_file, tmp_path / "e", CollectConfig(n=4, max_new_tokens=128), progress=False)
+        collect(loaded, prompts_file, tmp_path / "e", CollectConfig(n=4, max_new_tokens=128), JobHooks(progress=False))
     assert not (tmp_path / "e").exists()  # refused before anything was written
     long = tmp_path / "long.jsonl"
     long.write_text(json.dumps({"prompt": "def f(x):\n" * 60}) + "\n")
     with pytest.raises(DatasetError, match="collected no training blocks"):  # every prompt too long for 128 positions
-        collect(loaded, long, tmp_path / "f", CollectConfig(n=4, max_new_tokens=8), progress=False)
+        collect(loaded, long, tmp_path / "f", CollectConfig(n=4, max_new_tokens=8), JobHooks(progress=False))
     with pytest.raises(ValueError, match="batch-size must be at least 1"):
         CollectConfig(batch_size=0)
     with pytest.raises(DatasetError, match="no dataset folder"):

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import DatasetError, read_meta
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import DatasetError, read_meta
 from cllm.models import LoadedModel
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts, write_prompts
-from cllm.train_run import Fit, fit_cllm
-from cllm.training import TrainConfig
+from cllm.training.fit import Fit, InMemory, fit_cllm
+from cllm.training.report import JobHooks, FitReport, RoundReport
+from cllm.training.config import TrainConfig
 
 ROUND_COLLECT_OPTIONS = ("n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period")
 
@@ -65,7 +65,7 @@ def plan_rounds(meta: dict, rounds: int, heldout_file: str | Path) -> RoundPlan:
         return RoundPlan([], 0, None)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would collect, and FSDP shards the model
         raise ValueError("--rounds above 1 runs in one process (collecting needs the whole model): "
-                         "train one round per launch, collecting in between")
+                         "give --rounds 1 and train one round per launch, collecting in between")
     missing = [k for k in ("prompts_file", *ROUND_COLLECT_OPTIONS) if k not in meta]
     if missing:
         raise DatasetError(f"the data's meta.json lacks {', '.join(missing)} (an older collect): collect again "
@@ -82,54 +82,58 @@ def plan_rounds(meta: dict, rounds: int, heldout_file: str | Path) -> RoundPlan:
     return RoundPlan(pool, per_round, CollectConfig(**{k: meta[k] for k in ROUND_COLLECT_OPTIONS}))
 
 
-def fit_rounds(model_name: str, data_dir: str | Path, config: TrainConfig, eval_prompts_file: str | Path | None = None,
-               on_metrics: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-               progress: bool = True, probe=None, save_to: Path | None = None,
-               on_collect: Callable[[dict], None] | None = None, work_dir: Path | None = None) -> Fit:
-    """fit_cllm in `config.rounds` rounds (see module doc). `on_collect` gets each re-collection's progress
-    (collect's counts plus "round" and "rounds"); later rounds' data goes to a temporary folder in `work_dir`.
-    The Fit's info is round 1's with the last round's model measurements as "after", totals of steps and
-    seconds, the whole history and a "rounds" list."""
+def fit_rounds(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: JobHooks | None = None,
+               save_to: Path | None = None) -> Fit:
+    """fit_cllm in `config.rounds` rounds (see module doc). `hooks.on_collect` gets each re-collection's
+    progress (collect's counts plus "round" and "rounds"); later rounds' data goes to a temporary folder in
+    `hooks.scratch_dir`. The report is round 1's with the last round's model measurements as "after", totals
+    of steps and seconds, the whole history and one RoundReport per round."""
+    hooks = hooks or JobHooks()
     meta = read_meta(data_dir)
-    plan = plan_rounds(meta, config.rounds, eval_prompts_file or HELDOUT_PROMPTS)
-    configs, clock = round_configs(config), _RoundClock(on_metrics, config.rounds)
-    fit = fit_cllm(model_name, data_dir, configs[0], eval_prompts_file, clock.report, stop, progress, probe, save_to)
-    first, history, rounds, stopped_by = fit.info, [], [], fit.info["stopped_by"]
-    clock.round_done(fit.info, history, rounds, _summary(1, fit.info, meta))
+    plan = plan_rounds(meta, config.rounds, config.eval_file or HELDOUT_PROMPTS)
+    configs, clock = round_configs(config), _RoundClock(hooks.on_metrics, config.rounds)
+    round_hooks = replace(hooks, on_metrics=clock.report)
+    fit = fit_cllm(model_name, data_dir, configs[0], round_hooks, save_to)
+    first, history, rounds, stopped_by = fit.report, [], [], fit.report.stopped_by
+    clock.round_done(fit.report, history, rounds, _summary(1, fit.report, meta))
     for index in range(1, config.rounds):
-        if stop is not None and stop.is_set():  # Stop during the last round's final measurement
+        if hooks.stop is not None and hooks.stop.is_set():  # Stop during the last round's final measurement
             stopped_by = "stop request"
             break
         fit.trainer = None  # the last round's optimizer state is not needed again: free it now
         loaded = LoadedModel(model_name, fit.model, fit.tokenizer, fit.eos_token_id)
-        with tempfile.TemporaryDirectory(prefix="cllm-round-", dir=work_dir) as work:
-            data, ended_by = _collect_round(loaded, plan, index, config.rounds, Path(work), progress, on_collect, stop)
+        with tempfile.TemporaryDirectory(prefix="cllm-round-", dir=hooks.scratch_dir) as work:
+            data, ended_by = _collect_round(loaded, plan, (index, config.rounds), Path(work), hooks)
             if data is not None:
                 clock.collected(data["this_run"]["seconds"])
             if ended_by:
                 stopped_by = ended_by
                 break
-            fit = fit_cllm(model_name, Path(work) / "data", configs[index], eval_prompts_file, clock.report, stop,
-                           progress, probe, save_to, loaded=loaded, before=fit.info["after"])
-        stopped_by = fit.info["stopped_by"]
-        clock.round_done(fit.info, history, rounds,
-                         _summary(index + 1, fit.info, data) | {"collect_seconds": data["this_run"]["seconds"]})
-    return _merged(first, fit, rounds, history, config, clock.seconds, _budget_words(stopped_by, config))
+            fit = fit_cllm(model_name, Path(work) / "data", configs[index], round_hooks, save_to,
+                           InMemory(loaded, fit.report.after))
+        stopped_by = fit.report.stopped_by
+        summary = replace(_summary(index + 1, fit.report, data), collect_seconds=data["this_run"]["seconds"])
+        clock.round_done(fit.report, history, rounds, summary)
+    merged = replace(first, config=asdict(config), steps=sum(r.steps for r in rounds), seconds=clock.seconds,
+                     after=fit.report.after, history=history, stopped_by=_budget_words(stopped_by, config),
+                     rounds=rounds)
+    return replace(fit, report=merged)
 
 
-def _collect_round(loaded: LoadedModel, plan: RoundPlan, index: int, rounds: int, work: Path, progress: bool,
-                   on_collect, stop) -> tuple[dict | None, str]:
-    """Round index+1's data, collected with the weights trained so far into work/data: (its meta or None,
-    "" or why the rounds end here: a stop request, or no training blocks at all)."""
-    prompts_file = work / "prompts.jsonl"
+def _collect_round(loaded: LoadedModel, plan: RoundPlan, where: tuple[int, int], work: Path,
+                   hooks: JobHooks) -> tuple[dict | None, str]:
+    """Round index+1's data (`where`: index, rounds), collected with the weights trained so far into
+    work/data: (its meta or None, "" or why the rounds end here: a stop request, or no training blocks)."""
+    index, rounds = where
+    prompts_file, stop = work / "prompts.jsonl", hooks.stop
     write_prompts(prompts_file, round_prompts(plan.pool, plan.per_round, index))
 
     def report(counts: dict) -> None:
-        if on_collect is not None:
-            on_collect(counts | {"round": index + 1, "rounds": rounds})
+        if hooks.on_collect is not None:
+            hooks.on_collect(counts | {"round": index + 1, "rounds": rounds})
 
     try:
-        data = collect(loaded, prompts_file, work / "data", plan.collect, progress, report, stop)
+        data = collect(loaded, prompts_file, work / "data", plan.collect, replace(hooks, on_collect=report))
     except DatasetError:  # no blocks at all: every prompt skipped or cleaned out, or Stop before the first batch
         data = None
     if (stop is not None and stop.is_set()) or (data is not None and data["stopped"]):
@@ -155,11 +159,11 @@ class _RoundClock:
         if self.on_metrics is not None:
             self.on_metrics(self.shifted(metrics))
 
-    def round_done(self, info: dict, history: list[dict], rounds: list[dict], summary: dict) -> None:
+    def round_done(self, report: FitReport, history: list[dict], rounds: list[RoundReport], summary: RoundReport) -> None:
         """Adds the round's metrics and summary; the next round's metrics follow on from it."""
-        history += [self.shifted(m) for m in info["history"]]
+        history += [self.shifted(m) for m in report.history]
         rounds.append(summary)
-        self.round, self.steps, self.seconds = self.round + 1, self.steps + info["steps"], self.seconds + info["seconds"]
+        self.round, self.steps, self.seconds = self.round + 1, self.steps + report.steps, self.seconds + report.seconds
 
     def collected(self, seconds: float) -> None:
         self.seconds += seconds
@@ -176,15 +180,7 @@ def _budget_words(last_round: str, config: TrainConfig) -> str:
     return last_round
 
 
-def _summary(number: int, info: dict, data_meta: dict) -> dict:
+def _summary(number: int, report: FitReport, data_meta: dict) -> RoundReport:
     c = data_meta["counts"]
-    return {"round": number, "steps": info["steps"], "seconds": info["seconds"], "after": info["after"],
-            "prompts": c["prompts"], "blocks": c["blocks"],
-            "states": c["states"], "stopped_by": info["stopped_by"]}
-
-
-def _merged(first: dict, last: Fit, rounds: list[dict], history: list[dict], config: TrainConfig,
-            seconds: float, stopped_by: str) -> Fit:
-    info = first | {"config": asdict(config), "steps": sum(r["steps"] for r in rounds), "seconds": seconds,
-                    "after": last.info["after"], "history": history, "stopped_by": stopped_by, "rounds": rounds}
-    return Fit(last.model, last.tokenizer, info, last.trainer, last.eos_token_id)
+    return RoundReport(round=number, steps=report.steps, seconds=report.seconds, after=report.after,
+                       prompts=c["prompts"], blocks=c["blocks"], states=c["states"], stopped_by=report.stopped_by)

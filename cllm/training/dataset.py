@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cllm.files import json_lines
 from cllm.trajectory import parse_json
 
 SCHEMA = "cllm-consistency-data"
@@ -90,13 +91,7 @@ def read_shard_records(path: Path) -> list[dict]:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise DatasetError(f"{path.name} is not UTF-8 text") from None
-    for lineno, line in enumerate(text.split("\n"), 1):  # JSON lines: \n only (splitlines also splits at U+2028)
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long to convert
-            raise DatasetError(f"{path.name} line {lineno} is not valid JSON") from None
+    for lineno, record in json_lines(text, path.name, DatasetError):
         index = record.get("prompt_index") if isinstance(record, dict) else None
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise DatasetError(f"{path.name} line {lineno} has no prompt_index (a whole number >= 0)")

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from cllm.evaluate import repeated_line
-from cllm.pretrain import PretrainConfig, corpus_files, function_prompts, split_corpus, train_tokenizer
+from cllm.training.pretrain import PretrainConfig, corpus_files, function_prompts, split_corpus, train_tokenizer
 
 
 def write(root: Path, rel: str, text: str) -> None:
@@ -68,7 +68,7 @@ def test_a_short_pretrain_caches_its_rows_and_keeps_the_best_checkpoint(tmp_path
     import torch
     from safetensors.torch import load_file
 
-    from cllm.pretrain import run_pretrain
+    from cllm.training.pretrain import run_pretrain
 
     corpus = tmp_path / "lib"
     for i in range(40):
@@ -91,7 +91,7 @@ def test_a_short_pretrain_caches_its_rows_and_keeps_the_best_checkpoint(tmp_path
 def test_a_damaged_row_cache_is_one_clear_error(tmp_path):
     import pytest
 
-    from cllm.pretrain import corpus_rows
+    from cllm.training.pretrain import corpus_rows
 
     (tmp_path / "rows.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="is not a token-row cache .*delete it"):

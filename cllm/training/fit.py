@@ -1,6 +1,6 @@
-"""`train_cllm`: check inputs, measure the base model, fine-tune (cllm.training), measure again, save atomically.
-`fit_cllm` is the same without the save, one round of it (cllm.train_rounds runs several, and is what
-train_cllm and the app's Train tab call; the tab keeps the model in memory until its Save).
+"""`fit_cllm`: check inputs, measure the base model, fine-tune (cllm.training.trainer), measure again; one
+round, without saving (cllm.training.rounds runs several; cllm.training.train saves; the app's Train tab keeps
+the model in memory until its Save).
 
 Evaluation set: the first `eval_prompts` prompts of the held-out file are Jacobi-decoded for TPF; held-out
 perplexity is measured on the text of every prompt in that file (up to 256): real held-out code, not the
@@ -11,26 +11,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import PrinterCallback, TrainingArguments
 
-from cllm.adapters import name_base, with_lora
-from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
-from cllm.dataset import load_entries
-from cllm.jacobi import JacobiConfig, check_inputs, vocab_size_of
-from cllm.models import LoadedModel, load_model, resolve_source
+from cllm.adapters import with_lora
+from cllm.training.checkpoint import check_disk_for
+from cllm.training.dataset import load_entries
+from cllm.files import read_capped_text
+from cllm.jacobi import JacobiConfig, check_inputs, context_limit, vocab_size_of
+from cllm.models import LoadedModel, load_model
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
-from cllm.train_eval import (TRAINING_RECORD, ar_agreement, distinct_ngrams, jacobi_tpf, model_card, perplexity,
-                             training_record)
-from cllm.training import (ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainConfig,
-                           TrainingMonitor)
-from cllm.training_utils import TimeBudget
+from cllm.evaluate import perplexity
+from cllm.training.measure import ar_agreement, distinct_ngrams, jacobi_tpf
+from cllm.training.report import FitReport, JobHooks, Measured
+from cllm.training.config import TrainConfig
+from cllm.training.trainer import ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainingMonitor
+from cllm.training.budget import TimeBudget
 
 MAX_PERPLEXITY_PROMPTS = 256
 PERPLEXITY_TEXT = "text of the held-out prompts file"
@@ -42,43 +42,35 @@ _STDLIB_IDS: dict[tuple[str, int], torch.Tensor] = {}
 
 @dataclass
 class Fit:
-    """A fine-tuned model still in memory, with what was measured (`info`: see train_cllm)."""
+    """A fine-tuned model still in memory, with what was measured."""
 
     model: torch.nn.Module
     tokenizer: object
-    info: dict
+    report: FitReport
     trainer: object  # the transformers Trainer (its accelerator gathers sharded weights for the save)
     eos_token_id: int | None = None  # the model's, as load_model found it (for decoding with it afterwards)
 
 
-def train_cllm(model_name: str, data_dir: str | Path, out: str | Path, config: TrainConfig,
-               eval_prompts_file: str | Path | None = None, on_metrics: Callable[[dict], None] | None = None,
-               stop: threading.Event | None = None, progress: bool = True) -> dict:
-    """Fine-tune `model_name` into a CLLM on the dataset in `data_dir`; save it (HF format + card) to `out`."""
-    from cllm.train_rounds import fit_rounds  # it builds on fit_cllm below: imported here, not at the top
+@dataclass
+class InMemory:
+    """A later round's start: the model as trained so far, and its last measurements (not made again)."""
 
-    out = check_out_folder(Path(out), [Path(data_dir), Path(resolve_source(model_name))], "the data or the base model folder")
-    fit = fit_rounds(model_name, data_dir, config, eval_prompts_file, on_metrics, stop, progress, save_to=out)
-    fit.info["out"] = str(out)
-    _save(fit.trainer, fit.model, fit.tokenizer, out, fit.info)
-    return fit.info
+    loaded: LoadedModel
+    before: Measured
 
 
-def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_prompts_file: str | Path | None = None,
-             on_metrics: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-             progress: bool = True, probe: Callable[[LoadedModel, dict], None] | None = None,
-             save_to: Path | None = None, loaded: LoadedModel | None = None, before: dict | None = None) -> Fit:
-    """Fine-tune without saving. `probe(loaded, measured)` runs after every held-out measurement (before,
-    every eval_every steps, after) with the model as it is then and what was measured (tpf, perplexity, ...),
-    e.g. to re-decode a prompt for a live view.
+def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: JobHooks | None = None,
+             save_to: Path | None = None, start: InMemory | None = None) -> Fit:
+    """Fine-tune without saving, reporting through `hooks` (JobHooks: metrics, stop, probe, progress).
     `save_to`: where the model will be saved, so a full disk fails before training, not after.
-    `loaded`: the model already in memory (a later round of cllm.train_rounds) instead of loading
-    `model_name`; `before`: its measurements when already made (then they are not made again)."""
+    `start`: the model already in memory (a later round of cllm.training.rounds) instead of loading
+    `model_name`, with its measurements."""
+    hooks = hooks or JobHooks()
     meta, entries = load_entries(data_dir)
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
     _use_local_gpu()
-    loaded = loaded or load_model(model_name, config.device)
+    loaded = start.loaded if start else load_model(model_name, config.device)
     model = loaded.model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
     if vocab_size_of(model) != meta["vocab_size"]:
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
@@ -89,27 +81,27 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, eval_pr
         model = loaded.model = with_lora(model, config.lora_rank, config.lora_alpha)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
-    tpf_ids, ppl_ids = _eval_sets(loaded, eval_prompts_file or HELDOUT_PROMPTS, config)
+    tpf_ids, ppl_ids = _eval_sets(loaded, config.eval_file or HELDOUT_PROMPTS, config)
 
-    def measure(m, check_ar: bool = False) -> dict:
+    def measure(m, check_ar: bool = False) -> Measured:
         out = _measure(m, tpf_ids, ppl_ids, jconfig, loaded.eos_token_id, check_ar)
-        if probe is not None:
-            probe(loaded, out)
+        if hooks.probe is not None:
+            hooks.probe(loaded, out)
         return out
 
-    before = before or measure(model)
+    before = start.before if start else measure(model)
     with _trainer_dir(config) as work:
-        trainer, monitor = _build_trainer(model, entries, config, work, on_metrics, stop, measure, progress, text_ids)
+        trainer, monitor = _build_trainer(model, (entries, text_ids), config, work, hooks, measure)
         t0 = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=_newest_checkpoint(work))
         seconds = time.perf_counter() - t0
     after = measure(model, check_ar=True) if trainer.args.world_size == 1 else None  # multi-process: use bench
-    info = {"base_model": model_name, "data_dir": str(data_dir), "data_meta": meta, "config": asdict(config),
-            "steps": result.global_step, "seconds": seconds, "device": str(model.device), "before": before,
-            "after": after, "history": monitor.history, "eval_prompt_count": len(tpf_ids),
-            "eval_max_new_tokens": config.eval_max_new_tokens, "perplexity_text": PERPLEXITY_TEXT,
-            "stopped_by": _stopped_by(monitor, config, seconds), "out": None}
-    return Fit(model, loaded.tokenizer, info, trainer, loaded.eos_token_id)
+    report = FitReport(base_model=model_name, data_dir=str(data_dir), data_meta=meta, config=asdict(config),
+                       steps=result.global_step, seconds=seconds, device=str(model.device), before=before,
+                       after=after, history=monitor.history, eval_prompt_count=len(tpf_ids),
+                       eval_max_new_tokens=config.eval_max_new_tokens, perplexity_text=PERPLEXITY_TEXT,
+                       stopped_by=_stopped_by(monitor, config, seconds))
+    return Fit(model, loaded.tokenizer, report, trainer, loaded.eos_token_id)
 
 
 def _trainer_dir(config: TrainConfig):
@@ -148,28 +140,28 @@ def _eval_sets(loaded, prompts_file, config: TrainConfig) -> tuple[list[list[int
     if not fits:
         raise ValueError(f"no prompt of {prompts_file} fits the model's context with "
                          f"{config.eval_max_new_tokens} new tokens")
-    context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None) or 10**9
+    context = context_limit(loaded.model) or 10**9
     return fits[: config.eval_prompts], [t[:context] for t in texts]
 
 
 def read_ar_text(spec: str, tokenizer, flag: str = "--ar-text") -> torch.Tensor:
     """Real text for the "text" AR scope as 1-D token ids, documents joined by EOS: "stdlib" is the train
-    split the bundled base was pretrained on (cllm.pretrain); anything else is a UTF-8 text file. Errors
+    split the bundled base was pretrained on (cllm.training.pretrain); anything else is a UTF-8 text file. Errors
     name the option `flag` the text came from."""
     if spec == "stdlib":
         key = (tokenizer.name_or_path, len(tokenizer))
         if key not in _STDLIB_IDS:
-            from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus
+            from cllm.training.pretrain import PretrainConfig, corpus_texts, split_corpus
 
             _STDLIB_IDS[key] = _token_ids(corpus_texts(split_corpus(PretrainConfig())[0]), tokenizer, f"{flag} {spec}")
         return _STDLIB_IDS[key]
     path = Path(spec)
-    if not path.is_file() or path.stat().st_size > MAX_AR_TEXT_BYTES:
+    if not path.is_file():
         raise ValueError(f"{flag} {spec}: not a file of at most {MAX_AR_TEXT_BYTES // 2**20} MiB")
     try:
-        texts = [path.read_bytes().decode("utf-8")]
-    except UnicodeDecodeError:
-        raise ValueError(f"{flag} {spec} is not UTF-8 text") from None
+        texts = [read_capped_text(path, MAX_AR_TEXT_BYTES)]
+    except ValueError as e:
+        raise ValueError(f"{flag} {spec}: {e}") from None
     return _token_ids(texts, tokenizer, f"{flag} {spec}")
 
 
@@ -182,8 +174,10 @@ def _token_ids(texts: list[str], tokenizer, source: str) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, stop, measure, progress: bool,
-                   text_ids: torch.Tensor | None = None):
+def _build_trainer(model, data: tuple, config: TrainConfig, work: str, hooks: JobHooks, measure):
+    """The Trainer over `data` (collected entries, real-text ids or None) and the monitor that streams it."""
+    entries, text_ids = data
+    progress = hooks.progress
     use_cuda = model.device.type == "cuda"
     args = TrainingArguments(
         output_dir=work, per_device_train_batch_size=config.batch_size,
@@ -197,7 +191,7 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     tracker = LossTracker()
     # Held-out TPF during training decodes with the local model; under FSDP/DeepSpeed it is measured after.
     evaluate = measure if args.world_size == 1 else None
-    monitor = TrainingMonitor(tracker, on_metrics, stop, evaluate, config.eval_every)
+    monitor = TrainingMonitor(tracker, hooks.on_metrics, hooks.stop, evaluate, config.eval_every)
     callbacks = ([TimeBudget(config.max_minutes)] if config.max_minutes else []) + [monitor]  # monitor last
     data = ConsistencyData(entries, config.loss, config.states_per_block, config.seed, text_ids, config.ar_text_tokens)
     trainer = ConsistencyTrainer(model=model, args=args, train_dataset=data, callbacks=callbacks,
@@ -208,10 +202,10 @@ def _build_trainer(model, entries, config: TrainConfig, work: str, on_metrics, s
     return trainer, monitor
 
 
-def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> dict:
+def _measure(model, tpf_ids, ppl_ids, jconfig, eos, check_ar: bool = False) -> Measured:
     """Held-out TPF, perplexity, distinct 4-grams of the outputs (and whether they equal greedy AR)."""
     tpf, outputs = jacobi_tpf(model, tpf_ids, jconfig, eos)
-    out = {"tpf": tpf, "perplexity": perplexity(model, ppl_ids), "distinct_4grams": distinct_ngrams(outputs)}
+    out = Measured(tpf=tpf, perplexity=perplexity(model, ppl_ids), distinct_4grams=distinct_ngrams(outputs))
     if check_ar:
         out["matches_ar"] = ar_agreement(model, tpf_ids, outputs, jconfig.max_new_tokens, eos)
     return out
@@ -223,40 +217,3 @@ def _stopped_by(monitor: TrainingMonitor, config: TrainConfig, seconds: float) -
     if config.max_minutes and seconds >= config.max_minutes * 60:
         return f"time budget ({config.max_minutes} min)"
     return f"max steps ({config.max_steps})" if config.max_steps else f"{config.epochs} epoch(s)"
-
-
-class _AdapterOnly:
-    """`save_pretrained` of a LoRA model: the adapter alone, naming the base as the user named it. Embeddings
-    are never adapted, and saying so skips peft's check of the base's vocabulary (a hub call for a registry
-    name)."""
-
-    def __init__(self, model, base: str):
-        self.model, self.base = model, base
-
-    def save_pretrained(self, folder):
-        name_base(self.model, self.base)
-        self.model.save_pretrained(folder, save_embedding_layers=False)
-
-
-class _GatheredWeights:
-    """`save_pretrained` with a full state dict gathered from FSDP/DeepSpeed shards (all ranks gather)."""
-
-    def __init__(self, model, state_dict):
-        self.model, self.state_dict = model, state_dict
-
-    def save_pretrained(self, folder):
-        self.model.save_pretrained(folder, state_dict=self.state_dict)
-
-
-def _save(trainer, model, tokenizer, out: Path, info: dict) -> None:
-    to_save = _AdapterOnly(model, info["base_model"]) if hasattr(model, "peft_config") else model
-    if trainer is not None and trainer.args.world_size > 1:  # None: rounds ended before another round's Trainer
-        to_save = _GatheredWeights(trainer.accelerator.unwrap_model(trainer.model),
-                                   trainer.accelerator.get_state_dict(trainer.model))
-        if not trainer.accelerator.is_main_process:
-            return
-    try:
-        save_pretrained_atomic(to_save, tokenizer, out, model_card(info), {TRAINING_RECORD: training_record(info)})
-    except OSError as e:
-        raise OSError(f"could not save the model to {out} ({e.strerror or e}); nothing was written there, "
-                      "an older folder at that path is intact") from None

@@ -18,102 +18,28 @@ Decoding elsewhere in the app is not blocked: the job runs in its own thread, no
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from cllm.collect import CollectConfig, collect
 from cllm.decode import decode_prompt
 from cllm.jacobi import JacobiConfig
 from cllm.models import LoadedModel, load_model
 from cllm.prompts import write_prompts
-from cllm.train_rounds import fit_rounds
-from cllm.trained import save_trained, trained_path
-from cllm.training import TrainConfig
+from cllm.training.collect import collect
+from cllm.training.config import TrainConfig
+from cllm.training.report import JobHooks
+from cllm.training.rounds import fit_rounds
+from cllm.training.slot import CollectJob, SlotBusy, SlotState, SlotView, cpu_threads, job_threads
+from cllm.training.trained import save_trained, trained_path
 from cllm.trajectory import Trajectory
 
 RUNNING = ("collecting", "training")
 HOLDING = ("collected", "trained")  # the owner's work waits for them; others are refused until it expires
 MADE_BY = "the Train tab of CLLM Explorer (`python app.py`)"
-
-
-class SlotBusy(Exception):
-    """Someone else holds the slot (or this visitor's own job is still running): the message says who and what."""
-
-
-@dataclass(frozen=True)
-class CollectJob:
-    model: str  # base model: registry name, folder or hub id
-    prompts: tuple[str, ...]  # the prompt pool: round 1 collects on the first config.limit, later rounds the next
-    heldout: tuple[str, ...]  # held-out prompts for the TPF curve, perplexity and the live grid
-    config: CollectConfig
-    source: str  # where the prompts came from, in words (status lines, the model card)
-
-
-@dataclass
-class SlotView:
-    """What a poller sees; a copy, safe to read while the job goes on."""
-
-    phase: str  # idle, collecting, collected, training, trained, saved, failed
-    owner: str  # the holder's name as they gave it ("" when idle)
-    mine: bool  # the slot is the asking visitor's
-    note: str  # what the job is doing right now, in words
-    version: int  # changes whenever anything else does
-    counts: dict = field(default_factory=dict)  # collection: prompts_done, prompts_total, blocks, states, ...
-    history: list[dict] = field(default_factory=list)  # training metrics per step (TrainingMonitor's)
-    before_tpf: float | None = None  # held-out TPF of the base model (the curve's step 0)
-    before: Trajectory | None = None  # the held-out prompt decoded by the base model
-    probe: Trajectory | None = None  # the same prompt decoded with the latest weights
-    probe_step: int = 0
-    probe_id: int = 0  # changes with every new probe trajectory
-    result: dict | None = None  # fit info once trained (before/after, steps, stopped_by, ...)
-    saved: list[str] = field(default_factory=list)  # names saved so far
-    error: str = ""
-    busy: str = ""  # for another visitor: who holds the slot and what they do (no time: see free_in)
-    free_in: float | None = None  # seconds until an unwatched hold expires (collected or trained, not the viewer's)
-    place: int = 0  # for a visitor kept waiting: their place in line (1 = next), by when they first asked
-
-
-@dataclass
-class SlotState:
-    """Everything about the current run; a new claim starts from a fresh one (the slot's lock guards it)."""
-
-    phase: str = "idle"  # idle, collecting, collected, training, trained, saved, failed
-    owner: str = ""  # the holder's id (a browser's owner token, or a session hash)
-    label: str = ""  # the holder's name as they gave it
-    note: str = ""
-    error: str = ""
-    job: CollectJob | None = None
-    stop: threading.Event = field(default_factory=threading.Event)  # set: the job ends after its step or batch
-    started: float = 0.0  # time.monotonic() at the job's start
-    last_seen: float = 0.0  # time.monotonic() of the owner's last poll
-    counts: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    saved: list[str] = field(default_factory=list)
-    before: Trajectory | None = None
-    probe: Trajectory | None = None
-    pending: Trajectory | None = None  # a probe decoded but not yet on screen (shown with the next step)
-    before_tpf: float | None = None
-    probe_step: int = 0
-    fit: object | None = None  # the trained model (cllm.train_rounds' fit) until saved or discarded
-    result: dict | None = None
-    data_ready: bool = False
-    rounds: int = 1
-    discard: bool = False  # the owner discarded a running job: forget it once it ends
-
-
-def cpu_threads() -> int:
-    """Threads for training and collection: OMP_NUM_THREADS when set, else every core this process may
-    use, as the CLI gets by default (the app's decoding itself keeps one thread, see ui/common.py)."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else len(os.sched_getaffinity(0))
 
 
 class TrainSlot:
@@ -176,7 +102,7 @@ class TrainSlot:
             fit = self._s.fit if owner == self._s.owner else None
             if fit is None:
                 raise ValueError("nothing to save yet: collect, train, then save")
-        path = save_trained(fit.model, fit.tokenizer, name, fit.info, folder)
+        path = save_trained(fit.model, fit.tokenizer, name, fit.report, folder)
         with self._cond:
             if self._s.fit is fit:
                 self._s.saved.append(path.name)
@@ -305,7 +231,7 @@ class TrainSlot:
 
     def _guarded(self, target) -> None:
         try:
-            with _threads(cpu_threads()):
+            with job_threads(cpu_threads()):
                 phase = target()
             with self._cond:
                 self._s.phase, self._s.note = phase, ""
@@ -323,22 +249,24 @@ class TrainSlot:
     def _run_collect(self) -> str:
         loaded = load_model(self._s.job.model)
         self._set(note="collecting Jacobi trajectories")
-        meta = collect(loaded, self._work / "prompts.jsonl", self._work / "data", self._s.job.config, progress=False,
-                       on_progress=self._on_collect, stop=self._s.stop)
+        meta = collect(loaded, self._work / "prompts.jsonl", self._work / "data", self._s.job.config,
+                       JobHooks(progress=False, on_collect=self._on_collect, stop=self._s.stop))
         self._set(counts=self._s.counts | {"stopped": meta["stopped"], "seconds": meta["this_run"]["seconds"]},
                   data_ready=True)
         return "collected"
 
     def _run_train(self, config: TrainConfig) -> str:
-        fit = fit_rounds(self._s.job.model, self._work / "data", config, self._work / "heldout.jsonl",
-                         on_metrics=self._on_metrics, stop=self._s.stop, progress=False, probe=self._on_probe,
-                         on_collect=self._on_round_collect, work_dir=self._work)
+        hooks = JobHooks(on_metrics=self._on_metrics, stop=self._s.stop, progress=False, probe=self._on_probe,
+                         on_collect=self._on_round_collect, scratch_dir=self._work)
+        config = replace(config, eval_file=str(self._work / "heldout.jsonl"))  # the job's held-out prompts
+        fit = fit_rounds(self._s.job.model, self._work / "data", config, hooks)
         fit.trainer = None  # its optimizer state is not needed to save the weights
-        fit.info |= {"made_by": MADE_BY, "data_dir": f"collected in the app from {self._s.job.source} (not kept)"}
+        fit.report.made_by = MADE_BY
+        fit.report.data_dir = f"collected in the app from {self._s.job.source} (not kept)"
         with self._cond:
             if self._s.pending is not None:  # the measurement after training
-                self._show_probe(fit.info["steps"])
-            self._s.fit, self._s.result = fit, fit.info
+                self._show_probe(fit.report.steps)
+            self._s.fit, self._s.result = fit, fit.report
             self._changed()
         return "trained"
 
@@ -418,14 +346,3 @@ class TrainSlot:
                 return
             self._s.stop.set()
             self._changed()
-
-
-@contextmanager
-def _threads(count: int):
-    """torch's intra-op threads for the job's thread, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import sysconfig
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from cllm.options import Flags
 from cllm.trajectory import atomic_write_text
 
 EOS = "<|endoftext|>"
@@ -26,40 +28,47 @@ EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "__pycache__", 
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    # A field's trailing comment is its `pretrain --help` (cllm.options); comment lines above it say why.
     out: str = "assets/models/tiny-python"  # final HF-format folder
-    work_dir: str = "runs/pretrain"  # Trainer checkpoints (resumable); not shipped
+    work_dir: str = "runs/pretrain"  # Trainer checkpoints; a rerun resumes from here (not shipped)
     seed: int = 0  # split, init and data order
     heldout_fraction: float = 0.05  # share of files held out (by path hash)
     vocab_size: int = 4096  # small vocabulary keeps the embedding (and the checkpoint) small
-    hidden_size: int = 256
-    layers: int = 4
-    heads: int = 8
-    kv_heads: int = 4  # grouped-query attention halves the K/V projections
-    intermediate_size: int = 704
+    hidden_size: int = 256  # model width
+    layers: int = 4  # transformer layers
+    heads: int = 8  # attention heads
+    kv_heads: int = 4  # key/value heads (grouped-query attention halves the K/V projections)
+    intermediate_size: int = 704  # MLP width
     context: int = 512  # training sequence length = the model's context
-    batch_size: int = 16
-    lr: float = 2e-3  # small models take a high peak rate; cosine decay to 10 %
-    max_steps: int = 1500
-    warmup_steps: int = 60
+    batch_size: int = 16  # rows per step
+    lr: float = 2e-3  # peak learning rate (small models take a high one)
+    min_lr_rate: float = 0.1  # cosine decay to this share of the peak rate
+    weight_decay: float = 0.1  # AdamW weight decay
+    # 0.95 rather than AdamW's 0.999: steadier on small, noisy batches
+    adam_beta2: float = 0.95  # AdamW beta2
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    max_steps: int = 1100  # optimizer steps (the bundled base's)
+    warmup_steps: int = 60  # linear warm-up steps
     eval_every: int = 0  # > 0: held-out loss every N steps, and the best checkpoint is the one kept
     corpus_root: str | None = None  # None: the interpreter's stdlib
 
 
-# The fields `python -m cllm pretrain` exposes as --options (model size and schedule).
-CLI_FIELDS = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "context", "batch_size", "lr",
-              "warmup_steps", "eval_every", "seed")
+# `python -m cllm pretrain` leaves the corpus and the tokenizer's settings as they are
+PRETRAIN_FLAGS = Flags(skip=("heldout_fraction", "vocab_size", "corpus_root"))
 
 
 def check_config(config: PretrainConfig) -> None:
     """One clear line for a size or schedule the model could not be built or trained with."""
-    for name in CLI_FIELDS:
-        value = getattr(config, name)
+    for name in ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "context", "batch_size",
+                 "max_steps", "warmup_steps", "eval_every", "seed"):
         floor = 0 if name in ("eval_every", "warmup_steps", "seed") else 1
-        if name == "lr":
-            if not 0 < value < 1:
-                raise ValueError(f"--lr must be between 0 and 1; got {value}")
-        elif value < floor:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {floor}; got {value}")
+        if getattr(config, name) < floor:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {floor}; got {getattr(config, name)}")
+    for name in ("lr", "min_lr_rate", "weight_decay", "adam_beta2"):
+        if not 0 <= getattr(config, name) < 1 or (name == "lr" and config.lr == 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1; got {getattr(config, name)}")
+    if not 0 < config.max_grad_norm < math.inf:
+        raise ValueError(f"--max-grad-norm must be positive; got {config.max_grad_norm}")
     if config.hidden_size % config.heads or config.heads % config.kv_heads:
         raise ValueError(f"--heads ({config.heads}) must divide --hidden-size ({config.hidden_size}), "
                          f"and --kv-heads ({config.kv_heads}) must divide --heads")
@@ -188,19 +197,6 @@ class RowDataset(torch.utils.data.Dataset):
         return {"input_ids": self.rows[i], "labels": self.rows[i]}
 
 
-def perplexity(model, rows: torch.Tensor, batch_size: int = 8) -> float:
-    """exp(mean next-token loss) over held-out rows."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(rows), batch_size):
-            batch = rows[i: i + batch_size].to(model.device)
-            loss = model(input_ids=batch, labels=batch).loss
-            total += loss.item() * len(batch)
-            count += len(batch)
-    return float(torch.exp(torch.tensor(total / count)))
-
-
 def corpus_rows(config: PretrainConfig, work: Path, tokenizer) -> dict:
     """Train and held-out rows, tokenized once and cached in work_dir (safetensors), so a resumed run, or a
     run on another machine whose Python ships a different stdlib, trains on exactly the same tokens."""
@@ -235,8 +231,8 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
 
     from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
 
-    from cllm.checkpoint import write_folder_atomic
-    from cllm.training_utils import TimeBudget, resume_checkpoint
+    from cllm.training.checkpoint import write_folder_atomic
+    from cllm.training.budget import TimeBudget, resume_checkpoint
 
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -252,8 +248,9 @@ def run_pretrain(config: PretrainConfig, device: str = "auto", max_minutes: floa
     use_cuda = device != "cpu" and torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(work), per_device_train_batch_size=config.batch_size, max_steps=config.max_steps,
-        learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
-        warmup_steps=config.warmup_steps, weight_decay=0.1, adam_beta2=0.95, max_grad_norm=1.0,
+        learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": config.min_lr_rate}, warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay, adam_beta2=config.adam_beta2, max_grad_norm=config.max_grad_norm,
         bf16=use_cuda, use_cpu=not use_cuda, logging_steps=25, save_total_limit=2,
         report_to="none", seed=config.seed, dataloader_drop_last=True, **eval_arguments(config),
     )
@@ -283,7 +280,7 @@ def eval_arguments(config: PretrainConfig) -> dict:
 
 def best_step(state) -> int | None:
     """The step of the checkpoint the Trainer kept as best (None without evaluation)."""
-    from cllm.training_utils import CHECKPOINT
+    from cllm.training.budget import CHECKPOINT
 
     found = CHECKPOINT.search(state.best_model_checkpoint or "")
     return int(found.group(1)) if found else None
@@ -326,7 +323,7 @@ standard library that ships with the interpreter. The base model of CLLM Explore
   (cosine to 10 %, {config.warmup_steps} warm-up steps), weight decay 0.1, on {result['device']}
   ({result['compute']}).{kept_note(result)}
 - Held-out perplexity: **{ppl:.2f}** (final training loss {result['train_loss']:.3f}).
-- Full recipe: `cllm/pretrain.py`, config `{json.dumps(config_dict(config))}`.
+- Full recipe: `cllm/training/pretrain.py`, config `{json.dumps(config_dict(config))}`.
 
 ## Samples (held-out prompts, greedy)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cllm.code_prompts import (CodePromptConfig, draw_code_prompts, function_name, humaneval_signatures,
+from cllm.training.code_prompts import (CodePromptConfig, draw_code_prompts, function_name, humaneval_signatures,
                                prompts_in_file, signature_line)
 from cllm.models import REPO_ROOT
 from cllm.prompts import read_prompts

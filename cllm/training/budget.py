@@ -26,7 +26,6 @@ class TimeBudget(TrainerCallback):
         if time.perf_counter() - self.start >= self.seconds:
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"  # a resumable run keeps the step it stopped at
-            control.should_save = True
         return control
 
 

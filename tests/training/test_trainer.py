@@ -12,13 +12,15 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from cllm.cli import main
-from cllm.collect import CollectConfig, collect
-from cllm.dataset import Entry, load_entries
-from cllm.losses import IGNORE, consistency_loss, teachable_mask
+from cllm.training.collect import CollectConfig, collect
+from cllm.training.dataset import Entry, load_entries
+from cllm.training.losses import IGNORE, consistency_loss, teachable_mask
 from cllm.models import load_model
-from cllm.train_eval import distinct_ngrams
-from cllm.train_run import train_cllm
-from cllm.training import ConsistencyCollator, ConsistencyData, TrainConfig, block_logits, loss_parts
+from cllm.training.measure import distinct_ngrams
+from cllm.training.report import JobHooks
+from cllm.training.train import train_cllm
+from cllm.training.config import TrainConfig
+from cllm.training.trainer import ConsistencyCollator, ConsistencyData, block_logits, loss_parts
 from conftest import VOCAB, tiny_model
 
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):\n    return", "print(", "import os",
@@ -37,7 +39,7 @@ def prompts_file(tmp_path_factory):
 def data_dir(tiny_model_dir, prompts_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "d"
     collect(load_model(str(tiny_model_dir), "cpu"), prompts_file, out, CollectConfig(n=4, max_new_tokens=12),
-            progress=False)
+            JobHooks(progress=False))
     return out
 
 
@@ -136,24 +138,23 @@ def mean_global_consistency(model, entries) -> float:
 def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model_dir, data_dir, prompts_file, tmp_path):
     streamed = []
     out = tmp_path / "cllm"
-    info = train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_steps=20, eval_every=10, **QUICK),
-                      prompts_file, on_metrics=streamed.append, progress=False)
+    info = train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_steps=20, eval_every=10, **QUICK, eval_file=str(prompts_file)), JobHooks(on_metrics=streamed.append, progress=False))
     _, entries = load_entries(data_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trained = AutoModelForCausalLM.from_pretrained(out)
     assert mean_global_consistency(trained, entries) < 0.5 * mean_global_consistency(base, entries)
-    assert info["steps"] == 20 and info["stopped_by"] == "max steps (20)"
+    assert info.steps == 20 and info.stopped_by == "max steps (20)"
     assert [m["step"] for m in streamed] == list(range(1, 21))
     assert {"loss", "consistency", "ar", "lr", "seconds", "epoch"} <= set(streamed[0])
     assert [m["step"] for m in streamed if "tpf" in m] == [10, 20]
-    assert info["after"]["matches_ar"] == 1.0 and info["after"]["tpf"] >= 1.0
+    assert info.after["matches_ar"] == 1.0 and info.after["tpf"] >= 1.0
     card = (out / "README.md").read_text()
-    assert 0 < info["after"]["distinct_4grams"] <= 1 and "distinct 4-grams" in card
-    assert "Jacobi tokens per forward pass" in card and "held-out perplexity" in card and f"{info['before']['tpf']:.3f}" in card
+    assert 0 < info.after["distinct_4grams"] <= 1 and "distinct 4-grams" in card
+    assert "Jacobi tokens per forward pass" in card and "held-out perplexity" in card and f"{info.before['tpf']:.3f}" in card
     assert (out / "tokenizer.json").exists() and not list(tmp_path.glob(".*tmp"))
     record = json.loads((out / "cllm_training.json").read_text())  # what Explore's pair picker reads
     assert (record["base_model"], record["n"], record["steps"]) == (str(tiny_model_dir), 4, 20)
-    assert record["after"]["tpf"] == info["after"]["tpf"] and "history" not in record
+    assert record["after"]["tpf"] == info.after["tpf"] and "history" not in record
 
 
 def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file, tmp_path):
@@ -163,9 +164,8 @@ def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file
         if metrics["step"] == 2:
             stop.set()  # e.g. the app's Stop button, from another thread
 
-    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=50, **QUICK),
-                      prompts_file, on_metrics=on_metrics, stop=stop, progress=False)
-    assert info["steps"] == 2 and info["stopped_by"] == "stop request"
+    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=50, **QUICK, eval_file=str(prompts_file)), JobHooks(on_metrics=on_metrics, stop=stop, progress=False))
+    assert info.steps == 2 and info.stopped_by == "stop request"
     assert (tmp_path / "m" / "model.safetensors").exists()
 
 
@@ -176,32 +176,31 @@ def test_full_disk_during_save_leaves_no_half_checkpoint(tiny_model_dir, data_di
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", no_space)  # test-only: simulate a full disk
     out = tmp_path / "m"
     with pytest.raises(OSError, match="could not save the model .*No space left on device.*nothing was written"):
-        train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_minutes=1e-4, max_steps=50, **QUICK),
-                   prompts_file, progress=False)
+        train_cllm(str(tiny_model_dir), data_dir, out, TrainConfig(max_minutes=1e-4, max_steps=50, **QUICK, eval_file=str(prompts_file)), JobHooks(progress=False))
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_not_enough_disk_fails_before_training(tiny_model_dir, data_dir, prompts_file, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     with pytest.raises(OSError, match="not enough disk space"):
-        train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=1, **QUICK), prompts_file)
+        train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", TrainConfig(max_steps=1, **QUICK, eval_file=str(prompts_file)))
 
 
 def test_bad_inputs_are_clear_errors(tiny_model_dir, data_dir, prompts_file, tmp_path):
-    model, config = str(tiny_model_dir), TrainConfig(max_steps=1, **QUICK)
+    model, config = str(tiny_model_dir), TrainConfig(max_steps=1, **QUICK, eval_file=str(prompts_file))
     with pytest.raises(ValueError, match="no dataset folder"):
-        train_cllm(model, tmp_path / "missing", tmp_path / "m", config, prompts_file)
+        train_cllm(model, tmp_path / "missing", tmp_path / "m", config)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "meta.json").write_text((data_dir / "meta.json").read_text())
     with pytest.raises(ValueError, match="holds no training blocks"):
-        train_cllm(model, empty, tmp_path / "m", config, prompts_file)
+        train_cllm(model, empty, tmp_path / "m", config)
     with pytest.raises(ValueError, match="--n 16 does not match the data's n = 4"):
-        train_cllm(model, data_dir, tmp_path / "m", TrainConfig(n=16, **QUICK), prompts_file)
+        train_cllm(model, data_dir, tmp_path / "m", TrainConfig(n=16, **QUICK, eval_file=str(prompts_file)))
     with pytest.raises(ValueError, match="is the data or the base model folder"):
-        train_cllm(model, data_dir, data_dir, config, prompts_file)
+        train_cllm(model, data_dir, data_dir, config)
     with pytest.raises(ValueError, match="non-empty folder that holds no model"):
-        train_cllm(model, data_dir, empty, config, prompts_file)
+        train_cllm(model, data_dir, empty, config)
     with pytest.raises(ValueError, match="loss must be one of global, local"):
         TrainConfig(loss="both")
     other = tmp_path / "other"
@@ -209,7 +208,7 @@ def test_bad_inputs_are_clear_errors(tiny_model_dir, data_dir, prompts_file, tmp
     meta = json.loads((other / "meta.json").read_text())
     (other / "meta.json").write_text(json.dumps(meta | {"vocab_size": meta["vocab_size"] + 7}))
     with pytest.raises(ValueError, match="not the same tokenizer"):
-        train_cllm(model, other, tmp_path / "m", config, prompts_file)
+        train_cllm(model, other, tmp_path / "m", config)
 
 
 def test_cli_train(tiny_model_dir, data_dir, prompts_file, tmp_path, capsys):
@@ -241,16 +240,17 @@ def test_real_text_ar_draws_text_rows_and_trains_on_them(tiny_model_dir, data_di
     assert batch["text_ids"].shape == (3, 8) and (batch["context_labels"] == IGNORE).all()
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("def add(a, b):\n    return a + b\n" * 40)
-    config = TrainConfig(max_steps=3, ar_text=str(corpus), ar_text_tokens=16, **QUICK | {"ar_weight": 1.0})
-    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", config, prompts_file, progress=False)
-    assert info["steps"] == 3 and all(m["text_ar"] > 0 and m["ar"] > 0 for m in info["history"])
-    assert info["config"]["ar_text"] == str(corpus)
+    config = TrainConfig(max_steps=3, ar_text=str(corpus), ar_text_tokens=16, eval_file=str(prompts_file),
+                         **QUICK | {"ar_weight": 1.0})
+    info = train_cllm(str(tiny_model_dir), data_dir, tmp_path / "m", config, JobHooks(progress=False))
+    assert info.steps == 3 and all(m["text_ar"] > 0 and m["ar"] > 0 for m in info.history)
+    assert info.config["ar_text"] == str(corpus)
 
 
 def test_ar_text_errors(tmp_path):
     with pytest.raises(ValueError, match="text-weight non-negative"):
         TrainConfig(ar_text="stdlib", text_weight=-1)
-    from cllm.train_run import read_ar_text
+    from cllm.training.fit import read_ar_text
 
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff\xfe\x00x")
@@ -262,7 +262,7 @@ def test_ar_text_errors(tmp_path):
 
 def test_stdlib_text_is_tokenized_once_per_tokenizer(tiny_model_dir):
     """The Train tab's real-text term: the stdlib split's ids are computed once, then served again."""
-    from cllm.train_run import read_ar_text
+    from cllm.training.fit import read_ar_text
 
     tokenizer = load_model(str(tiny_model_dir), "cpu").tokenizer
     ids = read_ar_text("stdlib", tokenizer)
@@ -272,7 +272,7 @@ def test_stdlib_text_is_tokenized_once_per_tokenizer(tiny_model_dir):
 
 
 def test_atomic_save_can_refuse_to_replace(tiny_model_dir, tmp_path):
-    from cllm.checkpoint import save_pretrained_atomic
+    from cllm.training.checkpoint import save_pretrained_atomic
 
     loaded = load_model(str(tiny_model_dir), "cpu")
     out = save_pretrained_atomic(loaded.model, loaded.tokenizer, tmp_path / "m", "card", {"extra.json": "{}"})

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import torch
 
-from cllm.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
+from cllm.training.checkpoint import check_disk_for, check_out_folder, save_pretrained_atomic
 from cllm.decode import encode_prompt
 from cllm.evaluate import check_all_fit
 from cllm.jacobi import greedy_decode
 from cllm.models import device_label, load_model, resolve_source
+from cllm.options import given
 from cllm.prompts import read_prompts
-from cllm.train_run import read_ar_text
-from cllm.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
+from cllm.training.fit import read_ar_text
+from cllm.training.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
 
 
 def unlikelihood_and_save(args) -> str:
-    config = UnlikelihoodConfig(steps=args.steps, lr=args.lr, alpha=args.alpha, batch_size=args.batch_size,
-                                seed=args.seed)
+    config = UnlikelihoodConfig(**given(args, UnlikelihoodConfig))
     if args.text != "stdlib" and not Path(args.text).is_file():  # before the slow load
         raise ValueError(f"--text {args.text}: no such file (give a UTF-8 text file, or stdlib)")
     out = check_out_folder(Path(args.out), [Path(resolve_source(args.model))], "the model being fine-tuned")
@@ -43,22 +43,22 @@ def unlikelihood_and_save(args) -> str:
     source_card = Path(resolve_source(args.model)) / "README.md"
     card = source_card.read_text(encoding="utf-8") if source_card.is_file() else f"# {args.model}\n"
     save_pretrained_atomic(loaded.model.cpu(), loaded.tokenizer, out,
-                           card + card_section(result, before, after, command_line(args), samples))
+                           card + card_section(result, before, after, command_line(args, config), samples))
     return (f"saved {out}: {config.steps} updates in {result['minutes']:.1f} min; held-out looping "
             f"{before['repeats']:.0%} -> {after['repeats']:.0%}, perplexity on the held-out prompts "
             f"{before['perplexity']:.2f} -> {after['perplexity']:.2f}")
 
 
-def command_line(args) -> str:
-    flags = ["--model", args.model, "--out", args.out, "--steps", args.steps, "--lr", args.lr, "--alpha", args.alpha,
-             "--batch-size", args.batch_size, "--seed", args.seed, "--text", args.text, "--prompts", args.prompts,
-             "--heldout", args.heldout]
+def command_line(args, config: UnlikelihoodConfig) -> str:
+    flags = ["--model", args.model, "--out", args.out, "--steps", config.steps, "--lr", config.lr, "--alpha",
+             config.alpha, "--batch-size", config.batch_size, "--seed", config.seed, "--text", args.text, "--prompts",
+             args.prompts, "--heldout", args.heldout]
     return "python -m cllm unlikelihood " + shlex.join(str(f) for f in flags)
 
 
 def heldout_stdlib_rows(tokenizer, context: int = 512):
     """The held-out split of the stdlib (the files pretraining never saw), as rows for perplexity."""
-    from cllm.pretrain import PretrainConfig, corpus_texts, split_corpus, token_chunks
+    from cllm.training.pretrain import PretrainConfig, corpus_texts, split_corpus, token_chunks
 
     return token_chunks(tokenizer, corpus_texts(split_corpus(PretrainConfig())[1]), context)
 
