@@ -13,6 +13,7 @@ from cllm.decoders import add_decoder_arguments, configs_from_args, decoder_name
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.peers import PeerConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
+from cllm.options import field_help
 from cllm.training.commands import TRAINING_COMMANDS, add_training_commands
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
@@ -106,10 +107,11 @@ def _humaneval_parser(sub) -> None:
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", "--block-size", dest="n", type=int, default=16, help="block size")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", choices=INITS, default="prompt", help="initial guess of each block")
+    helps, default = field_help(JacobiConfig), JacobiConfig()  # one home of the decoding defaults and their help
+    p.add_argument("--n", "--block-size", dest="n", type=int, default=default.n, help=helps["n"])
+    p.add_argument("--max-new-tokens", type=int, default=default.max_new_tokens, help=helps["max_new_tokens"])
+    p.add_argument("--seed", type=int, default=default.seed, help=helps["seed"])
+    p.add_argument("--init", choices=INITS, default=default.init, help="initial guess of each block")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--chat", action="store_true", help="send each prompt as a user turn of the chat template")
 

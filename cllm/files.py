@@ -61,7 +61,8 @@ def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> Non
 def read_capped_text(path: Path, max_bytes: int, error: type[ValueError] = ValueError) -> str:
     """A file's UTF-8 text; `error` (one line) when it is over `max_bytes` or not UTF-8."""
     if path.stat().st_size > max_bytes:
-        raise error(f"{path.name} is larger than {max_bytes // 2**20} MiB")
+        cap = f"{max_bytes // 2**20} MiB" if max_bytes >= 2**20 else f"{max_bytes // 1024} KiB"
+        raise error(f"{path.name} is larger than {cap}")
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:

@@ -59,3 +59,18 @@ def test_record_saves_the_decoder_in_each_run(tiny_pair, tmp_path, capsys):
     for run_ in (race.base, race.cllm):
         assert run_.meta.decoder == "recycle" and run_.meta.options["ngram"] == 3
         assert all(b.drafts is not None for b in run_.blocks)
+
+
+def test_decoding_commands_and_forms_start_at_the_decoders_own_defaults():
+    """n, max_new_tokens, seed and init have one home (JacobiConfig): every decoding command and the app's
+    forms read them from there instead of typing 16 / 64 again."""
+    from dataclasses import asdict
+
+    from cllm.cli import build_parser
+    from cllm.jacobi import JacobiConfig
+    from cllm.ui.common import DECODING
+    default = asdict(JacobiConfig())
+    assert asdict(DECODING) == default
+    for command in (["decode", "--prompt", "x"], ["bench"], ["stats"], ["record"]):
+        args = vars(build_parser().parse_args(command))
+        assert {k: args[k] for k in default} == default, command

@@ -21,6 +21,13 @@ def _preds(model, ctx: list[int], draft: list[int]) -> list[int]:
     return _full_logits(model, ctx + draft)[len(ctx) - 1:].argmax(-1).tolist()
 
 
+def _log_pass(log: tuple[list, list, list, list], state, drafts, winner, gain) -> None:
+    """Appends one pass to a block's log: its state, the drafts it verified, the winner (-1: its own state)
+    and the tokens it committed."""
+    for part, value in zip(log, (state, drafts, winner, gain)):
+        part.append(value)
+
+
 def _record(states, drafts, winners, gains, eos) -> Block:
     final = sum(gains)
     if eos in states[-1][:final]:
@@ -64,8 +71,7 @@ def recycle_uncached(model, prompt_ids: list[int], config: RecycleConfig, eos: i
             state, behind = state[:final] + tokens + own[len(tokens):width - final], own[width - final:]
             final += len(tokens)
             pool.add(ctx[-1:] + own)
-            for part, value in zip(log, (state, drafts, winner, len(tokens))):
-                part.append(value)
+            _log_pass(log, state, drafts, winner, len(tokens))
         if behind and eos not in state[:final]:
             pending.append(behind)
         return _record(*log, eos)
@@ -88,8 +94,7 @@ def multiblock_uncached(model, prompt_ids: list[int], config: MultiblockConfig, 
             tokens = accept(window, preds).tokens[:width - final]
             state, behind = state[:final] + preds[:width - final], preds[width - final:]
             final += len(tokens)
-            for part, value in zip(log, (state, drafted, -1, len(tokens))):
-                part.append(value)
+            _log_pass(log, state, drafted, -1, len(tokens))
         if behind and eos not in state[:final]:
             pending.append(behind)
         return _record(*log, eos)
@@ -107,8 +112,7 @@ def lookup_uncached(model, prompt_ids: list[int], config: LookupConfig, eos: int
             preds = _preds(model, ctx, draft)
             tokens = accept(draft, preds).tokens
             state, final = state[:final] + preds + state[final + len(preds):], final + len(tokens)
-            for part, value in zip(log, (state, [draft] if draft else [], 0 if draft else -1, len(tokens))):
-                part.append(value)
+            _log_pass(log, state, [draft] if draft else [], 0 if draft else -1, len(tokens))
         return _record(*log, eos)
 
     return _run(model, prompt_ids, config, eos, block)

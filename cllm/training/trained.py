@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cllm.training.checkpoint import save_pretrained_atomic
+from cllm.files import read_capped_text
 from cllm.models import REPO_ROOT
 from cllm.race import check_name
 from cllm.training.cards import RECORD_SCHEMA, TRAINING_RECORD, model_card, training_record
@@ -54,11 +55,9 @@ def read_trained(path: Path) -> TrainedModel:
     record_path = path / TRAINING_RECORD
     if not (path / "config.json").is_file() or not record_path.is_file():
         raise ValueError(f"{path} holds no model trained by this project")
-    if record_path.stat().st_size > MAX_RECORD_BYTES:
-        raise ValueError(f"{record_path} is too large to be a training record")
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        record = json.loads(read_capped_text(record_path, MAX_RECORD_BYTES))
+    except (json.JSONDecodeError, RecursionError):
         raise ValueError(f"{record_path} is not valid JSON") from None
     ok = (isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA and isinstance(record.get("base_model"), str)
           and isinstance(record.get("n"), int) and record["n"] >= 1)

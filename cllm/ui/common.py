@@ -59,6 +59,7 @@ def read_config(n, max_new_tokens, seed, init) -> JacobiConfig:
                         seed=whole_number(seed, "seed", *SEED_RANGE), init=init)
 
 
+DECODING = JacobiConfig()  # the forms start at the decoder's own defaults (one home: JacobiConfig)
 MODES = ("base vs CLLM", "two decoders on the CLLM", "two decoders on the base")  # Explore's race choices
 
 

@@ -15,8 +15,9 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_mode
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, decoder_config, load_models, on_gpu, pair_choices,
-                            pair_of, race_file, race_models, race_summary, read_config, save_run, user_errors)
+from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, decoder_config, load_models, on_gpu,
+                            pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
+                            user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
 
@@ -169,13 +170,13 @@ def build() -> ExploreView:
                     base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
                     cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
                 with gr.Row():
-                    n = gr.Number(16, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
+                    n = gr.Number(DECODING.n, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
                                   elem_id="block-size")
-                    max_new = gr.Number(64, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=None,
+                    max_new = gr.Number(DECODING.max_new_tokens, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=None,
                                         elem_id="max-new")
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed (initial guesses)", precision=None)
-                    init = gr.Dropdown(list(INITS), value="prompt", label="Initial guess from")
+                    seed = gr.Number(DECODING.seed, label="Seed (initial guesses)", precision=None)
+                    init = gr.Dropdown(list(INITS), value=DECODING.init, label="Initial guess from")
                 chat = gr.Checkbox(False, label=CHAT_LABEL, elem_id="chat")
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
                 with gr.Row():

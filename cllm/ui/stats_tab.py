@@ -20,7 +20,7 @@ from cllm.race import Race, default_title
 from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (decoder_config, load_models, model_name, on_gpu, race_file, race_summary, read_config,
+from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, on_gpu, race_file, race_summary, read_config,
                             side_labels,
                             user_errors, whole_number)
 from cllm.ui.grid import race_html
@@ -200,7 +200,7 @@ def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr
     with user_errors():
         if not ns:
             raise ValueError("pick at least one block size n")
-        config = read_config(16, max_new_tokens, 0, "prompt")
+        config = read_config(DECODING.n, max_new_tokens, DECODING.seed, DECODING.init)  # n: swept below
         prompts = load_prompts(source, upload, limit)
         models = dict(zip(("base", "cllm"), load_models([model_name(base, "base"), model_name(cllm, "CLLM")], progress)))
         sizes = sorted(int(n) for n in ns)
@@ -246,8 +246,8 @@ def build(explore, tabs: gr.Tabs) -> None:
             with gr.Row():
                 limit = gr.Number(64, label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=None,
                                   elem_id="stats-limit")
-                n = gr.Number(16, label="Block size n", precision=None, elem_id="stats-n")
-                max_new = gr.Number(64, label="Max new tokens", precision=None, elem_id="stats-tokens")
+                n = gr.Number(DECODING.n, label="Block size n", precision=None, elem_id="stats-n")
+                max_new = gr.Number(DECODING.max_new_tokens, label="Max new tokens", precision=None, elem_id="stats-tokens")
                 exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value="token_run",
                                       label="Leave out runs flagged by", elem_id="stats-exclude")
                 hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
