@@ -181,9 +181,10 @@ def build() -> ExploreView:
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
                 with gr.Row():
                     decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",
-                                            info=DECODER_INFO, elem_id="decoder-a")
+                                            elem_id="decoder-a")
                     decoder_b = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, right panel",
                                             elem_id="decoder-b")
+                gr.Markdown(f"<small>{DECODER_INFO}</small>")  # under both boxes, so the two line up
                 gr.Markdown(_notice())
                 run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
