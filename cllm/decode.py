@@ -34,11 +34,18 @@ def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_
     return traj
 
 
-def check_against_ar(loaded: LoadedModel, traj: Trajectory) -> Trajectory:
+def check_against_ar(loaded: LoadedModel, traj: Trajectory, checked: Trajectory | None = None) -> Trajectory:
     """Add greedy AR's output to a Jacobi record of the same model (a separate step, so a viewer can
-    show the trajectory while the check still runs)."""
-    ar = greedy_decode(loaded.model, traj.prompt_ids, traj.meta.max_new_tokens, loaded.eos_token_id)
-    traj.ar_tokens, traj.ar_seconds = ar.tokens, ar.seconds
+    show the trajectory while the check still runs). `checked`: a run of the same model, prompt ids and
+    budget already checked, whose greedy output is reused instead of decoding it again."""
+    def request(t: Trajectory) -> tuple:
+        return t.meta.model, t.prompt_ids, t.meta.max_new_tokens
+
+    if checked is not None and checked.ar_tokens is not None and request(checked) == request(traj):
+        traj.ar_tokens, traj.ar_seconds = checked.ar_tokens, checked.ar_seconds
+    else:
+        ar = greedy_decode(loaded.model, traj.prompt_ids, traj.meta.max_new_tokens, loaded.eos_token_id)
+        traj.ar_tokens, traj.ar_seconds = ar.tokens, ar.seconds
     _set_token_text(loaded, traj)
     return traj
 

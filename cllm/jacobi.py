@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from cllm.stats import committed_prefix
-from cllm.trajectory import Block, RunMeta, Trajectory
+from cllm.trajectory import Block, RunMeta, Trajectory, committed_prefix
 
 INITS = ("prompt", "vocab", "last")  # initial-guess rules; "prompt" is the authors' default
 MAX_SEED = 2**32 - 1  # seeds are 0..2**32-1 everywhere: what numpy (the Trainer's set_seed) accepts

@@ -32,8 +32,7 @@ from transformers import DynamicCache
 
 from cllm.jacobi import (JacobiConfig, _inference, _meta, cache_arg, check_inputs, initial_guess,
                          vocab_size_of)
-from cllm.stats import committed_prefix
-from cllm.trajectory import Block, Trajectory
+from cllm.trajectory import Block, Trajectory, committed_prefix
 
 PAD_ID = 0  # id written into pad slots; any valid id works, the attention mask hides them
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 TYPES = {"int": int, "float": float, "str": str}
+NONE_WORD = "none"  # how the command line spells None for an optional field
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,17 @@ def field_help(cls) -> dict[str, str]:
 
 
 def _value_type(f: dataclasses.Field):
-    """int, float or str from the field's annotation ("int | None" -> int)."""
-    return TYPES[str(f.type).replace(" ", "").removesuffix("|None")]
+    """int, float or str from the field's annotation; for "int | None" a parser that also reads `none`, so a
+    value a recipe set can be taken back to None on the command line."""
+    spelled = str(f.type).replace(" ", "")
+    kind = TYPES[spelled.removesuffix("|None")]
+    if not spelled.endswith("|None"):
+        return kind
+
+    def kind_or_none(text: str):
+        return None if text.strip().lower() == NONE_WORD else kind(text)
+    kind_or_none.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return kind_or_none
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, flags: Flags = Flags()) -> None:
@@ -57,14 +67,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, flags: Flags = Fl
     for f in dataclasses.fields(cls):
         if f.name in flags.skip:
             continue
-        prefix = "--no-" if f.default is True else "--"
-        names = flags.names.get(f.name, (prefix + f.name.replace("_", "-"),))
+        names = flags.names.get(f.name, ("--" + f.name.replace("_", "-"),))
         text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
-        if isinstance(f.default, bool):
-            action = "store_false" if f.default else "store_true"
-            parser.add_argument(*names, dest=f.name, action=action, default=argparse.SUPPRESS, help=text)
+        if isinstance(f.default, bool):  # --x and --no-x both: a recipe may have set either way
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=f"{text} (default {'on' if f.default else 'off'})")
             continue
-        shown = "none" if f.default is None else f"{f.default:g}" if isinstance(f.default, float) else f.default
+        shown = NONE_WORD if f.default is None else f"{f.default:g}" if isinstance(f.default, float) else f.default
         parser.add_argument(*names, dest=f.name, type=_value_type(f), choices=flags.choices.get(f.name),
                             metavar=None if f.name in flags.choices else names[0].lstrip("-").replace("-", "_").upper(),
                             default=argparse.SUPPRESS, help=f"{text} (default {shown})")
@@ -74,11 +83,11 @@ def as_flags(values: dict, flags: Flags = Flags()) -> list[str]:
     """Field values as the command-line words that set them (the inverse of `given`)."""
     words = []
     for name, value in values.items():
-        if isinstance(value, bool):  # only a value other than the default has a flag: --no-x or --x
-            words.append(("--" if value else "--no-") + name.replace("_", "-"))
-            continue
         flag = flags.names.get(name, ("--" + name.replace("_", "-"),))[0]
-        words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if isinstance(value, bool):  # every bool field has both --x and --no-x
+            words.append(flag if value else "--no-" + flag.removeprefix("--"))
+            continue
+        words += [flag, NONE_WORD if value is None else f"{value:g}" if isinstance(value, float) else str(value)]
     return words
 
 

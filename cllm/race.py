@@ -43,6 +43,12 @@ class Race:
     def prompt(self) -> str:
         return self.base.prompt
 
+    @property
+    def one_model(self) -> bool:
+        """Both sides are runs of one model (e.g. with two decoders): its sides are left and right, not base
+        and CLLM."""
+        return bool(self.base.meta.model) and self.base.meta.model == self.cllm.meta.model
+
 
 def default_title(prompt: str, limit: int = 60) -> str:
     """First non-blank line of the prompt, shortened: what a gallery list can show."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cllm.trajectory import Block, Trajectory
+from cllm.trajectory import Block, Trajectory, committed_prefix  # noqa: F401 (stats.committed_prefix: c_j)
 
 # Cell statuses of the trajectory grid; every one but WRONG equals the fixed point ("blue").
 COMMITTED = "committed"  # inside the committed prefix
@@ -24,11 +24,6 @@ FAST_FORWARDED = "fast_forwarded"  # committed this iteration, beyond the first 
 STATIONARY = "stationary"  # correct past a wrong token, and never changes again
 CORRECT = "correct"  # correct past a wrong token, but will still change
 WRONG = "wrong"
-
-
-def committed_prefix(state: list[int], fixed_point: list[int]) -> int:
-    """c_j: how many leading tokens of `state` already equal the fixed point."""
-    return next((i for i, (a, b) in enumerate(zip(state, fixed_point)) if a != b), len(state))
 
 
 def committed_curve(block: Block) -> list[int]:

@@ -33,6 +33,12 @@ class TrajectoryError(ValueError):
     """A trajectory file or dict that cannot be read: the message says what is wrong."""
 
 
+def committed_prefix(state: list[int], fixed_point: list[int]) -> int:
+    """c_j: how many leading tokens of `state` already equal the fixed point. Here, beside the records, so the
+    decoders use it without importing the metrics (and pandas)."""
+    return next((i for i, (a, b) in enumerate(zip(state, fixed_point)) if a != b), len(state))
+
+
 @dataclass
 class Block:
     """One n-token block: its Jacobi states, from the initial guess to the fixed point."""

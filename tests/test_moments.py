@@ -13,12 +13,12 @@ STAIRS = Block(states=[[9, 9, 9], [1, 9, 9], [1, 2, 9], [1, 2, 3]], iteration_se
 TWO = Block(states=[[6, 6], [7, 8]], iteration_seconds=[0.05])  # both right after one pass
 
 
-def traj(*blocks):
-    return Trajectory(meta=RunMeta(model="m", n=5, max_new_tokens=20, vocab_size=10), prompt_ids=[1],
+def traj(*blocks, model: str = "m"):
+    return Trajectory(meta=RunMeta(model=model, n=5, max_new_tokens=20, vocab_size=10), prompt_ids=[1],
                       blocks=list(blocks), prompt="p", token_text={})
 
 
-RACE = Race(base=traj(STAIRS, STAIRS), cllm=traj(TWO, JUMP))
+RACE = Race(base=traj(STAIRS, STAIRS, model="base"), cllm=traj(TWO, JUMP, model="cllm"))
 
 
 def test_clock_counts_the_passes_before_the_row():

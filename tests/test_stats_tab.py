@@ -121,7 +121,8 @@ def test_a_collocation_row_opens_its_example_in_explore():
     from cllm.collocations import COLUMNS, collocation_table
     from test_moments import JUMP, STAIRS, TWO, traj
 
-    trajs = {"base": [traj(STAIRS), traj(STAIRS, STAIRS)], "cllm": [traj(TWO), traj(TWO, JUMP)]}
+    trajs = {"base": [traj(STAIRS, model="base"), traj(STAIRS, STAIRS, model="base")],
+             "cllm": [traj(TWO, model="cllm"), traj(TWO, JUMP, model="cllm")]}
     table = collocation_table(trajs["cllm"], trajs["base"], "fast_forwarded")
     row = table[table["tokens"] == 4].iloc[0]  # JUMP's pass 2: positions 1..4 of run 1, block 1
     assert (row["run"], row["block"], row["iteration"], row["position"]) == (1, 1, 2, 1)

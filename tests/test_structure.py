@@ -80,6 +80,26 @@ def test_the_core_never_imports_the_training_wing():
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
+def third_party_roots(path: Path) -> set[str]:
+    """Top-level names of the packages a module imports (at any depth)."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+    return roots
+
+
+def test_the_core_and_the_wing_never_import_the_ui_libraries(tmp_path):
+    planted = tmp_path / "m.py"
+    planted.write_text("def f():\n    import plotly.graph_objects as go\n")
+    assert "plotly" in third_party_roots(planted)  # the checker itself can fail
+    wrong = {name: sorted(third_party_roots(path) & {"gradio", "plotly"}) for name, path in modules().items()
+             if not name.startswith("cllm.ui")}
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
 def test_no_module_over_350_lines():
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
     assert {k: v for k, v in sizes.items() if v > MAX_LINES} == {}

@@ -182,6 +182,20 @@ def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
     assert race.base.matches_ar and race.cllm.matches_ar and "CLLM · lookup" in runs[-1][1]
 
 
+def test_one_model_raced_with_one_decoder_is_left_and_right_and_checked_once(tiny_pair, monkeypatch):
+    """The base against itself with the same decoder: no side is called CLLM, and greedy AR runs once."""
+    from cllm import decode as decode_module
+    calls = []
+    real = decode_module.greedy_decode
+    monkeypatch.setattr(decode_module, "greedy_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    html, status, _, race = list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 12, 0, "prompt", False,
+                                                      common.MODES[2], "jacobi", "jacobi", progress=no_progress))[-1]
+    assert race.one_model and race.base.meta.model == tiny_pair[0]
+    assert "Left (jacobi)" in status and "Right (jacobi)" in status and "CLLM" not in status
+    assert "Consistency LLM" not in html and "one model raced twice" in html
+    assert len(calls) == 1 and race.cllm.ar_tokens == race.base.ar_tokens == race.cllm.tokens
+
+
 def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
     from cllm.race import GALLERY_DIR
 

@@ -28,7 +28,7 @@ class DecoderSpec:
 
 DECODERS: dict[str, DecoderSpec] = {
     "jacobi": DecoderSpec(JacobiConfig, jacobi_decode, "plain Jacobi iteration of each block"),
-    "recycle": DecoderSpec(RecycleConfig, recycle_decode, "Jacobi + verifying n-grams recycled from its own drafts"),
+    "recycle": DecoderSpec(RecycleConfig, recycle_decode, "Jacobi + verifying n-grams recycled from its own drafts and the prompt"),
     "multiblock": DecoderSpec(MultiblockConfig, multiblock_decode, "Jacobi + a second block drafting behind the active one"),
     "lookup": DecoderSpec(LookupConfig, lookup_decode, "prompt lookup: drafts copied from the prompt and output"),
 }

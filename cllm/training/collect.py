@@ -49,9 +49,9 @@ class CollectConfig:
     batch_size: int = 8  # prompts Jacobi-decoded together (cllm.jacobi_batch)
     seed: int = 0  # prompt k's initial guesses use seed + k
     init: str = "prompt"  # initial guess of each block (the authors draw from the prompt)
-    clean: bool = True  # keep blocks with 10 equal tokens in a row (no cleaning; see has_repeat)
+    clean: bool = True  # drop blocks stuck in repetition (10 equal tokens in a row; see has_repeat)
     # augmentation adds, per state, one state with a random half of its wrong tokens corrected
-    augment: bool = True  # no extra half-corrected states
+    augment: bool = True  # add extra states with half the wrong tokens corrected
     repeat_run: int = 10  # the authors' cleaning threshold: 10 tokens
     # 4 also drops loops such as "#\n#\n#\n..." or "name, name, name" (a small model's greedy text is full of them)
     repeat_period: int = 1  # also drop 10-token loops of period up to P (1: the authors' rule)

@@ -56,7 +56,7 @@ class TrainConfig:
     ar_text_tokens: int = 256  # tokens per real-text row (one row per block)
     # training then changes how a block reads its committed context, not how the context is encoded, and a
     # step costs about a third (the context is most of a 16-token block's tokens)
-    context_grad: bool = True  # run each context without gradients (with --ar-scope block): ~3x cheaper steps
+    context_grad: bool = True  # gradients through each context's pass (off: ~3x cheaper steps; needs --ar-scope block)
     # a LoRA adapter is how a CLLM of a 135 M base ships in a few MB (cllm.adapters)
     lora_rank: int = 0  # 0: train every weight; r > 0: train and save a rank-r LoRA adapter (merged at load)
     lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)

@@ -19,7 +19,6 @@ no pickle anywhere.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

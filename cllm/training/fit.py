@@ -30,7 +30,7 @@ from cllm.training.measure import ar_agreement, distinct_ngrams, jacobi_tpf
 from cllm.training.report import FitReport, JobHooks, Measured
 from cllm.training.config import TrainConfig
 from cllm.training.trainer import ConsistencyCollator, ConsistencyData, ConsistencyTrainer, LossTracker, TrainingMonitor
-from cllm.training.budget import TimeBudget
+from cllm.training.budget import TimeBudget, resume_checkpoint
 
 MAX_PERPLEXITY_PROMPTS = 256
 PERPLEXITY_TEXT = "text of the held-out prompts file"
@@ -93,7 +93,7 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
     with _trainer_dir(config) as work:
         trainer, monitor = _build_trainer(model, (entries, text_ids), config, work, hooks, measure)
         t0 = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=_newest_checkpoint(work))
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(work))
         seconds = time.perf_counter() - t0
     after = measure(model, check_ar=True) if trainer.args.world_size == 1 else None  # multi-process: use bench
     report = FitReport(base_model=model_name, data_dir=str(data_dir), data_meta=meta, config=asdict(config),
@@ -110,13 +110,6 @@ def _trainer_dir(config: TrainConfig):
         return tempfile.TemporaryDirectory(prefix="cllm-trainer-")
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
     return contextlib.nullcontext(config.work_dir)
-
-
-def _newest_checkpoint(work: str) -> str | None:
-    """The Trainer's newest complete checkpoint-N folder in `work` (None: start from the beginning)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(work) if Path(work).is_dir() else None
 
 
 def _use_local_gpu() -> None:

@@ -8,13 +8,15 @@ tab starts from the `tiny` recipe, and `cli_commands` writes its run as the two 
 A budget in minutes cannot tell the scheduler how many steps there will be, so a minutes budget uses a
 constant learning rate after a short warm-up (a cosine schedule over an unknown length would either never
 warm up or decay too early). A recipe's budget is dropped as a whole when the command line gives any of
---max-steps, --max-minutes or --epochs: then the schedule is the config's (cosine, 3 % warm-up) unless given.
+--max-steps, --max-minutes or --epochs: then the schedule is the config's (cosine, 3 % warm-up) unless given;
+but --max-minutes alone on a recipe of minutes only changes the minutes (same constant schedule).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from cllm.models import DEFAULT_BASE, REGISTRY
 from cllm.options import as_flags
 from cllm.training.collect import COLLECT_FLAGS, CollectConfig
 from cllm.training.config import BUDGET_FIELDS, TRAIN_FLAGS, TrainConfig
@@ -44,6 +46,8 @@ class Recipe:
     def train_config(self, given: dict | None = None) -> TrainConfig:
         given = given or {}
         budget = {} if any(k in given for k in BUDGET_FIELDS) else self.budget
+        if "max_minutes" in self.budget and [k for k in BUDGET_FIELDS if k in given] == ["max_minutes"]:
+            budget = minutes_budget(given["max_minutes"])  # other minutes: the same clock-bound schedule
         return TrainConfig(**(self.train | budget | given))
 
 
@@ -89,8 +93,17 @@ def recipe_for(model: str, name: str | None = None) -> Recipe:
         if name not in RECIPES:
             raise ValueError(f"unknown recipe {name[:40]!r}: use one of {', '.join(RECIPES)}")
         return RECIPES[name]
-    key = Path(model).name if model else ""
+    key = registry_name(model)
     return next((r for r in RECIPES.values() if key in r.models), DEFAULT_RECIPE)
+
+
+def registry_name(model: str) -> str:
+    """The registry name a model is known by: itself, the entry whose hub id it is (a Space loads
+    HuggingFaceTB/SmolLM2-135M-Instruct), or a folder's last part; compared without case."""
+    if not model:
+        return ""
+    by_source = {e.source.lower(): e.name for e in REGISTRY}
+    return by_source.get(model.lower(), Path(model).name.lower())
 
 
 def recipes_help() -> str:
@@ -104,7 +117,7 @@ def recipes_help() -> str:
     return "recipes (--recipe NAME; default: chosen from --model; flags given override it):\n" + "\n".join(lines)
 
 
-def cli_commands(model: str = "tiny-python") -> list[list[str]]:
+def cli_commands(model: str = DEFAULT_BASE) -> list[list[str]]:
     """The Train tab's default run (shipped training prompts) as `python -m cllm` argument lists: with the
     recipe chosen from the model, the defaults are the whole run."""
     return [["collect", "--model", model, "--out", "data/"],

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
+
 class Measured(TypedDict, total=False):
     """Held-out figures of one measurement (a dict: they join the streamed metrics and the JSON record)."""
 

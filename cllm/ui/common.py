@@ -79,9 +79,9 @@ def decoder_config(config: JacobiConfig, decoder: str) -> JacobiConfig:
 
 
 def side_labels(race: Race) -> tuple[str, str]:
-    """Names of the two sides: Base and CLLM, or, for one model raced with two different decoders, the decoders."""
+    """Names of the two sides: Base and CLLM, or, for one model raced twice, left and right with their decoders."""
     a, b = race.base.meta, race.cllm.meta
-    if a.model and a.model == b.model and a.decoder != b.decoder:
+    if race.one_model:
         return f"Left ({a.decoder})", f"Right ({b.decoder})"
     return tuple(label if m.decoder == "jacobi" else f"{label} · {m.decoder}" for label, m in (("Base", a), ("CLLM", b)))
 

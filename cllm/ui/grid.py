@@ -201,8 +201,8 @@ def controls_html(ticks: int) -> str:
 def roles_of(race: Race) -> tuple:
     """The panels' (role, label, caption): base and CLLM, or, when one model ran twice, its two decoders."""
     a, b = race.base.meta, race.cllm.meta
-    if a.model and a.model == b.model and a.decoder != b.decoder:
-        return (("base", f"Decoder {a.decoder}", "one model, two decoders: left"),
+    if race.one_model:
+        return (("base", f"Decoder {a.decoder}", "one model raced twice: left"),
                 ("cllm", f"Decoder {b.decoder}", "the same model and prompt: right"))
     return ROLES
 

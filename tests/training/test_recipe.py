@@ -88,3 +88,32 @@ def test_help_lists_the_recipes(capsys):
     out = capsys.readouterr().out
     assert all(f"  {name}: " in out for name in RECIPES) and "(default 2e-05)" in out
     assert "= --limit 200 --max-new-tokens 64 --ar-weight 1 --lr 0.001" in out
+
+
+def test_anything_a_recipe_sets_can_be_undone_on_the_command_line():
+    """Every bool has --x and --no-x, `none` takes an optional field back to None, and a flag equal to the
+    dataclass default still overrides the recipe."""
+    smol = ["--model", "smollm2-135m", "--data", "D", "--out", "O"]
+    assert train(*smol).context_grad is False  # the recipe's
+    undone = train(*smol, "--context-grad", "--ar-scope", "sequence")
+    assert (undone.context_grad, undone.ar_scope) == (True, "sequence")
+    assert train("--data", "D", "--out", "O").ar_text == "stdlib"  # the tiny recipe's
+    assert train("--data", "D", "--out", "O", "--ar-text", "none").ar_text is None
+    assert train("--data", "D", "--out", "O", "--ar-text", "NONE").ar_text is None
+    assert train("--data", "D", "--out", "O", "--lr", str(TrainConfig.lr)).lr == TrainConfig.lr  # 2e-5, not tiny's
+    with pytest.raises(SystemExit):
+        train("--data", "D", "--out", "O", "--max-steps", "many")  # still a number, or none
+    flags = as_flags({"context_grad": True, "clean": False, "ar_text": None}, TRAIN_FLAGS)
+    assert flags == ["--context-grad", "--no-clean", "--ar-text", "none"]
+
+
+def test_minutes_alone_keep_a_minutes_recipes_schedule():
+    five = train("--data", "D", "--out", "O", "--max-minutes", "5")
+    assert (five.max_minutes, five.epochs, five.scheduler) == (5.0, MINUTES_EPOCHS, "constant_with_warmup")
+    both = train("--data", "D", "--out", "O", "--max-minutes", "5", "--max-steps", "40")
+    assert (both.epochs, both.scheduler) == (1.0, "cosine")  # a budget in steps too: the config's schedule
+
+
+def test_a_hub_id_finds_its_registry_recipe():
+    assert recipe_for("HuggingFaceTB/SmolLM2-135M-Instruct").name == "smollm2"
+    assert recipe_for("Tiny-Python").name == "tiny"
