@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -11,10 +12,11 @@ from cllm.decode import encode_prompt
 from cllm.evaluate import check_all_fit
 from cllm.jacobi import greedy_decode
 from cllm.models import device_label, load_model, resolve_source
-from cllm.options import given
+from cllm.options import as_flags, given
 from cllm.prompts import read_prompts
 from cllm.training.fit import read_ar_text
-from cllm.training.unlikelihood import UnlikelihoodConfig, card_section, check_text_length, measure, run_unlikelihood
+from cllm.training.unlikelihood import (UNLIKELIHOOD_FLAGS, UnlikelihoodConfig, card_section, check_text_length, measure,
+                                        run_unlikelihood)
 
 
 def unlikelihood_and_save(args) -> str:
@@ -50,9 +52,10 @@ def unlikelihood_and_save(args) -> str:
 
 
 def command_line(args, config: UnlikelihoodConfig) -> str:
-    flags = ["--model", args.model, "--out", args.out, "--steps", config.steps, "--lr", config.lr, "--alpha",
-             config.alpha, "--batch-size", config.batch_size, "--seed", config.seed, "--text", args.text, "--prompts",
-             args.prompts, "--heldout", args.heldout]
+    """The model card's command: the config's flags spelled by cllm.options, as `unlikelihood --help` has them."""
+    shown = {k: v for k, v in asdict(config).items() if k not in UNLIKELIHOOD_FLAGS.skip}
+    flags = ["--model", args.model, "--out", args.out, *as_flags(shown, UNLIKELIHOOD_FLAGS), "--text", args.text,
+             "--prompts", args.prompts, "--heldout", args.heldout]
     return "python -m cllm unlikelihood " + shlex.join(str(f) for f in flags)
 
 

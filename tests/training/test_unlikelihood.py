@@ -114,3 +114,19 @@ def test_cli_saves_a_loadable_model_whose_card_says_what_was_done(tiny_model_dir
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "## Unlikelihood fine-tuning" in card and "--steps 2" in card and "### Samples after fine-tuning" in card
     assert load_model(str(out), "cpu").model.config.vocab_size == load_model(str(tiny_model_dir), "cpu").model.config.vocab_size
+
+
+def test_the_cards_command_line_parses_back_to_its_config():
+    """The model card's command is the config spelled as flags: run again, it means the same settings."""
+    import shlex
+    from types import SimpleNamespace
+
+    from cllm.cli import build_parser
+    from cllm.options import given
+    from cllm.training.unlikelihood import UnlikelihoodConfig
+    from cllm.training.unlikelihood_run import command_line
+    config = UnlikelihoodConfig(steps=7, lr=3e-5, alpha=0.25, batch_size=4, seed=2)
+    line = command_line(SimpleNamespace(model="m", out="o", text="t.txt", prompts="p.jsonl", heldout="h.jsonl"), config)
+    args = build_parser().parse_args(shlex.split(line)[3:])
+    assert UnlikelihoodConfig(**given(args, UnlikelihoodConfig)) == config
+    assert (args.model, args.out, args.text, args.prompts, args.heldout) == ("m", "o", "t.txt", "p.jsonl", "h.jsonl")
