@@ -237,10 +237,10 @@ def cmd_block_cost(args) -> None:
 
 
 def cmd_record(args) -> None:
-
     from cllm.decode import decode_race
     from cllm.prompts import HELDOUT_PROMPTS, read_prompts
     from cllm.race import add_to_gallery, check_name
+    from cllm.shipped import list_shipped
 
     config = _config(args)
     if args.limit < 1:
@@ -253,6 +253,7 @@ def cmd_record(args) -> None:
     for name, prompt in zip(names, prompts):
         race = decode_race(base, cllm, prompt, config)
         path = add_to_gallery(race, Path(args.out), name)
+        list_shipped(Path(args.out), [path])  # Explore may serve it for the same request (cllm.shipped)
         print(f"{path}: {race.cllm.meta.decoder}, passes {race.base.forward_passes} -> {race.cllm.forward_passes}, "
               f"equals greedy AR: {race.base.matches_ar and race.cllm.matches_ar}")
 

@@ -14,6 +14,7 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_mode
                          resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
+from cllm.shipped import Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, decoder_config, load_models, on_gpu,
                             pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
@@ -22,6 +23,9 @@ from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
+SHIPPED_NOTE = ("▶ **From the shipped gallery**: this prompt and these settings were recorded with these models, so "
+                "the race plays at once (the same tokens a live run writes; its timings are the recording's). "
+                "Change the prompt, seed or n to decode live.")
 DECODER_INFO = ("; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
                 + ". All write exactly the greedy text.")  # one home: each decoder's summary
 CHAT_LABEL = ("Chat: send the prompt as a user turn of the model's chat template (instruct models such as "
@@ -54,8 +58,8 @@ def landing_race() -> Race | None:
 def landing_caption(race: Race) -> str:
     b, c = race.base.forward_passes, race.cllm.forward_passes
     return (f"▶ **Now playing** a recorded race on a held-out prompt: the Consistency LLM needs {c} forward passes "
-            f"where its base needs {b}. New here? The **Learn** tab explains it step by step. Press **Run** to "
-            "decode this prompt live, or edit it first.")
+            f"where its base needs {b}. New here? The **Learn** tab explains it step by step. Edit the prompt "
+            "(or change the seed) and press **Run** to decode it live.")
 
 
 def example_prompts(limit: int = 8) -> list[str]:
@@ -78,7 +82,13 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         config = read_config(n, max_new_tokens, seed, init)
         check_prompt(prompt)
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
-        models = [m.as_chat(bool(chat)) for m in load_models(race_models(mode, base, cllm), progress)]
+        names = race_models(mode, base, cllm)
+        shipped = find_shipped(GALLERY_DIR, prompt, *(Request.asked(m, c, chat) for m, c in zip(names, configs)))
+        if shipped is not None:  # no model work: the recorded race of exactly this request (cllm.shipped)
+            yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
+                race_file(shipped), shipped
+            return
+        models = [m.as_chat(bool(chat)) for m in load_models(names, progress)]
         run_id = uuid.uuid4().hex[:12]
         if config.max_new_tokens > config.n and all(map(first_block_alone, configs)):
             preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])

@@ -1,0 +1,117 @@
+"""Shipped races that may stand in for a live run: a visitor who presses Run on a shipped prompt with the
+shipped settings gets the recorded race at once instead of queueing for the model worker (a race of a
+135 M pair costs a minute of a CPU Space; the tokens are the same, decoding is deterministic).
+
+Only races `python -m cllm record` wrote are trusted: it lists each file's sha256 in the folder's manifest
+(`shipped.sha256`, `sha256sum` format). A race added through the app (an upload, a saved run) is not in it,
+and a listed file whose bytes changed is left out, so nothing a visitor wrote can pose as a live run.
+tests/test_shipped.py decodes every listed race again with the bundled models and compares them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cllm.decoders import decoder_name
+from cllm.decoders.base import options_of
+from cllm.files import atomic_write_text
+from cllm.jacobi import JacobiConfig
+from cllm.race import Race, RaceError, load_race
+from cllm.trajectory import RunMeta
+
+MANIFEST = "shipped.sha256"
+MAX_MANIFEST_BYTES = 1 << 20  # one line per shipped race
+# What fixes a run's output: the same values give the same tokens (device and dtype aside: a float32 CPU
+# record stands for any float32 run, which is exact; timings are the recording's and said so).
+REQUEST_FIELDS = ("model", "n", "max_new_tokens", "seed", "init", "chat", "decoder", "options")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One side of a race asked for: a model (as named) and the decoder's settings."""
+
+    model: str
+    n: int
+    max_new_tokens: int
+    seed: int
+    init: str
+    chat: bool
+    decoder: str
+    options: tuple  # sorted (name, value) pairs of the decoder's own settings
+
+    @classmethod
+    def of(cls, meta: RunMeta) -> "Request":
+        """What a recorded run was asked for."""
+        values = {f: getattr(meta, f) for f in REQUEST_FIELDS}
+        return cls(**(values | {"options": tuple(sorted(meta.options.items()))}))
+
+    @classmethod
+    def asked(cls, model: str, config: JacobiConfig, chat: bool) -> "Request":
+        """What a run of `model` with `config` (any decoder's) would be asked for."""
+        return cls(model, config.n, config.max_new_tokens, config.seed, config.init, bool(chat),
+                   decoder_name(config), tuple(sorted(options_of(config).items())))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """name.json -> sha256 of the races `record` listed in `folder` (empty when there is no manifest)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
+        return {}
+    listed = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name.endswith(".json") and "/" not in name:
+            listed[name] = digest
+    return listed
+
+
+def list_shipped(folder: Path, paths: list[Path]) -> Path:
+    """Add (or update) `paths` in `folder`'s manifest, rewritten atomically."""
+    listed = read_manifest(folder) | {Path(p).name: sha256_of(Path(p)) for p in paths}
+    manifest = Path(folder) / MANIFEST
+    atomic_write_text(manifest, "".join(f"{d}  {n}\n" for n, d in sorted(listed.items())))
+    return manifest
+
+
+def shipped_races(folder: Path) -> dict[tuple, Race]:
+    """(prompt, left Request, right Request) -> race, for every listed race whose file still has its sha256.
+    Read again only when the manifest or a listed file changes."""
+    folder = Path(folder)
+    listed = read_manifest(folder)
+    stamps = tuple((name, _stamp(folder / name)) for name in sorted(listed))
+    return _index(str(folder), tuple(listed.items()), stamps)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
+@lru_cache(maxsize=4)
+def _index(folder: str, listed: tuple, stamps: tuple) -> dict[tuple, Race]:
+    races = {}
+    for name, digest in listed:
+        path = Path(folder) / name
+        try:
+            if sha256_of(path) != digest:
+                continue
+            race = load_race(path)
+        except (OSError, RaceError):
+            continue
+        if race.base.ar_tokens is not None and race.cllm.ar_tokens is not None:  # checked when recorded
+            races[(race.prompt, Request.of(race.base.meta), Request.of(race.cllm.meta))] = race
+    return races
+
+
+def find_shipped(folder: Path, prompt: str, left: Request, right: Request) -> Race | None:
+    """The shipped race of exactly this request, or None."""
+    return shipped_races(folder).get((prompt, left, right))

@@ -1,0 +1,75 @@
+"""Shipped races standing in for a live run: every listed race is what the bundled models write today, only
+listed and unaltered files are served, and Explore serves one only for exactly its request."""
+import shutil
+
+import pytest
+
+from cllm.decode import decode_prompt
+from cllm.decoders import make_config
+from cllm.jacobi import JacobiConfig
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
+from cllm.race import GALLERY_DIR, load_race
+from cllm.shipped import MANIFEST, Request, find_shipped, list_shipped, read_manifest, shipped_races
+from cllm.ui import explore_tab
+
+
+def _config_of(meta) -> JacobiConfig:
+    return make_config(meta.decoder, n=meta.n, max_new_tokens=meta.max_new_tokens, seed=meta.seed, init=meta.init,
+                       **meta.options)
+
+
+def test_every_shipped_race_is_what_the_bundled_models_write_now():
+    """A stale gallery (models retrained, races not re-recorded) would be served as live: decode them all again."""
+    listed = read_manifest(GALLERY_DIR)
+    assert len(listed) >= 6 and len(shipped_races(GALLERY_DIR)) == len(listed)  # every listed file is intact
+    for name in listed:
+        race = load_race(GALLERY_DIR / name)
+        for recorded in (race.base, race.cllm):
+            loaded = cached_model(recorded.meta.model).as_chat(recorded.meta.chat)
+            live = decode_prompt(loaded, race.prompt, _config_of(recorded.meta), check_ar=True)
+            assert [b.states for b in live.blocks] == [b.states for b in recorded.blocks], name
+            assert live.ar_tokens == recorded.ar_tokens == recorded.tokens, name
+
+
+def _request(model, **settings):
+    return Request.asked(model, JacobiConfig(**settings), chat=False)
+
+
+def test_only_listed_unaltered_races_are_served(tmp_path):
+    race_file = GALLERY_DIR / "heldout-03.json"
+    shutil.copy(race_file, tmp_path / "listed.json")
+    shutil.copy(race_file, tmp_path / "unlisted.json")
+    prompt = load_race(race_file).prompt
+    ask = (prompt, _request(DEFAULT_BASE), _request(DEFAULT_CLLM))
+    assert find_shipped(tmp_path, *ask) is None  # no manifest: nothing is served
+    list_shipped(tmp_path, [tmp_path / "listed.json"])
+    assert set(read_manifest(tmp_path)) == {"listed.json"}
+    assert find_shipped(tmp_path, *ask).prompt == prompt
+    with open(tmp_path / "listed.json", "a") as f:
+        f.write(" ")  # still a valid race, but not the bytes that were listed
+    assert load_race(tmp_path / "listed.json").prompt == prompt
+    assert find_shipped(tmp_path, *ask) is None  # altered after it was listed
+    (tmp_path / MANIFEST).write_text("not a manifest\n")
+    assert read_manifest(tmp_path) == {}
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"n": 8}, {"max_new_tokens": 32}, {"init": "vocab"}])
+def test_another_setting_is_another_request(change):
+    prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
+    assert find_shipped(GALLERY_DIR, prompt, _request(DEFAULT_BASE), _request(DEFAULT_CLLM)) is not None
+    assert find_shipped(GALLERY_DIR, prompt, _request(DEFAULT_BASE, **change), _request(DEFAULT_CLLM, **change)) is None
+    assert find_shipped(GALLERY_DIR, prompt + " ", _request(DEFAULT_BASE), _request(DEFAULT_CLLM)) is None
+    assert find_shipped(GALLERY_DIR, prompt, _request(DEFAULT_CLLM), _request(DEFAULT_BASE)) is None  # sides swapped
+
+
+def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else():
+    prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
+    defaults = JacobiConfig()
+    ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)
+    served = list(explore_tab.run_race(*ask, 0, defaults.init, progress=lambda *a, **k: None))
+    assert len(served) == 1  # no preview, no separate AR check: one finished race
+    html, status, download, race = served[0]
+    assert "shipped gallery" in status and "identical to greedy" in html and load_race(download).prompt == prompt
+    live = list(explore_tab.run_race(*ask, 1, defaults.init, progress=lambda *a, **k: None))
+    assert len(live) == 3 and "shipped gallery" not in live[-1][1]  # seed 1 was never recorded: decoded
+    assert live[-1][-1].base.tokens == race.base.tokens  # the seed changes the guesses, never the text
