@@ -129,6 +129,8 @@ def test_record_races_into_a_gallery(tiny_pair, tmp_path, capsys):
     assert stdout.count("equals greedy AR: True") == 2
     entries = list_gallery(out)
     assert [e.name for e in entries] == ["p-01", "p-02"] and entries[1].title == "class A:" and entries[0].n == 4
+    from cllm.shipped import read_manifest, shipped_races
+    assert set(read_manifest(out)) == {"p-01.json", "p-02.json"} and len(shipped_races(out)) == 2  # may stand in
     code, _, err = run(capsys, *args)  # a second recording never replaces the first
     assert code == 2 and "'p-01' already exists" in err
     code, _, err = run(capsys, *args, "--prefix", "../up")
