@@ -14,7 +14,6 @@ could mistake for a model. Each failure is a `FetchError` with one line saying w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cllm.files import first_line
+from cllm.files import first_line, sha256_of
 
 Progress = Callable[[str], None]  # one line of what is happening now
 CACHE_ENV = "CLLM_CACHE"  # where converted models live (default ~/.cache/cllm)
@@ -191,14 +190,6 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         tokenizer.save_pretrained(out)
     except OSError as e:
         raise FetchError(f"could not write the converted model: {first_line(e)}") from None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_disk(folder: Path, need_mib: int) -> None:

@@ -9,14 +9,13 @@ tests/test_shipped.py decodes every listed race again with the bundled models an
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from cllm.decoders import decoder_name
 from cllm.decoders.base import options_of
-from cllm.files import atomic_write_text
+from cllm.files import atomic_write_text, sha256_of
 from cllm.jacobi import JacobiConfig
 from cllm.race import Race, RaceError, load_race
 from cllm.trajectory import RunMeta
@@ -52,10 +51,6 @@ class Request:
         """What a run of `model` with `config` (any decoder's) would be asked for."""
         return cls(model, config.n, config.max_new_tokens, config.seed, config.init, bool(chat),
                    decoder_name(config), tuple(sorted(options_of(config).items())))
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict[str, str]:
