@@ -34,6 +34,31 @@ def test_lora_cllm_saves_an_adapter_that_loads_merged(tiny_model_dir, data_dir, 
     assert not torch.allclose(logits(merged.model, ids), logits(base.model, ids))  # the update is applied
 
 
+def test_a_packed_adapter_is_half_the_size_and_loads_to_nearly_the_same_model(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
+    from cllm.cli import main
+    from cllm.training.pack import pack_adapter
+
+    trained, packed = tmp_path / "lora-cllm", tmp_path / "shipped"
+    train_cllm(str(tiny_model_dir), data_dir, trained, TrainConfig(**QUICK, max_steps=2, lora_rank=4, lora_alpha=8),
+               JobHooks(progress=False))
+    assert main(["pack-adapter", str(trained), str(packed)]) == 0
+    assert sorted(p.name for p in packed.iterdir()) == ["README.md", ADAPTER_CONFIG, "adapter_model.safetensors",
+                                                         "cllm_training.json"]  # no tokenizer copy
+    from safetensors.torch import load_file
+    full, half = load_file(trained / "adapter_model.safetensors"), load_file(packed / "adapter_model.safetensors")
+    assert {k: v.shape for k, v in half.items()} == {k: v.shape for k, v in full.items()}
+    assert {v.dtype for v in half.values()} == {torch.float16}  # 2 bytes a parameter instead of 4
+    ids = [5, 17, 42, 9]
+    a, b = logits(load_model(str(trained), "cpu").model, ids), logits(load_model(str(packed), "cpu").model, ids)
+    assert torch.allclose(a, b, atol=1e-2) and not torch.equal(a, b)  # only the low-rank update is rounded
+    with pytest.raises(ValueError, match="holds no LoRA adapter"):
+        pack_adapter(tiny_model_dir, tmp_path / "x")
+    with pytest.raises(ValueError, match="is the adapter being packed"):
+        pack_adapter(packed, packed)
+    assert main(["pack-adapter", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "y").exists()
+
+
 def test_adapter_load_errors_are_one_line(tmp_path):
     folder = tmp_path / "bad-adapter"
     folder.mkdir()

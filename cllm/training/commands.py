@@ -89,6 +89,12 @@ def _code_prompts_parser(sub) -> None:
     cp.add_argument("--count", type=int, default=defaults.count, help="training prompts to write")
     cp.add_argument("--max-per-package", type=int, default=defaults.max_per_package)
 
+    pk = sub.add_parser("pack-adapter", help="a trained LoRA folder made fit to ship: half-precision weights, "
+                                             "config, model card and training record")
+    pk.add_argument("src", help="the folder `train --lora-rank` wrote")
+    pk.add_argument("out", help="where the packed adapter goes (e.g. assets/models/NAME)")
+    pk.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+
 
 def cmd_collect(args) -> None:
     from cllm.prompts import read_prompts
@@ -178,5 +184,13 @@ def cmd_code_prompts(args) -> None:
     print(f"{args.out}: {len(train)} prompts" + (f"; {args.heldout_out}: {len(held)} held out" if held else ""))
 
 
+def cmd_pack_adapter(args) -> None:
+    from cllm.training.pack import pack_adapter
+
+    r = pack_adapter(args.src, args.out, args.dtype)
+    print(f"{r.out}: {r.tensors} tensors, {r.parameters / 1e6:.2f} M parameters, {r.bytes / 2**20:.1f} MiB ({args.dtype})")
+
+
 TRAINING_COMMANDS = {"collect": cmd_collect, "train": cmd_train, "pretrain": cmd_pretrain,
-                     "unlikelihood": cmd_unlikelihood, "code-prompts": cmd_code_prompts}
+                     "unlikelihood": cmd_unlikelihood, "code-prompts": cmd_code_prompts,
+                     "pack-adapter": cmd_pack_adapter}
