@@ -41,11 +41,11 @@ else
     # ~10-15 ms of Python dispatch whatever the batch; a batched Jacobi pass of 64 prompts x 16 tokens is ~0.3
     # TFLOP (~7 ms in float32) under that. A block takes <= 16 passes, so 64 prompts x 256 tokens ~3-4 s and
     # 1200 prompts ~60-75 s. A float32 training step of 32 blocks (~4 TFLOP + ~15k ops) ~0.2 s. The float32
-    # bench does ~8 batch-1 passes per prompt token for the pair: 8 prompts x 128 tokens ~8.7k passes, ~2 min.
+    # bench does ~8 batch-1 passes per prompt token for the pair: 6 prompts x 128 tokens ~6.5k passes, 1-2.5 min.
     MODEL=smollm2-135m WORK=${WORK:-/tmp/cllm-gpu}
     BUDGET_S=${BUDGET_S:-540} LIMIT=${LIMIT:-1200} TOKENS=256 COLLECT_BATCH=${COLLECT_BATCH:-64}
     COLLECT_S=${COLLECT_S:-110} TRAIN_BATCH=${TRAIN_BATCH:-32} EVAL_COUNT=8 EVAL_TOKENS=64 EVAL_EVERY=100
-    TRAIN_OVERHEAD_S=${TRAIN_OVERHEAD_S:-50} BENCH_LIMIT=${BENCH_LIMIT:-8} BENCH_TOKENS=${BENCH_TOKENS:-128}
+    TRAIN_OVERHEAD_S=${TRAIN_OVERHEAD_S:-50} BENCH_LIMIT=${BENCH_LIMIT:-6} BENCH_TOKENS=${BENCH_TOKENS:-128}
     BENCH_RESERVE_S=${BENCH_RESERVE_S:-200} MIN_TRAIN_MIN=1
 fi
 # TF32_TRAIN=1: TF32 matrix products in training only (the weights and the data stay exact float32; by the
