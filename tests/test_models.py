@@ -5,7 +5,9 @@ import time
 import pytest
 
 from cllm import models
-from cllm.models import BY_NAME, REGISTRY, ModelLoadError, load_model
+import torch
+
+from cllm.models import BY_NAME, REGISTRY, ModelLoadError, load_model, pick_dtype
 
 
 def test_registry_is_consistent():
@@ -66,3 +68,14 @@ def test_cuda_without_gpu_is_clear(monkeypatch):
     monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
         models.pick_device("cuda")
+
+
+def test_dtype_is_chosen_once_and_a_bad_one_is_one_line(tiny_model_dir):
+    """auto: bfloat16 on CUDA, float32 on CPU; float32 and bfloat16 on either (a GPU run collects and trains in
+    float32 for an adapter shipped for CPU float32, and measures bfloat16 beside it)."""
+    assert pick_dtype("auto", torch.device("cuda")) == torch.bfloat16  # a device object: no GPU needed
+    assert pick_dtype("float32", torch.device("cuda")) == torch.float32
+    for dtype, expected in (("auto", torch.float32), ("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        assert load_model(str(tiny_model_dir), "cpu", dtype=dtype).model.dtype == expected
+    with pytest.raises(ModelLoadError, match=r"^unknown dtype 'float16': use auto, float32, bfloat16$"):
+        load_model(str(tiny_model_dir), "cpu", dtype="float16")

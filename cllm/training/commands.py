@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from cllm.models import DEFAULT_BASE, load_model
+from cllm.models import DEFAULT_BASE, DTYPES, load_model
 from cllm.options import add_config_arguments, given
 from cllm.prompts import TRAIN_PROMPTS
 from cllm.training.collect import COLLECT_FLAGS, CollectConfig
@@ -42,6 +42,8 @@ def _collect_parser(sub) -> None:
     col.add_argument("--recipe", choices=list(RECIPES), default=None, help=RECIPE_HELP)
     add_config_arguments(col, CollectConfig, COLLECT_FLAGS)
     col.add_argument("--device", default="auto")
+    col.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (auto: bfloat16 on CUDA, "
+                     "float32 on CPU); the data's fixed points are greedy in this dtype")
     col.add_argument("--json", action="store_true", help="print the dataset's meta as JSON")
 
 
@@ -103,7 +105,7 @@ def cmd_collect(args) -> None:
 
     config = recipe_for(args.model, args.recipe).collect_config(given(args, CollectConfig))
     read_prompts(args.prompts, 1)  # a missing or bad file fails before the model loads
-    loaded = load_model(args.model, args.device)
+    loaded = load_model(args.model, args.device, dtype=args.dtype)
     meta = collect(loaded, args.prompts, args.out, config, JobHooks(progress=sys.stderr.isatty()))
     if args.json:
         print(json.dumps(meta))

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from cllm.jacobi import check_seed
+from cllm.models import DTYPES
 from cllm.options import Flags
 from cllm.training.losses import AR_SCOPES, LOSSES
 
@@ -42,7 +43,10 @@ class TrainConfig:
     rounds: int = 1  # rounds of training, each after the first on freshly collected data (cllm.training.rounds)
     n: int | None = None  # block size expected (default: the data's; anything else must equal it)
     seed: int = 0  # state sampling, data order, the Trainer's RNGs
-    device: str = "auto"  # auto: CUDA (bf16 autocast) when present, else CPU (float32)
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    # bfloat16 loads the weights in bf16 (float32 master copies, bf16 autocast); float32 keeps the base's exact
+    # weights, as data collected in float32 and an adapter shipped for CPU float32 want
+    dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16
     eval_file: str | None = None  # held-out JSONL prompts (default: the shipped held-out set)
     eval_every: int = 0  # optimizer steps between held-out TPF measurements (0: before and after only)
     eval_prompts: int = 16  # held-out prompts Jacobi-decoded for TPF
@@ -80,6 +84,8 @@ def check_train_config(c: TrainConfig) -> None:
     if c.scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {str(c.scheduler)[:40]!r}: use one of {', '.join(SCHEDULERS)}")
     check_seed(c.seed)
+    if c.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {str(c.dtype)[:40]!r}")
     if c.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {c.loss!r}")
     if c.ar_scope not in AR_SCOPES:
@@ -110,4 +116,4 @@ def check_train_config(c: TrainConfig) -> None:
 # `python -m cllm train`'s spelling of the fields whose flags are not --field-name
 TRAIN_FLAGS = Flags(names={"n": ("--n", "--block-size"), "eval_file": ("--eval-prompts",),
                            "eval_prompts": ("--eval-count",)},
-                    choices={"loss": LOSSES, "ar_scope": AR_SCOPES})
+                    choices={"loss": LOSSES, "ar_scope": AR_SCOPES, "dtype": DTYPES})

@@ -23,7 +23,7 @@ from cllm.training.checkpoint import check_disk_for
 from cllm.training.dataset import load_entries
 from cllm.files import read_capped_text
 from cllm.jacobi import JacobiConfig, check_inputs, context_limit, vocab_size_of
-from cllm.models import LoadedModel, load_model
+from cllm.models import LoadedModel, load_model, pick_dtype
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.evaluate import perplexity
 from cllm.training.measure import ar_agreement, distinct_ngrams, jacobi_tpf
@@ -70,8 +70,8 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
     _use_local_gpu()
-    loaded = start.loaded if start else load_model(model_name, config.device)
-    model = loaded.model = loaded.model.float()  # float32 master weights; on CUDA the Trainer autocasts to bf16
+    loaded = start.loaded if start else load_model(model_name, config.device, dtype=config.dtype)
+    model = loaded.model = loaded.model.float()  # float32 master weights; with bfloat16 the Trainer autocasts
     if vocab_size_of(model) != meta["vocab_size"]:
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
@@ -172,11 +172,12 @@ def _build_trainer(model, data: tuple, config: TrainConfig, work: str, hooks: Jo
     entries, text_ids = data
     progress = hooks.progress
     use_cuda = model.device.type == "cuda"
+    autocast = pick_dtype(config.dtype, model.device) == torch.bfloat16  # auto: bf16 on CUDA, as before
     args = TrainingArguments(
         output_dir=work, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=config.scheduler,
         warmup_steps=config.warmup, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
-        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, bf16=use_cuda, use_cpu=not use_cuda,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, bf16=autocast, use_cpu=not use_cuda,
         save_strategy="steps" if config.work_dir else "no", save_steps=config.save_every, save_total_limit=2,
         logging_steps=10, report_to="none", seed=config.seed, remove_unused_columns=False,
         disable_tqdm=not progress, dataloader_pin_memory=use_cuda,

@@ -117,3 +117,11 @@ def test_minutes_alone_keep_a_minutes_recipes_schedule():
 def test_a_hub_id_finds_its_registry_recipe():
     assert recipe_for("HuggingFaceTB/SmolLM2-135M-Instruct").name == "smollm2"
     assert recipe_for("Tiny-Python").name == "tiny"
+
+
+def test_train_dtype_is_a_checked_flag():
+    """--dtype float32 on a GPU keeps the base's exact weights and no bf16 autocast (auto: bf16 on CUDA)."""
+    assert train("--data", "D", "--out", "O").dtype == "auto"
+    assert train("--model", "smollm2-135m", "--data", "D", "--out", "O", "--dtype", "float32").dtype == "float32"
+    with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16; got 'fp8'"):
+        TrainConfig(dtype="fp8")

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from cllm.cli import main
 from cllm.training.collect import CollectConfig, collect
+from cllm.training.fit import fit_cllm
 from cllm.training.dataset import Entry, load_entries
 from cllm.training.losses import IGNORE, consistency_loss, teachable_mask
 from cllm.models import load_model
@@ -155,6 +156,15 @@ def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model
     record = json.loads((out / "cllm_training.json").read_text())  # what Explore's pair picker reads
     assert (record["base_model"], record["n"], record["steps"]) == (str(tiny_model_dir), 4, 20)
     assert record["after"]["tpf"] == info.after["tpf"] and "history" not in record
+
+
+def test_dtype_sets_the_autocast_and_keeps_float32_master_weights(tiny_model_dir, data_dir, prompts_file):
+    """float32: the base's exact weights, no autocast (a GPU run's data and adapter for CPU float32); bfloat16:
+    weights loaded in bf16, float32 master copies, bf16 autocast (auto picks it on CUDA)."""
+    for dtype, autocast in (("float32", False), ("bfloat16", True)):
+        config = TrainConfig(max_steps=1, **QUICK, eval_file=str(prompts_file), dtype=dtype)
+        fit = fit_cllm(str(tiny_model_dir), data_dir, config, JobHooks(progress=False))
+        assert fit.trainer.args.bf16 is autocast and next(fit.model.parameters()).dtype == torch.float32
 
 
 def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file, tmp_path):
