@@ -136,7 +136,8 @@ def run_bench(models: list[LoadedModel], prompts: list[str], config: JacobiConfi
     peer = peer or PeerConfig(max_new_tokens=config.max_new_tokens)
     rows = with_hf_speedup([row for loaded in models for row in bench_model(loaded, prompts, config, peer=peer, more=more)])
     device = models[0].model.device
-    return {"device": device_label(device), "threads": torch.get_num_threads(), "n": config.n,
+    return {"device": device_label(device), "dtype": str(models[0].model.dtype).removeprefix("torch."),
+            "threads": torch.get_num_threads(), "n": config.n,
             "max_new_tokens": config.max_new_tokens, "draft": peer.draft, "rows": rows}
 
 

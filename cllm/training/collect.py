@@ -34,8 +34,8 @@ from cllm.trajectory import Trajectory, atomic_write_text
 
 # Options that must not change between a run and its resumption (they change what a record means).
 FIXED_OPTIONS = ("model", "n", "max_new_tokens", "init", "seed", "clean", "augment", "repeat_run", "repeat_period",
-                 "prompts_file", "chat")
-LATER_OPTIONS = {"chat": False}  # added after datasets existed: a meta without one was collected with this value
+                 "prompts_file", "chat", "dtype")
+LATER_OPTIONS = {"chat": False, "dtype": "float32"}  # added after datasets existed: a meta without one was collected with this value
 # `python -m cllm collect`'s spelling of the fields whose flags are not --field-name
 COLLECT_FLAGS = Flags(names={"n": ("--n", "--block-size"), "repeat_period": ("--clean-period",)},
                       choices={"init": INITS}, skip=("repeat_run", "shard_prompts"))

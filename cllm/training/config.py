@@ -44,8 +44,8 @@ class TrainConfig:
     n: int | None = None  # block size expected (default: the data's; anything else must equal it)
     seed: int = 0  # state sampling, data order, the Trainer's RNGs
     device: str = "auto"  # auto: CUDA when present, else CPU
-    # bfloat16 loads the weights in bf16 (float32 master copies, bf16 autocast); float32 keeps the base's exact
-    # weights, as data collected in float32 and an adapter shipped for CPU float32 want
+    # the weights always train in float32 from the base's exact values; bfloat16 autocasts the Trainer's passes
+    # (measurements after training run without it), float32 does not
     dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16
     eval_file: str | None = None  # held-out JSONL prompts (default: the shipped held-out set)
     eval_every: int = 0  # optimizer steps between held-out TPF measurements (0: before and after only)

@@ -70,8 +70,10 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
     if config.n is not None and config.n != meta["n"]:
         raise ValueError(f"--n {config.n} does not match the data's n = {meta['n']} (collect again with --n {config.n})")
     _use_local_gpu()
-    loaded = start.loaded if start else load_model(model_name, config.device, dtype=config.dtype)
-    model = loaded.model = loaded.model.float()  # float32 master weights; with bfloat16 the Trainer autocasts
+    # the base's exact float32 weights whatever config.dtype says: bfloat16 only autocasts the Trainer's passes
+    # (a LoRA adapter trained on a rounded base would be merged into the exact one at load)
+    loaded = start.loaded if start else load_model(model_name, config.device, dtype="float32")
+    model = loaded.model = loaded.model.float()
     if vocab_size_of(model) != meta["vocab_size"]:
         raise ValueError(f"the data was collected with a vocabulary of {meta['vocab_size']} tokens, "
                          f"{model_name} has {vocab_size_of(model)}: not the same tokenizer")
@@ -95,6 +97,9 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
         t0 = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(work))
         seconds = time.perf_counter() - t0
+    # accelerate wrapped model.forward in bf16 autocast (when on): unwrap it, so the measurements, a later
+    # round's collection and the app's in-memory model run as a reload of the saved weights would
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     after = measure(model, check_ar=True) if trainer.args.world_size == 1 else None  # multi-process: use bench
     report = FitReport(base_model=model_name, data_dir=str(data_dir), data_meta=meta, config=asdict(config),
                        steps=result.global_step, seconds=seconds, device=str(model.device), before=before,

