@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+from pathlib import Path
+
 from cllm.files import finite_or_none
+from cllm.models import REPO_ROOT
 from cllm.training.report import FitReport, RoundReport
 
 TRAINING_RECORD = "cllm_training.json"  # beside config.json in every CLLM folder this project writes
@@ -42,11 +45,17 @@ measured below.
 | Jacobi output == own greedy AR on those prompts | | {a['matches_ar']:.0%} |
 {note}
 
-- Data: `{r.data_dir}`, collected from `{data['model']}` on `{data['prompts_file']}`: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + {c['augmented_states']} augmented, max_new_tokens {data['max_new_tokens']}, cleaning {'on' if data['clean'] else 'off'}, augmentation {'on' if data['augment'] else 'off'}.
+- Data: `{r.data_dir}`, collected from `{data['model']}` on `{_in_repo(data['prompts_file'])}`: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + {c['augmented_states']} augmented, max_new_tokens {data['max_new_tokens']}, cleaning {'on' if data['clean'] else 'off'}, augmentation {'on' if data['augment'] else 'off'}.
 - Loss: {cfg['loss']} consistency (forward KL to the stop-gradient target) + {cfg['ar_weight']} x AR ({cfg['ar_scope']}, label smoothing {cfg['label_smoothing']}){text_term}.
 {_rounds_line(r.rounds)}- Training: {r.steps} steps of batch {cfg['batch_size']} x {cfg['grad_accum']}, lr {cfg['lr']} ({cfg['scheduler']}), {r.seconds / 60:.1f} min on {r.device}{_collections_note(r)}; stopped by: {r.stopped_by}.
 - Full configuration: `{json.dumps(cfg)}`
 """
+
+
+def _in_repo(path: str) -> str:
+    """A path inside the repository as the repository names it: a card must not carry the trainer's machine."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPO_ROOT).as_posix() if resolved.is_relative_to(REPO_ROOT) else path
 
 
 def _rounds_line(rounds: list[RoundReport]) -> str:
