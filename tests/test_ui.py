@@ -160,7 +160,7 @@ def test_the_page_opens_on_the_landing_race_with_its_prompt_in_the_box():
     by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
     assert by_id["prompt"].value == race.prompt  # Run works at once
     player = by_id["explore-player"].value
-    assert f'data-run="landing-{explore_tab.LANDING_RACE}"' in player and "data-open" not in player  # plays from 0
+    assert f'data-run="landing-{explore_tab.landing_name()}"' in player and "data-open" not in player  # plays from 0
     assert "Now playing" in by_id["explore-status"].value and "Learn" in by_id["explore-status"].value
 
 

@@ -10,8 +10,8 @@ import gradio as gr
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
-from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, ModelLoadError, cached_model, device_label, pick_device,
-                         resolve_source)
+from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, app_pair, cached_model, device_label,
+                         pick_device, resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.shipped import Request, find_shipped
@@ -41,24 +41,30 @@ INTRO = (
 )
 
 
-# The race the page opens on, playing. heldout-03: the largest speed-up (60 -> 24 passes, 2.5x) among the
-# shipped races whose outputs neither loop nor degenerate (02 and 06 loop, 04 and 05 repeat one token), both
-# equal to greedy, with fast-forwarded (44) and stationary (12) tokens to see in the first blocks.
-LANDING_RACE = "heldout-03"
+# The race the page opens on, playing, per app pair (cllm.models.app_pair). heldout-03: the largest speed-up
+# (60 -> 24 passes, 2.5x) among the tiny pair's shipped races whose outputs neither loop nor degenerate (02 and 06
+# loop, 04 and 05 repeat one token), both equal to greedy, with fast-forwarded (44) and stationary (12) tokens to
+# see in the first blocks. real-chat-01: the real pair's English question (61 -> 48 passes), fluent from both
+# models, where its HumanEval/0 race (real-code-01) has the instruct base close a code fence and write prose.
+LANDING_RACES = {DEFAULT_CLLM: "heldout-03", REAL_CLLM: "real-chat-01"}
+
+
+def landing_name() -> str:
+    return LANDING_RACES[app_pair()[1]]
 
 
 def landing_race() -> Race | None:
     """The shipped race the page opens on (None if the checkout lacks it: the player then waits for Run)."""
     try:
-        return load_from_gallery(GALLERY_DIR, LANDING_RACE)
+        return load_from_gallery(GALLERY_DIR, landing_name())
     except (RaceError, OSError):
         return None
 
 
 def landing_caption(race: Race) -> str:
     b, c = race.base.forward_passes, race.cllm.forward_passes
-    return (f"▶ **Now playing** a recorded race on a held-out prompt: the Consistency LLM needs {c} forward passes "
-            f"where its base needs {b}. New here? The **Learn** tab explains it step by step. Edit the prompt "
+    return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}: "
+            f"the CLLM needs {c} forward passes where its base needs {b}. New here? The **Learn** tab explains it step by step. Edit the prompt "
             "(or change the seed) and press **Run** to decode it live.")
 
 
@@ -138,7 +144,7 @@ def refresh_pairs(value: str):
 def warm_up() -> None:
     """Load the default pair ahead of the first click (called in a background thread at launch)."""
     try:
-        for name in (DEFAULT_BASE, DEFAULT_CLLM):  # a tiny decode too: first calls pay one-off setup costs
+        for name in app_pair():  # a tiny decode too: first calls pay one-off setup costs
             decode_prompt(cached_model(name), "def", JacobiConfig(n=4, max_new_tokens=8), check_ar=True)
     except ModelLoadError:
         pass  # the bundled pair is not installed: Run says so when someone asks for it
@@ -164,7 +170,7 @@ class ExploreView(NamedTuple):
 def build() -> ExploreView:
     """Adds the tab, opening on the landing race in motion with its prompt in the box; returns the components
     other tabs read or fill."""
-    first = landing_race()
+    first, (first_base, first_cllm) = landing_race(), app_pair()
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -174,11 +180,11 @@ def build() -> ExploreView:
                 gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Held-out prompts (click one)",
                             examples_per_page=4)
             with gr.Column(scale=2):
-                pair = gr.Dropdown(pair_dropdown_choices(), value=f"{DEFAULT_BASE}|{DEFAULT_CLLM}", label="Model pair",
+                pair = gr.Dropdown(pair_dropdown_choices(), value=f"{first_base}|{first_cllm}", label="Model pair",
                                    elem_id="pair")
                 with gr.Row():
-                    base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="base-model")
-                    cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="cllm-model")
+                    base = gr.Textbox(first_base, label="Base model", elem_id="base-model")
+                    cllm = gr.Textbox(first_cllm, label="CLLM", elem_id="cllm-model")
                 with gr.Row():
                     n = gr.Number(DECODING.n, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
                                   elem_id="block-size")
@@ -187,7 +193,7 @@ def build() -> ExploreView:
                 with gr.Row():
                     seed = gr.Number(DECODING.seed, label="Seed (initial guesses)", precision=None)
                     init = gr.Dropdown(list(INITS), value=DECODING.init, label="Initial guess from")
-                chat = gr.Checkbox(False, label=CHAT_LABEL, elem_id="chat")
+                chat = gr.Checkbox(bool(first and first.base.meta.chat), label=CHAT_LABEL, elem_id="chat")
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
                 with gr.Row():
                     decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",
@@ -199,7 +205,7 @@ def build() -> ExploreView:
                 run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
                              elem_id="explore-status")
-        player = make_player("explore-player", race_html(first, f"landing-{LANDING_RACE}") if first else EMPTY_HTML)
+        player = make_player("explore-player", race_html(first, f"landing-{landing_name()}") if first else EMPTY_HTML)
         with gr.Row():
             with gr.Column(scale=3):
                 name = gr.Textbox(label="Name for the gallery", placeholder="e.g. fibonacci-n16", elem_id="save-name")

@@ -12,7 +12,7 @@ import pandas as pd
 from cllm import evaluate
 from cllm.bench import DATASET_COLUMNS, dataset_rows
 from cllm.collocations import collocation_table
-from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
+from cllm.models import app_pair
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
 from cllm.prompts import HELDOUT_PROMPTS, read_prompt_file, read_prompts
@@ -238,8 +238,8 @@ def build(explore, tabs: gr.Tabs) -> None:
         race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
-                base = gr.Textbox(DEFAULT_BASE, label="Base model", elem_id="stats-base")
-                cllm = gr.Textbox(DEFAULT_CLLM, label="CLLM", elem_id="stats-cllm")
+                base = gr.Textbox(app_pair()[0], label="Base model", elem_id="stats-base")
+                cllm = gr.Textbox(app_pair()[1], label="CLLM", elem_id="stats-cllm")
                 source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts", elem_id="stats-source")
                 upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                                  type="filepath", elem_id="stats-upload")
