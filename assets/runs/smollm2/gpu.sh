@@ -136,17 +136,7 @@ print(f"trained: {r['steps']} steps in {r['seconds'] / 60:.1f} min ({r['stopped_
 EOF
 
     stage "adapter: float16 safetensors + card -> $OUT/smollm2-135m-cllm.tar"
-    mkdir -p "$CLLM"
-    cp "$WORK/train"/{adapter_config.json,adapter_model.safetensors,README.md,cllm_training.json} "$CLLM/"
-    python3 - "$CLLM/adapter_model.safetensors" <<'EOF'
-import os, sys, torch
-from safetensors.torch import load_file, save_file
-path = sys.argv[1]
-weights = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(path).items()}
-save_file(weights, path + ".tmp", metadata={"format": "pt"})
-os.replace(path + ".tmp", path)
-print(f"{path}: {len(weights)} tensors, {os.path.getsize(path) / 2**20:.1f} MiB in float16")
-EOF
+    python3 -m cllm pack-adapter "$WORK/train" "$CLLM"  # float16, inf/nan refused, written atomically
     chmod 644 "$CLLM"/*
     tar -C "$WORK" -cf "$OUT/smollm2-135m-cllm.tar" smollm2-135m-cllm
     ls -l "$OUT/smollm2-135m-cllm.tar"
