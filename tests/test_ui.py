@@ -133,6 +133,20 @@ def test_pair_picker_and_examples(monkeypatch, tmp_path):
     assert explore_tab.example_prompts() == explore_tab.FALLBACK_PROMPTS
 
 
+def test_the_examples_lead_with_the_real_pairs_recorded_races_when_that_pair_is_on(monkeypatch):
+    from cllm import models
+
+    monkeypatch.setattr(explore_tab, "app_pair", lambda: (models.REAL_BASE, models.REAL_CLLM))
+    rows = explore_tab.example_rows()
+    races = [load_race(f"saved_trajectories/{name}.json") for name in common.REAL_RACES]
+    assert rows[:2] == [[r.prompt, r.base.meta.chat] for r in races] and rows[0][1] is True  # the English one: chat
+    assert rows[2:] == [[p, False] for p in explore_tab.example_prompts()]
+    monkeypatch.setattr(explore_tab, "app_pair", lambda: (models.DEFAULT_BASE, models.DEFAULT_CLLM))
+    assert explore_tab.example_rows() == rows[2:]
+    assert explore_tab.example_label(*rows[0]).endswith("(chat)")
+    assert explore_tab.example_label(*rows[1]).startswith("def has_close_elements(")  # not its import line
+
+
 def test_the_speed_up_says_when_the_texts_differ():
     from cllm.race import Race
     from cllm.stats import differ_from

@@ -16,8 +16,8 @@ from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.shipped import Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, decoder_config, load_models, on_gpu,
-                            pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
+from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_RACES, decoder_config, load_models,
+                            on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
                             user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.player import make_player
@@ -66,6 +66,27 @@ def landing_caption(race: Race) -> str:
     return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}: "
             f"the CLLM needs {c} forward passes where its base needs {b}. New here? The **Learn** tab explains it step by step. Edit the prompt "
             "(or change the seed) and press **Run** to decode it live.")
+
+
+def example_rows(limit: int = 8) -> list[list]:
+    """[prompt, chat] per example: with the real pair on, its recorded races first (at the default settings they
+    play at once from the gallery, no model work), then the held-out prompts."""
+    recorded = []
+    if app_pair()[1] == REAL_CLLM:
+        for name in REAL_RACES:
+            try:
+                race = load_from_gallery(GALLERY_DIR, name)
+            except (RaceError, OSError):
+                continue
+            recorded.append([race.prompt, race.base.meta.chat])
+    return recorded + [[p, False] for p in example_prompts(limit)]
+
+
+def example_label(prompt: str, chat: bool) -> str:
+    """A chip's text: the prompt's first `def` line if it has one (not its imports), else its first line."""
+    defs = [line for line in prompt.splitlines() if line.lstrip().startswith(("def ", "async def "))]
+    label = default_title(defs[0] if defs else prompt, 48)
+    return f"{label} (chat)" if chat else label
 
 
 def example_prompts(limit: int = 8) -> list[str]:
@@ -177,8 +198,11 @@ def build() -> ExploreView:
             with gr.Column(scale=3):
                 prompt = gr.Textbox(first.prompt if first else "", label="Prompt", lines=5, max_lines=12, placeholder="Code or text to continue…",
                                     elem_id="prompt")
-                gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Held-out prompts (click one)",
-                            examples_per_page=4)
+                chat = gr.Checkbox(bool(first and first.base.meta.chat), label=CHAT_LABEL, elem_id="chat",
+                                   render=False)  # shown in the settings column; examples set it too
+                rows = example_rows()
+                gr.Examples(rows, inputs=[prompt, chat], label="Examples (click one)", examples_per_page=4,
+                            example_labels=[example_label(*row) for row in rows])  # chips, as one input draws
             with gr.Column(scale=2):
                 pair = gr.Dropdown(pair_dropdown_choices(), value=f"{first_base}|{first_cllm}", label="Model pair",
                                    elem_id="pair")
@@ -193,7 +217,7 @@ def build() -> ExploreView:
                 with gr.Row():
                     seed = gr.Number(DECODING.seed, label="Seed (initial guesses)", precision=None)
                     init = gr.Dropdown(list(INITS), value=DECODING.init, label="Initial guess from")
-                chat = gr.Checkbox(bool(first and first.base.meta.chat), label=CHAT_LABEL, elem_id="chat")
+                chat.render()
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
                 with gr.Row():
                     decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",

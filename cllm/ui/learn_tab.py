@@ -12,16 +12,15 @@ from cllm import moments
 from cllm.collocations import collocation_table
 from cllm.moments import Moment
 from cllm.race import GALLERY_DIR, Race, RaceError, load_from_gallery
-from cllm.ui.common import user_errors
+from cllm.ui.common import REAL_RACES, user_errors
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
 
 # The shipped races the lessons draw on, in order of preference (python -m cllm record --limit 6).
 LESSON_RACES = ("heldout-01", "heldout-02", "heldout-03", "heldout-04", "heldout-05", "heldout-06")
-# Steps 1-4 (plain Jacobi on an ordinary model) open the real SmolLM2 pair's races first: real English and code.
-# The later steps keep the tiny pair, whose CLLM (3 rounds, TPF 3.3) shows the effect the shipped real CLLM (70
-# CPU minutes, TPF about 1.3) only hints at.
-REAL_RACES = ("real-chat-01", "real-code-01")
+# Steps 1-4 (plain Jacobi on an ordinary model) open the real SmolLM2 pair's races first (common.REAL_RACES):
+# real English and code. The later steps keep the tiny pair, whose CLLM (3 rounds, TPF 3.3) shows the effect the
+# shipped real CLLM (70 CPU minutes, TPF about 1.3) only hints at.
 RECYCLE_RACES = ("recycle-01", "recycle-02", "recycle-03")  # the same prompts and seed with --decoder recycle
 HELP = ("Nine short steps. Each opens a recorded race at the forward pass that shows the idea (steps 1-4 a "
         "race of the real SmolLM2-135M pair, the later ones the bundled tiny pair, whose CLLM is trained further), "
