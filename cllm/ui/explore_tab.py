@@ -64,8 +64,8 @@ def landing_race() -> Race | None:
 def landing_caption(race: Race) -> str:
     b, c = race.base.forward_passes, race.cllm.forward_passes
     return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}: "
-            f"the CLLM needs {c} forward passes where its base needs {b}. New here? The **Learn** tab explains it step by step. Edit the prompt "
-            "(or change the seed) and press **Run** to decode it live.")
+            f"the CLLM needs {c} forward passes where its base needs {b}. New here? The **Learn** tab explains it "
+            "step by step. Edit the prompt (or change the seed) and press **Run** to decode it live.")
 
 
 def example_rows(limit: int = 8) -> list[list]:

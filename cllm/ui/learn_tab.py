@@ -21,6 +21,7 @@ LESSON_RACES = ("heldout-01", "heldout-02", "heldout-03", "heldout-04", "heldout
 # Steps 1-4 (plain Jacobi on an ordinary model) open the real SmolLM2 pair's races first (common.REAL_RACES):
 # real English and code. The later steps keep the tiny pair, whose CLLM (3 rounds, TPF 3.3) shows the effect the
 # shipped real CLLM (70 CPU minutes, TPF about 1.3) only hints at.
+PLAIN_JACOBI_RACES = REAL_RACES + LESSON_RACES
 RECYCLE_RACES = ("recycle-01", "recycle-02", "recycle-03")  # the same prompts and seed with --decoder recycle
 HELP = ("Nine short steps. Each opens a recorded race at the forward pass that shows the idea (steps 1-4 a "
         "race of the real SmolLM2-135M pair, the later ones the bundled tiny pair, whose CLLM is trained further), "
@@ -43,24 +44,24 @@ STEPS = (
         "**Jacobi decoding** guesses the next *n* tokens at once (here n = {n}; the guess is drawn from the prompt's "
         "own tokens, as the paper's authors do) and then improves **every position in parallel**: each pass "
         "reads the previous row and writes a new one. The ringed row is the first guess: red cells are not yet "
-        "the final token, blue ones are."), moments.first_guess, REAL_RACES + LESSON_RACES),
+        "the final token, blue ones are."), moments.first_guess, PLAIN_JACOBI_RACES),
     Step("2. Every pass fixes at least one token", (
         "Position 0 of a block depends only on text that is already final, so after one pass it is right, and "
         "stays right. Then position 1 has a right prefix, and so on: each pass makes at least one more token "
         "final, so a block of n tokens needs at most n passes. The ringed cells are what the base model's first "
-        "pass got right: the **committed prefix** (solid blue, underlined)."), moments.first_pass, REAL_RACES + LESSON_RACES),
+        "pass got right: the **committed prefix** (solid blue, underlined)."), moments.first_pass, PLAIN_JACOBI_RACES),
     Step("3. The trajectory and its fixed point", (
         "The rows from the guess down to the row that no longer changes (✓) are the **Jacobi trajectory**; "
         "the last row is its **fixed point**. The fixed point is exactly what greedy decoding writes, token for "
         "token (Song et al., 2021), so Jacobi decoding is lossless: the text under each grid says whether it "
-        "matched greedy decoding. The ringed row is the base model's first fixed point."), moments.fixed_point, REAL_RACES + LESSON_RACES),
+        "matched greedy decoding. The ringed row is the base model's first fixed point."), moments.fixed_point, PLAIN_JACOBI_RACES),
     Step("4. Why plain Jacobi barely helps", (
         "On an ordinary model most passes fix just **one** token, no better than greedy decoding: a model trained "
         "to predict the next token after a *correct* text rarely gets a token right while the ones before it "
         "are still wrong. In this race the base model needed **{base_forward_passes}** passes for "
         "{base_tokens} tokens ({base_tpf:.2f} tokens per pass); the paper measured about 1.05x on 7B models. "
         "The ringed row ends its slowest later block: {block_passes} passes for {block_tokens} tokens."),
-        lambda race: moments.slowest_block(race, "base", first=1), REAL_RACES + LESSON_RACES),
+        lambda race: moments.slowest_block(race, "base", first=1), PLAIN_JACOBI_RACES),
     Step("5. Consistency training", (
         "A **Consistency LLM** (Kou et al., ICML 2024) is the same model fine-tuned on its own Jacobi trajectories: "
         "from *any* row of a trajectory it learns to predict the fixed point in one pass (the consistency loss), "

@@ -238,8 +238,9 @@ def build(explore, tabs: gr.Tabs) -> None:
         race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
         with gr.Accordion("A prompt set", open=True):
             with gr.Row():
-                base = gr.Textbox(app_pair()[0], label="Base model", elem_id="stats-base")
-                cllm = gr.Textbox(app_pair()[1], label="CLLM", elem_id="stats-cllm")
+                first_base, first_cllm = app_pair()
+                base = gr.Textbox(first_base, label="Base model", elem_id="stats-base")
+                cllm = gr.Textbox(first_cllm, label="CLLM", elem_id="stats-cllm")
                 source = gr.Radio([HELDOUT, UPLOAD], value=HELDOUT, label="Prompts", elem_id="stats-source")
                 upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                                  type="filepath", elem_id="stats-upload")
