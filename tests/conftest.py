@@ -94,16 +94,10 @@ def app_server(tiny_pair, tmp_path_factory, server_slot):
     old = {name: os.environ.get(name) for name in folders}
     os.environ.update({name: str(path) for name, path in folders.items()})
     # built over an empty model cache, so the page opens on the tiny pair on every machine (cllm.models.app_pair)
-    cache = os.environ.get("CLLM_CACHE")
-    os.environ["CLLM_CACHE"] = str(tmp_path_factory.mktemp("empty-cache"))
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CLLM_CACHE", str(tmp_path_factory.mktemp("empty-cache")))
         demo = app.serve(warm_up=False, slot=server_slot, server_name="127.0.0.1", server_port=None,
                          prevent_thread_lock=True, quiet=True)
-    finally:
-        if cache is None:
-            del os.environ["CLLM_CACHE"]
-        else:
-            os.environ["CLLM_CACHE"] = cache
     yield demo.local_url, folders["CLLM_GALLERY_DIR"], folders["CLLM_TRAINED_DIR"]
     demo.close()
     for name, value in old.items():

@@ -53,10 +53,10 @@ def landing_name() -> str:
     return LANDING_RACES[app_pair()[1]]
 
 
-def landing_race() -> Race | None:
+def landing_race(name: str | None = None) -> Race | None:
     """The shipped race the page opens on (None if the checkout lacks it: the player then waits for Run)."""
     try:
-        return load_from_gallery(GALLERY_DIR, landing_name())
+        return load_from_gallery(GALLERY_DIR, name or landing_name())
     except (RaceError, OSError):
         return None
 
@@ -191,7 +191,9 @@ class ExploreView(NamedTuple):
 def build() -> ExploreView:
     """Adds the tab, opening on the landing race in motion with its prompt in the box; returns the components
     other tabs read or fill."""
-    first, (first_base, first_cllm) = landing_race(), app_pair()
+    first_base, first_cllm = app_pair()
+    landing = LANDING_RACES[first_cllm]
+    first = landing_race(landing)
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -229,7 +231,7 @@ def build() -> ExploreView:
                 run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
                              elem_id="explore-status")
-        player = make_player("explore-player", race_html(first, f"landing-{landing_name()}") if first else EMPTY_HTML)
+        player = make_player("explore-player", race_html(first, f"landing-{landing}") if first else EMPTY_HTML)
         with gr.Row():
             with gr.Column(scale=3):
                 name = gr.Textbox(label="Name for the gallery", placeholder="e.g. fibonacci-n16", elem_id="save-name")
