@@ -10,7 +10,7 @@ from cllm.ui.common import limit_cpu_threads
 TITLE = "CLLM Explorer"
 INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in parallel until "
          "they stop changing; the result equals greedy decoding. Consistency LLMs get there in fewer passes.")
-QUEUE_LIMIT = 4  # default concurrency for light events; model work has its own limit of 1 (explore_tab)
+QUEUE_LIMIT = 4  # default concurrency for light events; model work runs one at a time (cllm.ui.model_worker)
 MAX_UPLOAD = "20mb"  # a race file is at most 16 MiB (cllm.race.MAX_RACE_BYTES); refuse bigger uploads early
 
 

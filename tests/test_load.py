@@ -3,9 +3,12 @@ Prints requests served, errors (must be 0), median / p95 / max latency and the s
 
     OMP_NUM_THREADS=1 python tests/test_load.py --seconds 300                      # the bundled pair
     OMP_NUM_THREADS=1 python tests/test_load.py --base runs/x --cllm runs/y --seconds 60
+    OMP_NUM_THREADS=1 python tests/test_load.py --base smollm2-135m --cllm smollm2-135m-cllm --shipped 6
 
-Latency is what a visitor waits: model work is queued one request at a time (explore_tab), so with 8
-visitors most of it is the queue. `pytest -m slow tests/test_load.py` runs it briefly on the tiny fixtures.
+Latency is what a visitor waits: model work runs one request at a time (cllm.ui.model_worker), so with 8
+visitors on live prompts most of it is the line. `--shipped K` makes K of the visitors press Run on the pair's
+shipped races with their recorded settings (as a visitor clicking an example does): those are served from the
+gallery without waiting for the models, and their latency is reported apart from the live ones'. `pytest -m slow tests/test_load.py` runs it briefly on the tiny fixtures.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,20 +79,37 @@ def held_out_prompts(limit: int = 16) -> list[str]:
         return ["def fibonacci(n):\n", "class Stack:\n", "import os\n\n\ndef list_files(path):\n"]
 
 
-def visitor(url: str, args, prompts: list[str], deadline: float, k: int, results: list, errors: list) -> None:
+def shipped_asks(base: str, cllm: str) -> list[tuple]:
+    """/run's arguments for every shipped race of this pair (plain Jacobi both sides), as recorded."""
+    from cllm.race import GALLERY_DIR
+    from cllm.shipped import shipped_races
+    asks = []
+    for prompt, left, right in shipped_races(GALLERY_DIR):
+        if (left.model, right.model) == (base, cllm) and left.decoder == right.decoder == "jacobi" and left.n == right.n:
+            asks.append((prompt, base, cllm, left.n, left.max_new_tokens, left.seed, left.init, left.chat))
+    return asks
+
+
+def live_asks(args, prompts: list[str]) -> Callable[[int], tuple]:
+    """/run's arguments of a visitor's i-th live request: a held-out prompt, a seed never recorded."""
+    return lambda i: (prompts[i % len(prompts)], args.base, args.cllm, args.n, args.max_new_tokens, 1000 + i,
+                      "prompt", False)
+
+
+def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, results: list, errors: list) -> None:
     """One visitor: its own session, /run in a loop until the deadline; each answer must be a whole race."""
     from gradio_client import Client
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 900})
     i = 0
     while time.time() < deadline:
-        prompt = prompts[(k + i) % len(prompts)]
         t0 = time.perf_counter()
         try:
-            html, status, path = client.predict(prompt, args.base, args.cllm, args.n, args.max_new_tokens, i, "prompt",
-                                                api_name="/run")
+            html, status, path = client.predict(*ask(i), api_name="/run")
             if html.count('class="cr-panel"') != 2 or not path or not Path(path).is_file():
                 raise AssertionError(f"incomplete answer: {status[:200]!r}")
-            results.append(time.perf_counter() - t0)
+            if (kind == "shipped") != ("shipped gallery" in status):
+                raise AssertionError(f"a {kind} request answered otherwise: {status[:200]!r}")
+            results.append((kind, time.perf_counter() - t0))
         except Exception as e:  # counted and reported; the run goes on
             errors.append(f"{type(e).__name__}: {str(e)[:200]}")
         i += 1
@@ -105,13 +126,14 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
         try:
             rss_start = rss_mib(server.pid)
             warm = Client(url, verbose=False, httpx_kwargs={"timeout": 900})  # loads both models, not measured
-            warm.predict("def f(x):", args.base, args.cllm, args.n, args.max_new_tokens, 0, "prompt", api_name="/run")
+            warm.predict(*live_asks(args, ["def f(x):"])(0), api_name="/run")  # every argument given: the
+            # form's defaults (chat on when the app opens on the real pair) must not decide what is asked
             rss_before = rss_mib(server.pid)
-            prompts, results, errors = prompts or held_out_prompts(), [], []
+            results, errors = [], []
             t0 = time.time()
             deadline = t0 + min(args.seconds, MAX_SECONDS)
-            threads = [threading.Thread(target=visitor, args=(url, args, prompts, deadline, k, results, errors))
-                       for k in range(args.visitors)]
+            threads = [threading.Thread(target=visitor, args=(url, ask, kind, deadline, results, errors))
+                       for ask, kind in visitor_plans(args, prompts or held_out_prompts())]
             for t in threads:
                 t.start()
             time.sleep(max(0.0, (deadline - time.time()) / 2))
@@ -124,17 +146,37 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=60)
-    latencies = sorted(results)
     return {
-        "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "n": args.n,
-        "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1), "requests": len(results),
+        "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "shipped_visitors": args.shipped, "n": args.n,
+        "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1),
         "errors": len(errors), "error_samples": errors[:5], "server_alive": alive,
-        "median_s": round(statistics.median(latencies), 3) if latencies else None,
-        "p95_s": round(latencies[math.ceil(0.95 * len(latencies)) - 1], 3) if latencies else None,  # nearest rank
-        "max_s": round(latencies[-1], 3) if latencies else None,
+        **latency_figures("", [s for _, s in results]),
+        **latency_figures("shipped_", [s for kind, s in results if kind == "shipped"]),
+        **latency_figures("live_", [s for kind, s in results if kind == "live"]),
         "rss_start_mib": round(rss_start, 1), "rss_before_mib": round(rss_before, 1), "rss_half_mib": round(rss_half, 1),
         "rss_after_mib": round(rss_after, 1),
     }
+
+
+def visitor_plans(args, prompts: list[str]) -> list[tuple[Callable[[int], tuple], str]]:
+    """(ask, kind) per visitor: the first --shipped visitors cycle through the pair's shipped races."""
+    if not 0 <= args.shipped <= args.visitors:
+        raise SystemExit(f"--shipped must be between 0 and --visitors ({args.visitors})")
+    shipped = shipped_asks(args.base, args.cllm) if args.shipped else []
+    if args.shipped and not shipped:
+        raise SystemExit(f"no shipped race of {args.base} vs {args.cllm} in saved_trajectories/")
+    plans = [((lambda i, k=k: shipped[(k + i) % len(shipped)]), "shipped") for k in range(args.shipped)]
+    live = live_asks(args, prompts)
+    return plans + [((lambda i, k=k: live(k + i)), "live") for k in range(args.visitors - args.shipped)]
+
+
+def latency_figures(prefix: str, seconds: list[float]) -> dict:
+    """Count, median, p95 (nearest rank) and max of some requests' latencies."""
+    s = sorted(seconds)
+    if not s:
+        return {f"{prefix}requests": 0, f"{prefix}median_s": None, f"{prefix}p95_s": None, f"{prefix}max_s": None}
+    return {f"{prefix}requests": len(s), f"{prefix}median_s": round(statistics.median(s), 3),
+            f"{prefix}p95_s": round(s[math.ceil(0.95 * len(s)) - 1], 3), f"{prefix}max_s": round(s[-1], 3)}
 
 
 def parse_args(argv=None):
@@ -142,6 +184,7 @@ def parse_args(argv=None):
     p.add_argument("--base", default="tiny-python")
     p.add_argument("--cllm", default="tiny-python-cllm")
     p.add_argument("--visitors", type=int, default=8)
+    p.add_argument("--shipped", type=int, default=0, help="how many of the visitors run the pair's shipped races")
     p.add_argument("--seconds", type=float, default=MAX_SECONDS, help=f"load duration (at most {MAX_SECONDS})")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -153,6 +196,9 @@ def summary_lines(r: dict) -> list[str]:
             f"{r['max_new_tokens']} new tokens",
             f"requests served: {r['requests']}, errors: {r['errors']}, server alive: {r['server_alive']}",
             f"latency: median {r['median_s']} s, p95 {r['p95_s']} s, max {r['max_s']} s",
+            f"{r['shipped_visitors']} visitors on shipped races: {r['shipped_requests']} answered, median "
+            f"{r['shipped_median_s']} s, p95 {r['shipped_p95_s']} s; live: {r['live_requests']} answered, median "
+            f"{r['live_median_s']} s, p95 {r['live_p95_s']} s",
             f"server RSS: {r['rss_start_mib']} MiB at start, {r['rss_before_mib']} MiB with the models loaded, "
             f"{r['rss_half_mib']} MiB half-way, {r['rss_after_mib']} MiB after the load"]
 
@@ -166,6 +212,18 @@ def test_eight_visitors_no_errors_flat_memory(tiny_pair):
     print("\n".join(summary_lines(r)))
     assert r["errors"] == 0 and r["server_alive"] and r["requests"] >= r["visitors"], r["error_samples"]
     assert r["rss_after_mib"] < r["rss_before_mib"] * 1.2 + 50  # flat: no growth with the number of requests
+
+
+@pytest.mark.slow
+def test_visitors_on_shipped_races_are_served_from_the_gallery_beside_live_ones():
+    from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
+    args = parse_args(["--base", DEFAULT_BASE, "--cllm", DEFAULT_CLLM, "--visitors", "4", "--shipped", "2",
+                       "--seconds", os.environ.get("CLLM_LOAD_SECONDS", "30")])
+    r = run_load(args)
+    print("\n".join(summary_lines(r)))
+    # every shipped answer said "From the shipped gallery" and every live one did not (visitor() checks)
+    assert r["errors"] == 0 and r["server_alive"], r["error_samples"]
+    assert r["shipped_requests"] >= 2 and r["live_requests"] >= 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL
                             on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
                             user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
+from cllm.ui.model_worker import MODELS
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
@@ -97,12 +98,13 @@ def example_prompts(limit: int = 8) -> list[str]:
         return FALLBACK_PROMPTS
 
 
-@on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
 def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode=MODES[0], decoder_a=DEFAULT_DECODER,
              decoder_b=DEFAULT_DECODER, progress=gr.Progress()):
     """Yields (player, status, download, state) up to three times, so the replay starts early:
     1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
     2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding.
+    A shipped race of exactly this request (cllm.shipped) is yielded at once, with no model work; a live one
+    waits for the models (model_worker.MODELS), saying how many requests are ahead while it waits.
     `mode` (common.MODES) races the pair, or one of its models with two decoders; decoder_a runs on the
     left, decoder_b on the right (cllm.decoders)."""
     with user_errors():
@@ -111,13 +113,29 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
         names = race_models(mode, base, cllm)
         shipped = find_shipped(GALLERY_DIR, prompt, *(Request.asked(m, c, chat) for m, c in zip(names, configs)))
-        if shipped is not None:  # no model work: the recorded race of exactly this request (cllm.shipped)
-            yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
-                race_file(shipped), shipped
-            return
+    if shipped is not None:
+        yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
+            race_file(shipped), shipped
+        return
+    with MODELS.turn() as waits:
+        for ahead in waits:
+            yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
+        yield from live_race(prompt, names, configs, chat, progress)
+
+
+def waiting_note(ahead: int) -> str:
+    requests = "request is" if ahead == 1 else "requests are"
+    return (f"⏳ **Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). "
+            "The examples above were recorded and play at once.")
+
+
+@on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
+def live_race(prompt: str, names: list[str], configs: list, chat: bool, progress):
+    """run_race's model work, once the models are this request's."""
+    with user_errors():
         models = [m.as_chat(bool(chat)) for m in load_models(names, progress)]
         run_id = uuid.uuid4().hex[:12]
-        if config.max_new_tokens > config.n and all(map(first_block_alone, configs)):
+        if configs[0].max_new_tokens > configs[0].n and all(map(first_block_alone, configs)):
             preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
         race = decode_both(models, prompt, configs)
@@ -245,6 +263,6 @@ def build() -> ExploreView:
             box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
         run.click(run_race, [prompt, base, cllm, n, max_new, seed, init, chat, mode, decoder_a, decoder_b],
                   [player, status, download, race],
-                  api_name="run", concurrency_id="models", concurrency_limit=1, show_progress_on=status)
+                  api_name="run", concurrency_limit=None, show_progress_on=status)  # model work: MODELS
         save.click(save_run, [race, name], saved, api_name="save")
     return ExploreView(race, player, status, download, prompt)

@@ -24,6 +24,7 @@ from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, o
                             side_labels,
                             user_errors, whole_number)
 from cllm.ui.grid import race_html
+from cllm.ui.model_worker import one_at_a_time
 
 MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
 MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
@@ -128,6 +129,7 @@ def load_prompts(source: str, upload, limit) -> list[str]:
     return read_prompts(HELDOUT_PROMPTS, limit)
 
 
+@one_at_a_time
 @on_gpu(duration=300)  # ZeroGPU's longest call; a 200-prompt set of 7B models may need a dedicated GPU
 def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="token_run", hide_loops=False,
                 decoder=DEFAULT_DECODER, progress=gr.Progress()):
@@ -195,6 +197,7 @@ def open_collocation(trajs, evt: gr.SelectData):
     return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
 
 
+@one_at_a_time
 @on_gpu(duration=300)
 def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr.Progress()):
     with user_errors():

@@ -1,0 +1,80 @@
+"""The app's one model worker: model work (a live race, a Stats run) runs one request at a time, first come
+first served, while answers that need no model (a shipped race) are given at once.
+
+Gradio's per-event queue (`concurrency_id`, `concurrency_limit=1`) cannot tell a shipped race from a live
+one before the function runs, so a visitor who pressed Run on a shipped prompt waited behind every live race
+queued before theirs (minutes with the real pair on a CPU). The Run event is therefore not limited by
+Gradio; its model part waits here instead, and says how many requests are ahead while it waits.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+POLL_SECONDS = 1.0  # how often a waiting request re-reads its place (it is also woken when the line moves)
+
+
+class ModelWorker:
+    """A first-come-first-served line for the models. A request that leaves the line (its visitor closed the
+    page, so Gradio closed the generator; or the work raised) hands the models to the next at once."""
+
+    def __init__(self) -> None:
+        self._line: deque[object] = deque()  # the first holds the models; the rest wait in order
+        self._moved = threading.Condition()
+
+    def waiting(self) -> int:
+        """Requests in line, the one at work included."""
+        with self._moved:
+            return len(self._line)
+
+    @contextmanager
+    def turn(self, poll_seconds: float = POLL_SECONDS) -> Iterator[Iterator[int]]:
+        """Joins the line; the body must exhaust the iterator it gets (each item: requests ahead, yielded when
+        that number changes) before any model work, and holds the models until it leaves the block."""
+        ticket = object()
+        with self._moved:
+            self._line.append(ticket)
+        try:
+            yield self._wait(ticket, poll_seconds)
+        finally:
+            with self._moved:
+                self._line.remove(ticket)
+                self._moved.notify_all()
+
+    def _wait(self, ticket: object, poll_seconds: float) -> Iterator[int]:
+        said = None
+        while True:
+            with self._moved:
+                ahead = self._line.index(ticket)
+                if ahead and ahead == said:
+                    self._moved.wait(poll_seconds)
+                    ahead = self._line.index(ticket)
+            if not ahead:
+                return
+            if ahead != said:
+                said = ahead
+                yield ahead
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """The models for a plain (non-generator) function: waits silently for its turn."""
+        with self.turn() as waits:
+            for _ in waits:
+                pass
+            yield
+
+
+MODELS = ModelWorker()  # the one line every model-using event of the app joins
+
+
+def one_at_a_time(fn: Callable) -> Callable:
+    """`fn` (a plain function doing model work) run once it holds MODELS. functools.wraps keeps fn's signature,
+    from which Gradio learns to pass gr.Progress."""
+    @functools.wraps(fn)
+    def in_turn(*args, **kwargs):
+        with MODELS.hold():
+            return fn(*args, **kwargs)
+    return in_turn

@@ -1,0 +1,146 @@
+"""The one model worker (cllm.ui.model_worker): model work one request at a time, first come first served, a
+request that leaves (closed page, error) hands the models on, and a shipped race never waits behind it."""
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+
+import pytest
+
+from cllm.jacobi import JacobiConfig
+from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
+from cllm.race import GALLERY_DIR, load_race
+from cllm.ui import explore_tab, stats_tab
+from cllm.ui.model_worker import MODELS, ModelWorker
+
+WAIT = 30  # seconds a test waits for a thread before failing (never reached when the worker is right)
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.time() + WAIT
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class Holder:
+    """A request that holds the worker's models until told to leave."""
+
+    def __init__(self, worker: ModelWorker):
+        self.holding, self.leave = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(worker,), daemon=True)
+        self.thread.start()
+        assert self.holding.wait(WAIT)
+
+    def _run(self, worker: ModelWorker) -> None:
+        with worker.hold():
+            self.holding.set()
+            self.leave.wait(WAIT)
+
+    def release(self) -> None:
+        self.leave.set()
+        self.thread.join(WAIT)
+
+
+def test_requests_get_the_models_in_the_order_they_came_one_at_a_time():
+    worker, log = ModelWorker(), []
+    holder = Holder(worker)
+
+    def request(k: int) -> None:
+        with worker.hold():
+            log.append(("start", k))
+            time.sleep(0.01)
+            log.append(("end", k))
+
+    threads = []
+    for k in range(5):
+        threads.append(threading.Thread(target=request, args=(k,)))
+        threads[-1].start()
+        wait_until(lambda: worker.waiting() == k + 2, f"request {k} in line")
+    holder.release()
+    for t in threads:
+        t.join(WAIT)
+    assert log == [(word, k) for k in range(5) for word in ("start", "end")]  # in order, never two at once
+    assert worker.waiting() == 0
+
+
+def test_a_waiting_request_is_told_how_many_are_ahead_as_the_line_moves():
+    worker = ModelWorker()
+    first = Holder(worker)
+    second_in, second_go = threading.Event(), threading.Event()
+
+    def second() -> None:
+        with worker.hold():
+            second_in.set()
+            second_go.wait(WAIT)
+
+    threading.Thread(target=second, daemon=True).start()
+    wait_until(lambda: worker.waiting() == 2, "the second request in line")
+    with worker.turn(poll_seconds=0.01) as waits:
+        assert next(waits) == 2
+        first.release()
+        assert second_in.wait(WAIT) and next(waits) == 1
+        second_go.set()
+        assert list(waits) == []  # its turn: the iterator ends
+        assert worker.waiting() == 1  # this request alone, at work
+    assert worker.waiting() == 0
+
+
+def test_a_request_closed_while_waiting_leaves_the_line():
+    worker = ModelWorker()
+    holder = Holder(worker)
+
+    def request():  # as run_race: Gradio closes the generator when its visitor leaves
+        with worker.turn() as waits:
+            yield from waits
+            yield "at work"
+
+    leaving, staying = request(), request()
+    assert next(leaving) == 1 and next(staying) == 2
+    leaving.close()
+    assert worker.waiting() == 2
+    holder.release()
+    assert next(staying) == "at work"  # moved up past the one that left, then got the models
+    staying.close()
+    assert worker.waiting() == 0
+
+
+def test_work_that_raises_hands_the_models_on():
+    worker = ModelWorker()
+    with pytest.raises(RuntimeError, match="boom"):
+        with worker.hold():
+            raise RuntimeError("boom")
+    assert worker.waiting() == 0
+    with worker.hold():  # not left locked
+        assert worker.waiting() == 1
+
+
+def test_stats_handlers_keep_their_signature_for_gradio():
+    for handler in (stats_tab.run_dataset, stats_tab.run_sweep):
+        assert "progress" in inspect.signature(handler).parameters  # Gradio passes gr.Progress by it
+
+
+def no_progress(*args, **kwargs):
+    return None
+
+
+def test_a_shipped_race_is_served_while_a_live_race_holds_the_models():
+    prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
+    defaults = JacobiConfig()
+    ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)
+    holder = Holder(MODELS)
+    try:
+        served = []
+        thread = threading.Thread(target=lambda: served.extend(
+            explore_tab.run_race(*ask, 0, defaults.init, progress=no_progress)), daemon=True)
+        thread.start()
+        thread.join(WAIT)
+        assert not thread.is_alive() and "shipped gallery" in served[0][1]
+        live = explore_tab.run_race(*ask, 1, defaults.init, progress=no_progress)  # seed 1: never recorded
+        player, note, download, state = next(live)
+        assert "Waiting for the models" in note and "1 request is ahead" in note
+    finally:
+        holder.release()
+    rest = list(live)
+    assert "shipped gallery" not in rest[-1][1] and rest[-1][-1].base.tokens == served[0][-1].base.tokens
