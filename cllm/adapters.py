@@ -37,6 +37,24 @@ def with_lora(model, rank: int, alpha: float):
     return get_peft_model(model, config)
 
 
+def continue_lora(model, folder: str | Path, rank: int, alpha: float, base: str):
+    """`model` with the adapter in `folder` loaded trainable, so training goes on from its weights (a half-
+    precision shipped adapter comes back float32: peft upcasts it). Its rank and alpha must be the ones asked
+    for and its base `base`: the adapter is a delta to exactly those weights."""
+    from peft import PeftModel
+
+    config = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")) if is_adapter_folder(folder) \
+        else None
+    if config is None:
+        raise ValueError(f"--init-adapter {folder}: no {ADAPTER_CONFIG} there (a folder pack-adapter or train wrote)")
+    if (config.get("r"), float(config.get("lora_alpha", 0))) != (rank, float(alpha)):
+        raise ValueError(f"--init-adapter {folder} has rank {config.get('r')} and alpha {config.get('lora_alpha')}: "
+                         f"give --lora-rank {config.get('r')} --lora-alpha {config.get('lora_alpha')}")
+    if adapter_base(folder) != base:
+        raise ValueError(f"--init-adapter {folder} was trained on {adapter_base(folder)}, not --model {base}")
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+
+
 def name_base(peft_model, base: str) -> None:
     """Record the base as the user named it (a registry name resolves on any machine; the cache path
     it was loaded from would not)."""

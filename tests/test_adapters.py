@@ -136,3 +136,43 @@ def test_packing_refuses_weights_that_overflow_half_precision(tmp_path):
         pack_adapter(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert pack_adapter(src, tmp_path / "out32", "float32").parameters == 4
+
+
+def test_training_goes_on_from_a_shipped_adapter(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
+    """A fresh machine keeps no checkpoints: --init-adapter continues the adapter git holds, in float32."""
+    from cllm.adapters import continue_lora
+    from cllm.training.pack import pack_adapter
+    from safetensors.torch import load_file
+
+    lora = {"lora_rank": 4, "lora_alpha": 8}
+    trained, packed, more = tmp_path / "lora-cllm", tmp_path / "shipped", tmp_path / "more"
+    train_cllm(str(tiny_model_dir), data_dir, trained, TrainConfig(**QUICK, max_steps=2, **lora), JobHooks(progress=False))
+    pack_adapter(trained, packed)
+    model = continue_lora(load_model(str(tiny_model_dir), "cpu").model.float(), packed, 4, 8, str(tiny_model_dir))
+    adapter = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    assert adapter and all(p.requires_grad and p.dtype == torch.float32 for p in adapter.values())
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+    ids = [5, 17, 42, 9]
+    assert torch.allclose(logits(model, ids), logits(load_model(str(packed), "cpu").model, ids), atol=1e-5)  # starts there
+    info = train_cllm(str(tiny_model_dir), data_dir, more, TrainConfig(**QUICK, max_steps=2, init_adapter=str(packed),
+                                                                       **lora), JobHooks(progress=False))
+    assert info.steps == 2 and adapter_base(more) == str(tiny_model_dir)
+    before, after = load_file(packed / "adapter_model.safetensors"), load_file(more / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k].float(), after[k]) for k in before)
+
+
+def test_a_wrong_initial_adapter_is_one_clear_error(tiny_model_dir, data_dir, tmp_path):  # noqa: F811
+    from cllm.adapters import continue_lora
+
+    trained = tmp_path / "lora-cllm"
+    train_cllm(str(tiny_model_dir), data_dir, trained, TrainConfig(**QUICK, max_steps=1, lora_rank=4, lora_alpha=8),
+               JobHooks(progress=False))
+    model = load_model(str(tiny_model_dir), "cpu").model
+    with pytest.raises(ValueError, match="give --lora-rank 4 --lora-alpha 8"):
+        continue_lora(model, trained, 16, 32, str(tiny_model_dir))
+    with pytest.raises(ValueError, match="was trained on .*, not --model other"):
+        continue_lora(model, trained, 4, 8, "other")
+    with pytest.raises(ValueError, match="no adapter_config.json there"):
+        continue_lora(model, tiny_model_dir, 4, 8, str(tiny_model_dir))
+    with pytest.raises(ValueError, match="give --lora-rank"):
+        TrainConfig(init_adapter=str(trained))

@@ -64,6 +64,8 @@ class TrainConfig:
     # a LoRA adapter is how a CLLM of a 135 M base ships in a few MB (cllm.adapters)
     lora_rank: int = 0  # 0: train every weight; r > 0: train and save a rank-r LoRA adapter (merged at load)
     lora_alpha: float = 32.0  # LoRA scale numerator (update = alpha / r * B A)
+    # a later session goes on from what shipped (a fresh machine keeps no checkpoints; git keeps the adapter)
+    init_adapter: str | None = None  # continue this LoRA adapter folder (its rank and alpha; its base is --model)
     # without one a temporary folder, nothing kept (a CPU run of hours wants one)
     work_dir: str | None = None  # keep Trainer checkpoints here; the same command again resumes from the newest
     save_every: int = 50  # optimizer steps between checkpoints (with --work-dir)
@@ -99,6 +101,8 @@ def check_train_config(c: TrainConfig) -> None:
                          "AR labels could not train anything")
     if c.lora_rank < 0 or c.lora_alpha <= 0 or c.save_every < 1:
         raise ValueError("lora-rank must be non-negative, lora-alpha positive, save-every at least 1")
+    if c.init_adapter is not None and not c.lora_rank:
+        raise ValueError("--init-adapter continues a LoRA adapter: give --lora-rank (the adapter's rank)")
     if c.work_dir is not None and c.rounds > 1:
         raise ValueError("--work-dir (resumable checkpoints) trains one round per launch; give --rounds 1")
     for name in ("batch_size", "states_per_block", "grad_accum", "eval_prompts", "eval_max_new_tokens", "rounds"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainingArguments
 
-from cllm.adapters import with_lora
+from cllm.adapters import continue_lora, with_lora
 from cllm.training.checkpoint import check_disk_for
 from cllm.training.dataset import load_entries
 from cllm.files import read_capped_text
@@ -80,7 +80,9 @@ def fit_cllm(model_name: str, data_dir: str | Path, config: TrainConfig, hooks: 
     if save_to is not None:
         check_disk_for(model, save_to)
     if config.lora_rank and not hasattr(model, "peft_config"):  # a later round trains the same adapter on
-        model = loaded.model = with_lora(model, config.lora_rank, config.lora_alpha)
+        model = loaded.model = continue_lora(model, config.init_adapter, config.lora_rank, config.lora_alpha,
+                                             model_name) if config.init_adapter else \
+            with_lora(model, config.lora_rank, config.lora_alpha)
     text_ids = read_ar_text(config.ar_text, loaded.tokenizer) if config.ar_text else None
     jconfig = JacobiConfig(n=meta["n"], max_new_tokens=config.eval_max_new_tokens, seed=config.seed)
     tpf_ids, ppl_ids = _eval_sets(loaded, config.eval_file or HELDOUT_PROMPTS, config)

@@ -125,3 +125,24 @@ def test_train_dtype_is_a_checked_flag():
     assert train("--model", "smollm2-135m", "--data", "D", "--out", "O", "--dtype", "float32").dtype == "float32"
     with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16; got 'fp8'"):
         TrainConfig(dtype="fp8")
+
+
+def script_command(name: str) -> list[str]:
+    """The `python -m cllm ...` arguments of a recipe script, its ${VAR:-default}s at their defaults."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "assets/runs/smollm2" / name).read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
+    command = re.search(r"python -m cllm (.*?)(?<!\\)\n", code, re.S).group(1).replace("\\\n", " ")
+    return shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command))
+
+
+def test_the_recipe_scripts_parse_and_trial_d_continues_trial_c():
+    c, d = (script_command(f"train{t}.sh") for t in "CD")
+    assert c[0] == d[0] == "train"
+    trial_c, trial_d = (train_config_of(build_parser().parse_args(argv)) for argv in (c, d))
+    assert trial_d.init_adapter == "assets/models/smollm2-135m-cllm" and trial_c.init_adapter is None
+    assert dataclasses.replace(trial_d, init_adapter=None, work_dir=trial_c.work_dir) == trial_c  # else the same
+    assert build_parser().parse_args(script_command("collect.sh"))  # the collection the two train on
