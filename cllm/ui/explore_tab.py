@@ -125,7 +125,7 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
 
 def waiting_note(ahead: int) -> str:
     requests = "request is" if ahead == 1 else "requests are"
-    return (f"⏳ **Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). "
+    return (f"**Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). "
             "The examples above were recorded and play at once.")
 
 
