@@ -144,3 +144,40 @@ def test_a_shipped_race_is_served_while_a_live_race_holds_the_models():
         holder.release()
     rest = list(live)
     assert "shipped gallery" not in rest[-1][1] and rest[-1][-1].base.tokens == served[0][-1].base.tokens
+
+
+def test_a_full_line_refuses_a_request_instead_of_queueing_it():
+    from cllm.ui.model_worker import LineFull
+    worker = ModelWorker()
+    holder = Holder(worker)
+    with worker.turn(max_line=2) as waits:
+        assert next(waits) == 1
+        with pytest.raises(LineFull, match="2 requests are waiting"):
+            with worker.turn(max_line=2):
+                pass
+        assert worker.waiting() == 2  # the refused one never joined
+        holder.release()
+        assert list(waits) == []
+
+
+def test_a_live_run_over_the_line_limit_is_one_clear_message(monkeypatch):
+    import gradio as gr
+    monkeypatch.setattr(explore_tab, "MAX_LINE", 1)
+    holder = Holder(MODELS)
+    try:
+        with pytest.raises(gr.Error, match="waiting for the models already.*click an example"):
+            list(explore_tab.run_race("def f(x):", DEFAULT_BASE, DEFAULT_CLLM, 4, 8, 7, "prompt", progress=no_progress))
+    finally:
+        holder.release()
+
+
+def test_a_visitor_who_left_while_waiting_costs_no_model_work(monkeypatch):
+    started = []
+    monkeypatch.setattr(explore_tab, "live_race", lambda *args: started.append(args) or iter(()))
+    holder = Holder(MODELS)
+    request = explore_tab.run_race("def f(x):", DEFAULT_BASE, DEFAULT_CLLM, 4, 8, 7, "prompt", progress=no_progress)
+    assert "1 request is ahead" in next(request)[1]
+    holder.release()
+    assert "Your turn" in next(request)[1] and started == []  # Gradio closes a gone visitor's generator here
+    request.close()
+    assert started == [] and MODELS.waiting() == 0

@@ -20,7 +20,7 @@ from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL
                             on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
                             user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
-from cllm.ui.model_worker import MODELS
+from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
@@ -117,10 +117,18 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
             race_file(shipped), shipped
         return
-    with MODELS.turn() as waits:
-        for ahead in waits:
-            yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
-        yield from live_race(prompt, names, configs, chat, progress)
+    try:
+        with MODELS.turn(max_line=MAX_LINE) as waits:
+            waited = False
+            for ahead in waits:
+                waited = True
+                yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
+            if waited:  # a visitor who left while waiting is noticed at this yield, before any model work
+                yield gr.skip(), "Your turn: loading the models…", gr.skip(), gr.skip()
+            yield from live_race(prompt, names, configs, chat, progress)
+    except LineFull as e:  # raised on joining, before anything was yielded
+        raise gr.Error(f"{e}: try again in a few minutes, or click an example (recorded: it plays at once)",
+                       print_exception=False) from None
 
 
 def waiting_note(ahead: int) -> str:
@@ -183,8 +191,9 @@ def refresh_pairs(value: str):
 def warm_up() -> None:
     """Load the default pair ahead of the first click (called in a background thread at launch)."""
     try:
-        for name in app_pair():  # a tiny decode too: first calls pay one-off setup costs
-            decode_prompt(cached_model(name), "def", JacobiConfig(n=4, max_new_tokens=8), check_ar=True)
+        with MODELS.hold():  # in line like any model work: a first Run waits for it instead of loading twice
+            for name in app_pair():  # a tiny decode too: first calls pay one-off setup costs
+                decode_prompt(cached_model(name), "def", JacobiConfig(n=4, max_new_tokens=8), check_ar=True)
     except ModelLoadError:
         pass  # the bundled pair is not installed: Run says so when someone asks for it
 

@@ -15,6 +15,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 POLL_SECONDS = 1.0  # how often a waiting request re-reads its place (it is also woken when the line moves)
+# Each request in line holds one of Gradio's worker threads (40 for the whole app, shipped races included),
+# so the line is bounded well below that; 16 races of the real pair are ~9 minutes of a 2-core CPU.
+MAX_LINE = 16
+
+
+class LineFull(RuntimeError):
+    """The line is as long as it may get: the request is refused rather than queued."""
 
 
 class ModelWorker:
@@ -31,11 +38,14 @@ class ModelWorker:
             return len(self._line)
 
     @contextmanager
-    def turn(self, poll_seconds: float = POLL_SECONDS) -> Iterator[Iterator[int]]:
-        """Joins the line; the body must exhaust the iterator it gets (each item: requests ahead, yielded when
-        that number changes) before any model work, and holds the models until it leaves the block."""
+    def turn(self, poll_seconds: float = POLL_SECONDS, max_line: int | None = None) -> Iterator[Iterator[int]]:
+        """Joins the line (LineFull when `max_line` requests are in it already); the body must exhaust the
+        iterator it gets (each item: requests ahead, yielded when that number changes) before any model
+        work, and holds the models until it leaves the block."""
         ticket = object()
         with self._moved:
+            if max_line is not None and len(self._line) >= max_line:
+                raise LineFull(f"{len(self._line)} requests are waiting for the models already")
             self._line.append(ticket)
         try:
             yield self._wait(ticket, poll_seconds)
