@@ -109,3 +109,15 @@ def test_append_line_adds_whole_lines_and_closes_one_a_killed_writer_left_open(t
     path.write_text(path.read_text() + '{"a": 3, "cut sh')  # a run killed mid-line
     append_line(path, '{"a": 4}')
     assert path.read_text().splitlines()[-2:] == ['{"a": 3, "cut sh', '{"a": 4}']
+
+
+def test_the_shipped_humaneval_records_are_whole_and_exact():
+    """assets/results holds the per-problem records behind the README's HumanEval table (problems 110-164)."""
+    from pathlib import Path
+    records = read_results(Path(__file__).resolve().parents[1] / "assets/results/smollm2-humaneval-110-164.jsonl")
+    wanted = [p["task_id"] for p in load_problems(start=109)]
+    for model in ("smollm2-135m", "smollm2-135m-cllm"):
+        mine = [r for r in records if r.model == model]
+        assert [r.task_id for r in mine] == wanted
+        assert all(r.settings == HumanEvalConfig().settings() and r.equals_greedy and r.hf_equal for r in mine)
+    assert len(records) == 2 * len(wanted)

@@ -3,7 +3,7 @@ Prints requests served, errors (must be 0), median / p95 / max latency and the s
 
     OMP_NUM_THREADS=1 python tests/test_load.py --seconds 300                      # the bundled pair
     OMP_NUM_THREADS=1 python tests/test_load.py --base runs/x --cllm runs/y --seconds 60
-    OMP_NUM_THREADS=1 python tests/test_load.py --base smollm2-135m --cllm smollm2-135m-cllm --shipped 6
+    OMP_NUM_THREADS=1 python tests/test_load.py --base smollm2-135m --cllm smollm2-135m-cllm --shipped 6 --think 15
 
 Latency is what a visitor waits: model work runs one request at a time (cllm.ui.model_worker), so with 8
 visitors on live prompts most of it is the line. `--shipped K` makes K of the visitors press Run on the pair's
@@ -96,8 +96,10 @@ def live_asks(args, prompts: list[str]) -> Callable[[int], tuple]:
                       "prompt", False)
 
 
-def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, results: list, errors: list) -> None:
-    """One visitor: its own session, /run in a loop until the deadline; each answer must be a whole race."""
+def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, results: list, errors: list,
+            think: float = 0.0) -> None:
+    """One visitor: its own session, /run in a loop until the deadline, `think` seconds between an answer and
+    the next request (watching the race); each answer must be a whole race."""
     from gradio_client import Client
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 900})
     i = 0
@@ -113,6 +115,7 @@ def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, r
         except Exception as e:  # counted and reported; the run goes on
             errors.append(f"{type(e).__name__}: {str(e)[:200]}")
         i += 1
+        time.sleep(max(0.0, min(think, deadline - time.time())))
 
 
 def run_load(args, prompts: list[str] | None = None) -> dict:
@@ -132,7 +135,7 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
             results, errors = [], []
             t0 = time.time()
             deadline = t0 + min(args.seconds, MAX_SECONDS)
-            threads = [threading.Thread(target=visitor, args=(url, ask, kind, deadline, results, errors))
+            threads = [threading.Thread(target=visitor, args=(url, ask, kind, deadline, results, errors, args.think))
                        for ask, kind in visitor_plans(args, prompts or held_out_prompts())]
             for t in threads:
                 t.start()
@@ -147,8 +150,8 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
             server.terminate()
             server.wait(timeout=60)
     return {
-        "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "shipped_visitors": args.shipped, "n": args.n,
-        "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1),
+        "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "shipped_visitors": args.shipped,
+        "think_s": args.think, "n": args.n, "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1),
         "errors": len(errors), "error_samples": errors[:5], "server_alive": alive,
         **latency_figures("", [s for _, s in results]),
         **latency_figures("shipped_", [s for kind, s in results if kind == "shipped"]),
@@ -185,6 +188,8 @@ def parse_args(argv=None):
     p.add_argument("--cllm", default="tiny-python-cllm")
     p.add_argument("--visitors", type=int, default=8)
     p.add_argument("--shipped", type=int, default=0, help="how many of the visitors run the pair's shipped races")
+    p.add_argument("--think", type=float, default=0.0, help="seconds a visitor waits between an answer and the "
+                   "next request (0: back at once, the worst case)")
     p.add_argument("--seconds", type=float, default=MAX_SECONDS, help=f"load duration (at most {MAX_SECONDS})")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -193,7 +198,7 @@ def parse_args(argv=None):
 
 def summary_lines(r: dict) -> list[str]:
     return [f"{r['visitors']} visitors for {r['seconds']} s, {r['base']} vs {r['cllm']}, n = {r['n']}, "
-            f"{r['max_new_tokens']} new tokens",
+            f"{r['max_new_tokens']} new tokens, {r['think_s']} s between a visitor's requests",
             f"requests served: {r['requests']}, errors: {r['errors']}, server alive: {r['server_alive']}",
             f"latency: median {r['median_s']} s, p95 {r['p95_s']} s, max {r['max_s']} s",
             f"{r['shipped_visitors']} visitors on shipped races: {r['shipped_requests']} answered, median "
