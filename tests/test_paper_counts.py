@@ -129,7 +129,7 @@ def test_recorded_runs_count_as_the_authors_code(path):
 def test_recorded_runs_are_not_trivial():
     """The comparison above would pass vacuously on AR-like runs: the recorded CLLM runs do fast-forward."""
     rates = [stats.ff_rate(load_race(p).cllm) for p in RECORDED]
-    assert len(rates) == 11 and max(rates) > 1.5  # the tiny pair: 6 Jacobi races, 3 of recycle; the real pair: 2
+    assert len(rates) == 13 and max(rates) > 1.5  # the tiny pair: 6 Jacobi races, 3 of recycle; the real pair: 4
 
 
 def test_hand_made_runs_with_eos_count_as_the_authors_code():

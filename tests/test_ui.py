@@ -138,11 +138,13 @@ def test_the_examples_lead_with_the_real_pairs_recorded_races_when_that_pair_is_
 
     monkeypatch.setattr(explore_tab, "app_pair", lambda: (models.REAL_BASE, models.REAL_CLLM))
     rows = explore_tab.example_rows()
-    races = [load_race(f"saved_trajectories/{name}.json") for name in common.REAL_RACES]
-    assert rows[:2] == [[r.prompt, r.base.meta.chat] for r in races] and rows[0][1] is True  # the English one: chat
-    assert rows[2:] == [[p, False] for p in explore_tab.example_prompts()]
+    races = [load_race(f"saved_trajectories/{name}.json") for name in common.REAL_EXAMPLES]
+    k = len(races)
+    assert k == 4 and rows[:k] == [[r.prompt, r.base.meta.chat] for r in races] and rows[0][1] is True  # English: chat
+    assert rows[k:] == [[p, False] for p in explore_tab.example_prompts()]
+    assert all(r.base.matches_ar and r.cllm.matches_ar for r in races)  # what a live run would write
     monkeypatch.setattr(explore_tab, "app_pair", lambda: (models.DEFAULT_BASE, models.DEFAULT_CLLM))
-    assert explore_tab.example_rows() == rows[2:]
+    assert explore_tab.example_rows() == rows[k:]
     assert explore_tab.example_label(*rows[0]).endswith("(chat)")
     assert explore_tab.example_label(*rows[1]).startswith("def has_close_elements(")  # not its import line
 

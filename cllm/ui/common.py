@@ -28,6 +28,7 @@ MAX_MODEL_NAME_CHARS = 500
 CHECK_WORDS = {None: "comparing with greedy…", True: "same text as greedy ✓", False: "differs from greedy ✗"}
 TRAINED_PREFIX = "trained:"  # pair-picker values of models saved from the Train tab: "trained:<name>"
 REAL_RACES = ("real-chat-01", "real-code-01")  # the real SmolLM2 pair's shipped races (python -m cllm record)
+REAL_EXAMPLES = REAL_RACES + ("real-ask-01", "real-ask-02")  # Explore's first examples with the real pair on
 
 
 @contextmanager

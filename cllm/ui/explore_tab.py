@@ -16,7 +16,7 @@ from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.shipped import Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_RACES, decoder_config, load_models,
+from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config, load_models,
                             on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
                             user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
@@ -74,7 +74,7 @@ def example_rows(limit: int = 8) -> list[list]:
     play at once from the gallery, no model work), then the held-out prompts."""
     recorded = []
     if app_pair()[1] == REAL_CLLM:
-        for name in REAL_RACES:
+        for name in REAL_EXAMPLES:
             try:
                 race = load_from_gallery(GALLERY_DIR, name)
             except (RaceError, OSError):
