@@ -117,6 +117,11 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
             race_file(shipped), shipped
         return
+    yield from queued_race(prompt, names, configs, chat, progress)
+
+
+def queued_race(prompt: str, names: list[str], configs: list, chat: bool, progress):
+    """live_race once this request's turn for the models came, with a note per move of the line before it."""
     try:
         with MODELS.turn(max_line=MAX_LINE) as waits:
             waited = False
