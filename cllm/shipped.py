@@ -9,6 +9,8 @@ tests/test_shipped.py decodes every listed race again with the bundled models an
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from cllm.trajectory import RunMeta
 
 MANIFEST = "shipped.sha256"
 MAX_MANIFEST_BYTES = 1 << 20  # one line per shipped race
+RECENT_RACES = 64  # live races a server keeps to play again (a 64-token race of the real pair: ~0.2 MB)
 # What fixes a run's output: the same values give the same tokens (device and dtype aside: a float32 CPU
 # record stands for any float32 run, which is exact; timings are the recording's and said so).
 REQUEST_FIELDS = ("model", "n", "max_new_tokens", "seed", "init", "chat", "decoder", "options")
@@ -103,10 +106,43 @@ def _index(folder: str, listed: tuple, stamps: tuple) -> dict[tuple, Race]:
         except (OSError, RaceError):
             continue
         if race.base.ar_tokens is not None and race.cllm.ar_tokens is not None:  # checked when recorded
-            races[(race.prompt, Request.of(race.base.meta), Request.of(race.cllm.meta))] = race
+            races[request_key(race)] = race
     return races
 
 
 def find_shipped(folder: Path, prompt: str, left: Request, right: Request) -> Race | None:
     """The shipped race of exactly this request, or None."""
     return shipped_races(folder).get((prompt, left, right))
+
+
+def request_key(race: Race) -> tuple:
+    """What a race answers: (prompt, left Request, right Request), as find_shipped and RecentRaces look it up."""
+    return race.prompt, Request.of(race.base.meta), Request.of(race.cllm.meta)
+
+
+class RecentRaces:
+    """The last races this server decoded live, by request, so the same request again (a popular example, a
+    second visitor) plays at once: the process keeps one model per name (cllm.models.cached_model) and
+    decoding is deterministic, so the tokens would be the same. Only races checked against greedy decoding are
+    kept; the least recently asked one goes first."""
+
+    def __init__(self, size: int = RECENT_RACES):
+        self.size = size
+        self._races: OrderedDict[tuple, Race] = OrderedDict()
+        self._lock = threading.Lock()  # Gradio runs requests in threads
+
+    def get(self, prompt: str, left: Request, right: Request) -> Race | None:
+        with self._lock:
+            race = self._races.get((prompt, left, right))
+            if race is not None:
+                self._races.move_to_end((prompt, left, right))
+            return race
+
+    def put(self, race: Race) -> None:
+        if race.base.ar_tokens is None or race.cllm.ar_tokens is None:
+            raise ValueError("only races checked against greedy decoding are kept")
+        with self._lock:
+            self._races[request_key(race)] = race
+            self._races.move_to_end(request_key(race))
+            while len(self._races) > self.size:
+                self._races.popitem(last=False)

@@ -117,3 +117,14 @@ def train_slot(server_slot):
     yield slot
     slot.reset()
     slot.orphan_seconds, slot.hold_seconds = timeouts
+
+
+@pytest.fixture(autouse=True)
+def fresh_recent_races(monkeypatch):
+    """Each test's Run decodes live unless the test itself repeats a request: Explore's memory of the races
+    this server decoded (explore_tab.RECENT) starts empty. Only where Explore is loaded already."""
+    import sys
+    explore_tab = sys.modules.get("cllm.ui.explore_tab")
+    if explore_tab is not None:
+        from cllm.shipped import RecentRaces
+        monkeypatch.setattr(explore_tab, "RECENT", RecentRaces())

@@ -90,10 +90,11 @@ def shipped_asks(base: str, cllm: str) -> list[tuple]:
     return asks
 
 
-def live_asks(args, prompts: list[str]) -> Callable[[int], tuple]:
-    """/run's arguments of a visitor's i-th live request: a held-out prompt, a seed never recorded."""
-    return lambda i: (prompts[i % len(prompts)], args.base, args.cllm, args.n, args.max_new_tokens, 1000 + i,
-                      "prompt", False)
+def live_asks(args, prompts: list[str]) -> Callable[[int, int], tuple]:
+    """/run's arguments of visitor k's i-th live request: a held-out prompt and a seed no other request uses
+    (never recorded, never decoded before on this server), so each one is decoded."""
+    return lambda k, i: (prompts[(k + i) % len(prompts)], args.base, args.cllm, args.n, args.max_new_tokens,
+                         1000 + 1000 * k + i, "prompt", False)
 
 
 def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, results: list, errors: list,
@@ -109,7 +110,7 @@ def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, r
             html, status, path = client.predict(*ask(i), api_name="/run")
             if html.count('class="cr-panel"') != 2 or not path or not Path(path).is_file():
                 raise AssertionError(f"incomplete answer: {status[:200]!r}")
-            if (kind == "shipped") != ("shipped gallery" in status):
+            if (kind == "shipped") != ("shipped gallery" in status) or "Decoded earlier" in status:
                 raise AssertionError(f"a {kind} request answered otherwise: {status[:200]!r}")
             results.append((kind, time.perf_counter() - t0))
         except Exception as e:  # counted and reported; the run goes on
@@ -129,7 +130,7 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
         try:
             rss_start = rss_mib(server.pid)
             warm = Client(url, verbose=False, httpx_kwargs={"timeout": 900})  # loads both models, not measured
-            warm.predict(*live_asks(args, ["def f(x):"])(0), api_name="/run")  # every argument given: the
+            warm.predict(*live_asks(args, ["def f(x):"])(-1, 0), api_name="/run")  # every argument given: the
             # form's defaults (chat on when the app opens on the real pair) must not decide what is asked
             rss_before = rss_mib(server.pid)
             results, errors = [], []
@@ -170,7 +171,7 @@ def visitor_plans(args, prompts: list[str]) -> list[tuple[Callable[[int], tuple]
         raise SystemExit(f"no shipped race of {args.base} vs {args.cllm} in saved_trajectories/")
     plans = [((lambda i, k=k: shipped[(k + i) % len(shipped)]), "shipped") for k in range(args.shipped)]
     live = live_asks(args, prompts)
-    return plans + [((lambda i, k=k: live(k + i)), "live") for k in range(args.visitors - args.shipped)]
+    return plans + [((lambda i, k=k: live(k, i)), "live") for k in range(args.visitors - args.shipped)]
 
 
 def latency_figures(prefix: str, seconds: list[float]) -> dict:

@@ -181,3 +181,14 @@ def test_a_visitor_who_left_while_waiting_costs_no_model_work(monkeypatch):
     assert "Your turn" in next(request)[1] and started == []  # Gradio closes a gone visitor's generator here
     request.close()
     assert started == [] and MODELS.waiting() == 0
+
+
+def test_a_request_decoded_before_plays_again_at_once_and_any_other_decodes():
+    ask = ("def f(x):", DEFAULT_BASE, DEFAULT_CLLM, 4, 12)
+    first = list(explore_tab.run_race(*ask, 7, "prompt", progress=no_progress))
+    assert len(first) == 3 and "Decoded earlier" not in first[-1][1]
+    again = list(explore_tab.run_race(*ask, 7, "prompt", progress=no_progress))
+    assert len(again) == 1 and "Decoded earlier on this server" in again[0][1]
+    assert again[0][-1] is first[-1][-1] and "identical to greedy" in again[0][0]
+    other = list(explore_tab.run_race(*ask, 8, "prompt", progress=no_progress))  # another seed: decoded
+    assert len(other) == 3 and other[-1][-1].base.tokens == first[-1][-1].base.tokens

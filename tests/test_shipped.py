@@ -96,3 +96,19 @@ def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else():
     live = list(explore_tab.run_race(*ask, 1, defaults.init, progress=lambda *a, **k: None))
     assert len(live) == 3 and "shipped gallery" not in live[-1][1]  # seed 1 was never recorded: decoded
     assert live[-1][-1].base.tokens == race.base.tokens  # the seed changes the guesses, never the text
+
+
+def test_recent_races_keep_the_last_checked_ones_by_request():
+    from cllm.shipped import RecentRaces, request_key
+    races = [load_race(GALLERY_DIR / f"heldout-0{i}.json") for i in range(1, 4)]
+    recent = RecentRaces(size=2)
+    for race in races:
+        recent.put(race)
+    assert recent.get(*request_key(races[0])) is None  # the least recently asked went first
+    assert recent.get(*request_key(races[1])) is races[1]
+    recent.put(races[0])  # races[1] was just asked for: races[2] goes
+    assert recent.get(*request_key(races[2])) is None and recent.get(*request_key(races[1])) is races[1]
+    unchecked = load_race(GALLERY_DIR / "heldout-04.json")
+    unchecked.cllm.ar_tokens = None
+    with pytest.raises(ValueError, match="checked against greedy"):
+        recent.put(unchecked)

@@ -14,7 +14,7 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, 
                          pick_device, resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
-from cllm.shipped import Request, find_shipped
+from cllm.shipped import RecentRaces, Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config, load_models,
                             on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
@@ -27,6 +27,9 @@ CUSTOM_PAIR = "custom"
 SHIPPED_NOTE = ("▶ **From the shipped gallery**: this prompt and these settings were recorded with these models, so "
                 "the race plays at once (the same tokens a live run writes; its timings are the recording's). "
                 "Change the prompt, seed or n to decode live.")
+RECENT_NOTE = ("▶ **Decoded earlier on this server** for exactly this request, so it plays at once (the same "
+               "tokens; its timings are that run's). Change the prompt, seed or n to decode anew.")
+RECENT = RecentRaces()  # this server's last live races, by request (cllm.shipped)
 DECODER_INFO = ("; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
                 + ". All write exactly the greedy text.")  # one home: each decoder's summary
 CHAT_LABEL = ("Chat: send the prompt as a user turn of the model's chat template (instruct models such as "
@@ -103,8 +106,9 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
     """Yields (player, status, download, state) up to three times, so the replay starts early:
     1. the first block of both runs (a quick preview; the player waits at its end if it gets there),
     2. both whole trajectories, 3. the same after each run was checked against greedy AR decoding.
-    A shipped race of exactly this request (cllm.shipped) is yielded at once, with no model work; a live one
-    waits for the models (model_worker.MODELS), saying how many requests are ahead while it waits.
+    A shipped race of exactly this request (cllm.shipped), or one this server decoded for it before (RECENT),
+    is yielded at once, with no model work; a live one waits for the models (model_worker.MODELS), saying how
+    many requests are ahead while it waits.
     `mode` (common.MODES) races the pair, or one of its models with two decoders; decoder_a runs on the
     left, decoder_b on the right (cllm.decoders)."""
     with user_errors():
@@ -112,11 +116,12 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         check_prompt(prompt)
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
         names = race_models(mode, base, cllm)
-        shipped = find_shipped(GALLERY_DIR, prompt, *(Request.asked(m, c, chat) for m, c in zip(names, configs)))
-    if shipped is not None:
-        yield race_html(shipped, uuid.uuid4().hex[:12]), f"{SHIPPED_NOTE}  \n{race_summary(shipped)}", \
-            race_file(shipped), shipped
-        return
+        asked = [Request.asked(m, c, chat) for m, c in zip(names, configs)]
+    served = ((SHIPPED_NOTE, find_shipped(GALLERY_DIR, prompt, *asked)), (RECENT_NOTE, RECENT.get(prompt, *asked)))
+    for note, done in served:
+        if done is not None:  # no model work: a race of exactly this request
+            yield race_html(done, uuid.uuid4().hex[:12]), f"{note}  \n{race_summary(done)}", race_file(done), done
+            return
     yield from queued_race(prompt, names, configs, chat, progress)
 
 
@@ -156,6 +161,7 @@ def live_race(prompt: str, names: list[str], configs: list, chat: bool, progress
     with user_errors():
         check_against_ar(models[0], race.base)
         check_against_ar(models[1], race.cllm, checked=race.base)  # one model raced twice: one greedy decode
+    RECENT.put(race)
     yield race_html(race, run_id), race_summary(race), race_file(race), race
 
 
