@@ -192,3 +192,16 @@ def test_a_request_decoded_before_plays_again_at_once_and_any_other_decodes():
     assert again[0][-1] is first[-1][-1] and "identical to greedy" in again[0][0]
     other = list(explore_tab.run_race(*ask, 8, "prompt", progress=no_progress))  # another seed: decoded
     assert len(other) == 3 and other[-1][-1].base.tokens == first[-1][-1].base.tokens
+
+
+def test_a_request_that_waited_behind_the_same_one_plays_its_race():
+    from cllm.ui.common import decoder_config, read_config
+    ask = ("def g(y):", DEFAULT_BASE, DEFAULT_CLLM, 4, 12, 9, "prompt")
+    holder = Holder(MODELS)  # the first visitor's request, at work
+    second = explore_tab.run_race(*ask, progress=no_progress)
+    assert "1 request is ahead" in next(second)[1]
+    config = decoder_config(read_config(4, 12, 9, "prompt"), "jacobi")
+    first = list(explore_tab.live_race(ask[0], [DEFAULT_BASE, DEFAULT_CLLM], [config, config], False, no_progress))
+    holder.release()  # the first visitor's race is done and remembered
+    (answer,) = list(second)
+    assert "Decoded earlier on this server" in answer[1] and answer[-1] is first[-1][-1]

@@ -120,19 +120,28 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
     served = ((SHIPPED_NOTE, find_shipped(GALLERY_DIR, prompt, *asked)), (RECENT_NOTE, RECENT.get(prompt, *asked)))
     for note, done in served:
         if done is not None:  # no model work: a race of exactly this request
-            yield race_html(done, uuid.uuid4().hex[:12]), f"{note}  \n{race_summary(done)}", race_file(done), done
+            yield served_race(note, done)
             return
-    yield from queued_race(prompt, names, configs, chat, progress)
+    yield from queued_race(prompt, names, configs, chat, asked, progress)
 
 
-def queued_race(prompt: str, names: list[str], configs: list, chat: bool, progress):
-    """live_race once this request's turn for the models came, with a note per move of the line before it."""
+def served_race(note: str, race: Race) -> tuple:
+    """run_race's answer with a race that needed no model work, and the note saying where it came from."""
+    return race_html(race, uuid.uuid4().hex[:12]), f"{note}  \n{race_summary(race)}", race_file(race), race
+
+
+def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked: list, progress):
+    """live_race once this request's turn for the models came, with a note per move of the line before it;
+    the race of a same request decoded while this one waited (two visitors on one example) instead."""
     try:
         with MODELS.turn(max_line=MAX_LINE) as waits:
             waited = False
             for ahead in waits:
                 waited = True
                 yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
+            if waited and (done := RECENT.get(prompt, *asked)) is not None:
+                yield served_race(RECENT_NOTE, done)
+                return
             if waited:  # a visitor who left while waiting is noticed at this yield, before any model work
                 yield gr.skip(), "Your turn: loading the models…", gr.skip(), gr.skip()
             yield from live_race(prompt, names, configs, chat, progress)
