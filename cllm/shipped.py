@@ -141,8 +141,9 @@ class RecentRaces:
     def put(self, race: Race) -> None:
         if race.base.ar_tokens is None or race.cllm.ar_tokens is None:
             raise ValueError("only races checked against greedy decoding are kept")
+        key = request_key(race)
         with self._lock:
-            self._races[request_key(race)] = race
-            self._races.move_to_end(request_key(race))
+            self._races[key] = race
+            self._races.move_to_end(key)
             while len(self._races) > self.size:
                 self._races.popitem(last=False)

