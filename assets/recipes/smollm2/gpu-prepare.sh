@@ -83,8 +83,8 @@ plan() {  # plan NAME COMMAND TIMEOUT PATH...: one call's carry list and size
 for i in $(seq 0 $((last - 1))); do
     pre=""
     [ "$i" = 0 ] && pre="PREFLIGHT=1 "
-    plan "call $((i + 1))" "${pre}bash assets/runs/smollm2/gpu-piece.sh" 60 "${pieces[$i]}" .whl/pieces/SHA256SUMS
+    plan "call $((i + 1))" "${pre}bash assets/recipes/smollm2/gpu-piece.sh" 60 "${pieces[$i]}" .whl/pieces/SHA256SUMS
 done
-plan "call $((last + 1)) (main)" "BUDGET_S=540 bash assets/runs/smollm2/gpu.sh" 600 "${pieces[$last]}" \
+plan "call $((last + 1)) (main)" "BUDGET_S=540 bash assets/recipes/smollm2/gpu.sh" 600 "${pieces[$last]}" \
     .whl/pieces/SHA256SUMS .whl/dev
 exit $status
