@@ -64,6 +64,8 @@ def build_parser() -> Parser:
                     "(a line 3+ times), either, none")
     _draft_arg(st)
     st.add_argument("--hide-loops", action="store_true", help="leave collocations inside a loop out of the lists")
+    st.add_argument("--record", metavar="FILE", help="save the run (float32, one decoder) where the Stats tab serves "
+                    "it, e.g. saved_trajectories/datasets/NAME.json, and list it in that folder's shipped.sha256")
 
     rec = sub.add_parser("record", help="record base-vs-CLLM races of a prompt set into the gallery")
     rec.add_argument("--base", default=DEFAULT_BASE)
@@ -203,8 +205,11 @@ def cmd_stats(args) -> None:
     import pandas as pd
 
     from cllm.bench import dataset_rows
+    from cllm.dataset_run import check_recordable, record_dataset_run
     from cllm.evaluate import compare_pair, n_sweep
+    from cllm.prompts import HELDOUT_PROMPTS
     from cllm.report import pair_report
+    from cllm.shipped import Request
     from cllm.trajectory import atomic_write_text
 
     configs, prompts, peer = _configs(args), _read_prompt_args(args), _peer(args)
@@ -213,6 +218,11 @@ def cmd_stats(args) -> None:
         check_output_path(args.csv, "--csv file")
     if args.top < 1:
         raise ValueError("--top must be at least 1")
+    if args.record is not None:  # what the Stats tab can ask for, checked before any decoding
+        if len(configs) > 1:
+            raise ValueError("--record keeps one decoder's run")
+        dtype = pick_dtype(args.dtype, pick_device(args.device))
+        check_recordable(args.record, Request.asked(args.base, configs[0], args.chat), dtype, peer.draft, len(prompts))
     models = {"base": load_model(args.base, args.device, dtype=args.dtype).as_chat(args.chat),
               "cllm": load_model(args.cllm, args.device, dtype=args.dtype).as_chat(args.chat)}
     frames = []
@@ -221,7 +231,11 @@ def cmd_stats(args) -> None:
         frames.append(frame.assign(decoder=decoder_name(config)))
         if len(configs) > 1:
             print(f"=== decoder: {decoder_name(config)} ===")
-        print(pair_report(trajs, frame, dataset_rows(models, trajs, peer), args.exclude, args.top, args.hide_loops))
+        bench = dataset_rows(models, trajs, peer)
+        print(pair_report(trajs, frame, bench, args.exclude, args.top, args.hide_loops))
+        if args.record is not None:
+            path = record_dataset_run(trajs, bench, Path(args.prompts or HELDOUT_PROMPTS).name, args.record)
+            print(f"recorded {path}", file=sys.stderr)
         if ns:
             print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
     if args.csv is not None:

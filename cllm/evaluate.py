@@ -138,8 +138,12 @@ def compare_pair(base: LoadedModel, cllm: LoadedModel, prompts: list[str], confi
                  progress: Progress | None = None) -> tuple[dict[str, list[Trajectory]], pd.DataFrame]:
     """Both models over the same prompts: their trajectories and the per-prompt table."""
     trajs = {role: evaluate(m, prompts, config, progress, role) for role, m in (("base", base), ("cllm", cllm))}
-    frame = pd.concat([prompt_frame(t, role) for role, t in trajs.items()], ignore_index=True)
-    return trajs, frame
+    return trajs, pair_frame(trajs)
+
+
+def pair_frame(trajs: dict[str, list[Trajectory]]) -> pd.DataFrame:
+    """The per-prompt table of both models' runs ({"base": [...], "cllm": [...]}), base rows first."""
+    return pd.concat([prompt_frame(t, role) for role, t in trajs.items()], ignore_index=True)
 
 
 @dataclass(frozen=True)

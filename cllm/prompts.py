@@ -8,7 +8,8 @@ from cllm.files import json_lines, read_capped_text
 from cllm.models import REPO_ROOT
 from cllm.trajectory import atomic_write_text
 
-HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "heldout.jsonl"
+HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "heldout.jsonl"  # the bundled pair's held-out set
+CODE_HELDOUT_PROMPTS = REPO_ROOT / "assets" / "prompts" / "code-heldout.jsonl"  # the real pair's
 TRAIN_PROMPTS = REPO_ROOT / "assets" / "prompts" / "train.jsonl"  # the bundled CLLM's training prompts
 MAX_PROMPT_FILE_BYTES = 5 * 1024 * 1024
 MAX_PROMPT_CHARS = 20_000  # a typed prompt or one line of a prompt file; far beyond any bundled model's context

@@ -9,8 +9,10 @@ tests/test_shipped.py decodes every listed race again with the bundled models an
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +21,7 @@ from cllm.decoders import decoder_name
 from cllm.decoders.base import options_of
 from cllm.files import atomic_write_text, sha256_of
 from cllm.jacobi import JacobiConfig
-from cllm.race import Race, RaceError, load_race
+from cllm.race import MAX_RACE_BYTES, Race, RaceError, race_from_json
 from cllm.trajectory import RunMeta
 
 MANIFEST = "shipped.sha256"
@@ -80,10 +82,31 @@ def list_shipped(folder: Path, paths: list[Path]) -> Path:
 def shipped_races(folder: Path) -> dict[tuple, Race]:
     """(prompt, left Request, right Request) -> race, for every listed race whose file still has its sha256.
     Read again only when the manifest or a listed file changes."""
+    return read_listed(folder, _read_races)
+
+
+def read_listed(folder: Path, index: Callable[[str, tuple, tuple], dict]) -> dict:
+    """`index(folder, listed, stamps)` of the files `folder`'s manifest lists: an lru_cached reader is called
+    again only when the manifest or a listed file's size or mtime changes (stamps)."""
     folder = Path(folder)
     listed = read_manifest(folder)
     stamps = tuple((name, _stamp(folder / name)) for name in sorted(listed))
-    return _index(str(folder), tuple(listed.items()), stamps)
+    return index(str(folder), tuple(listed.items()), stamps)
+
+
+def trusted_files(folder: str, listed: tuple, max_bytes: int) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each listed file whose bytes have the sha256 the manifest gives: read once, so the
+    bytes checked are the bytes parsed. A file over `max_bytes` is skipped unread."""
+    for name, digest in listed:
+        path = Path(folder) / name
+        try:
+            if path.stat().st_size > max_bytes:
+                continue
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(raw).hexdigest() == digest:
+            yield name, raw
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -95,15 +118,12 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 @lru_cache(maxsize=4)
-def _index(folder: str, listed: tuple, stamps: tuple) -> dict[tuple, Race]:
+def _read_races(folder: str, listed: tuple, stamps: tuple) -> dict[tuple, Race]:
     races = {}
-    for name, digest in listed:
-        path = Path(folder) / name
+    for name, raw in trusted_files(folder, listed, MAX_RACE_BYTES):
         try:
-            if sha256_of(path) != digest:
-                continue
-            race = load_race(path)
-        except (OSError, RaceError):
+            race = race_from_json(raw, name)
+        except RaceError:
             continue
         if race.base.ar_tokens is not None and race.cllm.ar_tokens is not None:  # checked when recorded
             races[request_key(race)] = race

@@ -15,8 +15,8 @@ from gradio_client.exceptions import AppError
 from cllm import models
 from cllm.race import Race, list_gallery, race_to_dict
 from cllm.trajectory import Block, RunMeta, Trajectory
+from cllm.ui.stats_tab import UPLOAD
 
-HELDOUT, UPLOAD = "shipped held-out prompts", "uploaded file"
 
 
 def small_race() -> dict:

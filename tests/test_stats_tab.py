@@ -12,7 +12,7 @@ from cllm.decoders import make_config
 from cllm.jacobi import JacobiConfig
 from cllm.models import cached_model
 from cllm.race import Race, load_race
-from cllm.ui import stats_tab
+from cllm.ui import stats_tab, stats_tables
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table
 
 
@@ -49,6 +49,11 @@ def test_run_charts_without_a_run():
         stats_tab.run_charts(None)
 
 
+def dataset_answer(*args, **kwargs) -> tuple:
+    """run_dataset's last answer (it yields waiting notes first when the models are busy)."""
+    return list(stats_tab.run_dataset(*args, **kwargs))[-1]
+
+
 def _rounded(value) -> bool:
     """A shown number has at most 3 decimals (no 1.1228070175438596)."""
     return not isinstance(value, float) or value != value or round(value, 3) == value
@@ -65,16 +70,17 @@ def test_follow_run_charts_a_new_run_and_keeps_the_last_while_decoding(race):
 def test_tidy_names_and_rounds():
     frame = pd.DataFrame({"fast_forwarded": [3], "tokens_per_s": [146.66666], "ff_rate": [1.1228070175438596],
                           "matches_ar": [0.08333333]})
-    shown = stats_tab.tidy(frame)
+    shown = stats_tables.tidy(frame)
     assert list(shown.columns) == ["fast-forwarded tokens (beyond 1 per pass)", "tokens/s",
                                    "fast-forward rate (paper, tokens/pass)", "same text as greedy AR (share of runs)"]
     assert shown.iloc[0].tolist() == [3, 146.7, 1.12, 0.083]
-    assert stats_tab.tidy_number(float("nan")) != stats_tab.tidy_number(float("nan")) and stats_tab.tidy_number("x") == "x"
-    assert stats_tab.tidy_number(float("inf")) == "∞"  # a ratio over a base of 0 (Gradio would show a blank)
+    assert stats_tables.tidy_number(float("nan")) != stats_tables.tidy_number(float("nan")) and stats_tables.tidy_number("x") == "x"
+    assert stats_tables.tidy_number(float("inf")) == "∞"  # a ratio over a base of 0 (Gradio would show a blank)
 
 
-def test_empty_tables_show_their_column_names():
+def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
     """Before any run every table shows the names its rows will have (not Gradio's "1 2 3")."""
+    monkeypatch.setattr(stats_tab, "DATASETS_DIR", tmp_path)  # no recorded run to open on, whatever the machine has
     with gr.Blocks() as demo:
         explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
                                   prompt=gr.Textbox())
@@ -86,7 +92,7 @@ def test_empty_tables_show_their_column_names():
         headers = table.value["headers"]
         assert headers and all(isinstance(h, str) and not h.isdigit() for h in headers), table.label
     names = {h for table in tables for h in table.value["headers"]}
-    assert {"tokens/s", "fast-forward rate (paper, tokens/pass)", stats_tab.SPEEDUP} <= names
+    assert {"tokens/s", "fast-forward rate (paper, tokens/pass)", stats_tables.SPEEDUP} <= names
     assert not names & {"fast_forwarded", "tokens_per_s", "ff_rate", "speedup", "forward_passes"}
     follows = [f for f in demo.fns.values() if f.fn is stats_tab.follow_run]  # no button press needed
     assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
@@ -95,15 +101,16 @@ def test_empty_tables_show_their_column_names():
 def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\n\nclass A:\nimport os\n")
-    out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
-    per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, trajs = out
+    out = dataset_answer(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, progress=lambda *a, **k: None)
+    per_prompt, agg, ratios, dist, csv, ff, st, by_block, by_pass, bench, trajs, note = out
+    assert note == stats_tab.LIVE_NOTE  # nothing recorded for these prompts
     assert len(per_prompt) == 4 and set(per_prompt["model"]) == {"base", "cllm"}
     assert per_prompt["same text as greedy AR"].all() and per_prompt["prompt #"].tolist() == [1, 2, 1, 2]
     assert list(per_prompt.columns) == stats_tab.PROMPT_COLUMNS and list(bench.columns) == stats_tab.BENCH_COLUMNS
     assert bench["decoder"].tolist() == ["ar", "jacobi", "hf_greedy", "hf_prompt_lookup"] * 2
     assert bench["same text as greedy AR (share of runs)"].tolist() == [1.0] * 8
     assert agg["runs"].tolist() == ["all", "all", "without token_run", "without token_run"]
-    assert stats_tab.SPEEDUP in agg.columns and "tokens/s" in agg.columns
+    assert stats_tables.SPEEDUP in agg.columns and "tokens/s" in agg.columns
     assert ratios["metric"][0] == "fast-forward rate (paper, tokens/pass)"
     assert list(by_block.columns) == stats_tab.RATE_COLUMNS["block"] and by_block["block"].tolist()[0] == 1  # as the player counts
     assert by_pass["pass"].tolist()[0] == 1 and "in a loop" in ff.columns
@@ -171,14 +178,14 @@ def test_bad_uploads(tiny_pair, tmp_path, content, name, message):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(gr.Error, match=message):
-        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(path), 5, 4, 8, progress=lambda *a, **k: None)
+        dataset_answer(*tiny_pair, stats_tab.UPLOAD, str(path), 5, 4, 8, progress=lambda *a, **k: None)
 
 
 def test_limits_and_missing_upload(tiny_pair):
     with pytest.raises(gr.Error, match="number of prompts must be"):
-        stats_tab.run_dataset(*tiny_pair, stats_tab.HELDOUT, None, 0, 4, 8, progress=lambda *a, **k: None)
+        dataset_answer(*tiny_pair, stats_tab.HELDOUT, None, 0, 4, 8, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="choose a prompt file"):
-        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, None, 5, 4, 8, progress=lambda *a, **k: None)
+        dataset_answer(*tiny_pair, stats_tab.UPLOAD, None, 5, 4, 8, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="pick at least one block size"):
         stats_tab.run_sweep(*tiny_pair, stats_tab.HELDOUT, None, 2, [], 8, progress=lambda *a, **k: None)
 
@@ -200,12 +207,12 @@ def test_dataset_and_sweep_endpoints(app_server, tiny_pair, tmp_path):
 def test_dataset_mode_with_another_decoder(tiny_pair, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f(x):\nclass A:\n")
-    out = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "recycle",
+    out = dataset_answer(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "recycle",
                                 progress=lambda *a, **k: None)
     per_prompt, bench, trajs, csv = out[0], out[9], out[10], out[4]
     assert bench["decoder"].tolist() == ["ar", "recycle", "hf_greedy", "hf_prompt_lookup"] * 2
     assert per_prompt["same text as greedy AR"].all() and trajs["cllm"][0].meta.decoder == "recycle"
     assert set(pd.read_csv(csv)["decoder"]) == {"recycle"}
     with pytest.raises(gr.Error, match="decoder must be one of"):
-        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "beam",
+        dataset_answer(*tiny_pair, stats_tab.UPLOAD, str(prompts), 2, 4, 8, "token_run", False, "beam",
                               progress=lambda *a, **k: None)

@@ -16,7 +16,7 @@ from dataclasses import fields
 from cllm.decoders import DECODERS, make_config
 from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
 from cllm.models import (BY_NAME, ModelLoadError, cached_model, fetch_registry_model, fetched_part, model_pairs,
-                         needs_fetch)
+                         needs_fetch, pick_device, pick_dtype)
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import differ_from, run_summary
 from cllm.training.trained import list_trained, read_trained, trained_path
@@ -196,6 +196,12 @@ def save_run(race: Race | None, name: str) -> str:
             raise ValueError("nothing to save yet: run a prompt (or upload a race file) and let it finish")
         path = add_to_gallery(race, gallery_dir(), name)
     return f"Saved as **{path.stem}**: the Gallery tab lists it."
+
+
+def serves_float32_records() -> bool:
+    """Recorded runs (shipped races, recorded Stats runs) are float32: they stand for a live run only where the
+    app decodes in float32, on a CPU (CUDA decodes in bfloat16, whose tokens may differ)."""
+    return pick_dtype("auto", pick_device("auto")) == torch.float32
 
 
 def on_gpu(duration: int):

@@ -18,15 +18,16 @@ from cllm.shipped import RecentRaces, Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config, load_models,
                             on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
-                            user_errors)
+                            serves_float32_records, user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
-from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull
+from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
 SHIPPED_NOTE = ("▶ **From the shipped gallery**: this prompt and these settings were recorded with these models, so "
                 "the race plays at once (the same tokens a live run writes; its timings are the recording's). "
                 "Change the prompt, seed or n to decode live.")
+EXAMPLES_AT_ONCE = "The examples above were recorded and play at once."
 RECENT_NOTE = ("▶ **Decoded earlier on this server** for exactly this request, so it plays at once (the same "
                "tokens; its timings are that run's). Change the prompt, seed or n to decode anew.")
 RECENT = RecentRaces()  # this server's last live races, by request (cllm.shipped)
@@ -117,7 +118,8 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
         names = race_models(mode, base, cllm)
         asked = [Request.asked(m, c, chat) for m, c in zip(names, configs)]
-    served = ((SHIPPED_NOTE, find_shipped(GALLERY_DIR, prompt, *asked)), (RECENT_NOTE, RECENT.get(prompt, *asked)))
+    shipped = find_shipped(GALLERY_DIR, prompt, *asked) if serves_float32_records() else None
+    served = ((SHIPPED_NOTE, shipped), (RECENT_NOTE, RECENT.get(prompt, *asked)))
     for note, done in served:
         if done is not None:  # no model work: a race of exactly this request
             yield served_race(note, done)
@@ -138,7 +140,7 @@ def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked:
             waited = False
             for ahead in waits:
                 waited = True
-                yield gr.skip(), waiting_note(ahead), gr.skip(), gr.skip()
+                yield gr.skip(), waiting_note(ahead, EXAMPLES_AT_ONCE), gr.skip(), gr.skip()
             if waited:
                 done = RECENT.get(prompt, *asked)  # decoded for another visitor while this one waited
                 if done is not None:
@@ -150,12 +152,6 @@ def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked:
     except LineFull as e:  # raised on joining, before anything was yielded
         raise gr.Error(f"{e}: try again in a few minutes, or click an example (recorded: it plays at once)",
                        print_exception=False) from None
-
-
-def waiting_note(ahead: int) -> str:
-    requests = "request is" if ahead == 1 else "requests are"
-    return (f"**Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). "
-            "The examples above were recorded and play at once.")
 
 
 @on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds

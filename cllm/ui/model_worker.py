@@ -80,6 +80,12 @@ class ModelWorker:
 MODELS = ModelWorker()  # the one line every model-using event of the app joins
 
 
+def waiting_note(ahead: int, served_at_once: str) -> str:
+    """What a waiting visitor reads: their place, and what they may have at once instead."""
+    requests = "request is" if ahead == 1 else "requests are"
+    return f"**Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). {served_at_once}"
+
+
 def one_at_a_time(fn: Callable) -> Callable:
     """`fn` (a plain function doing model work) run once it holds MODELS. functools.wraps keeps fn's signature,
     from which Gradio learns to pass gr.Progress."""
