@@ -32,6 +32,12 @@ def answers(*args) -> list[tuple]:
     return list(stats_tab.run_dataset(*args, progress=no_progress))
 
 
+@pytest.fixture(autouse=True)
+def a_cpu_app(monkeypatch):
+    """The serving under test is a CPU app's, whatever runs the test (on CUDA the app decodes live)."""
+    monkeypatch.setattr(stats_tab, "serves_float32_records", lambda: True)
+
+
 @pytest.fixture(scope="module")
 def recorded(tiny_pair, tmp_path_factory):
     """`stats --record` of the tiny pair over three prompts: (folder, path, prompts file)."""

@@ -125,7 +125,8 @@ def no_progress(*args, **kwargs):
     return None
 
 
-def test_a_shipped_race_is_served_while_a_live_race_holds_the_models():
+def test_a_shipped_race_is_served_while_a_live_race_holds_the_models(monkeypatch):
+    monkeypatch.setattr(explore_tab, "serves_float32_records", lambda: True)  # a CPU app, whatever runs the test
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)

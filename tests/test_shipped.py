@@ -85,7 +85,8 @@ def test_another_setting_is_another_request(change):
     assert find_shipped(GALLERY_DIR, prompt, _request(DEFAULT_CLLM), _request(DEFAULT_BASE)) is None  # sides swapped
 
 
-def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else():
+def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else(monkeypatch):
+    monkeypatch.setattr(explore_tab, "serves_float32_records", lambda: True)  # a CPU app, whatever runs the test
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)
@@ -96,6 +97,26 @@ def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else():
     live = list(explore_tab.run_race(*ask, 1, defaults.init, progress=lambda *a, **k: None))
     assert len(live) == 3 and "shipped gallery" not in live[-1][1]  # seed 1 was never recorded: decoded
     assert live[-1][-1].base.tokens == race.base.tokens  # the seed changes the guesses, never the text
+
+
+def test_an_app_decoding_in_bfloat16_decodes_a_shipped_request_live(monkeypatch):
+    """On CUDA the app decodes in bfloat16, whose tokens may differ from the float32 recording: no stand-in."""
+    monkeypatch.setattr(explore_tab, "serves_float32_records", lambda: False)
+    prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
+    defaults = JacobiConfig()
+    ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens, 0, defaults.init)
+    live = list(explore_tab.run_race(*ask, progress=lambda *a, **k: None))
+    assert len(live) == 3 and "shipped gallery" not in live[-1][1]
+
+
+def test_recordings_stand_in_only_where_the_app_decodes_in_float32(monkeypatch):
+    import torch
+
+    from cllm.ui.common import serves_float32_records
+
+    assert serves_float32_records() == (not torch.cuda.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # models go to CUDA in bfloat16 there
+    assert not serves_float32_records()
 
 
 def test_recent_races_keep_the_last_checked_ones_by_request():
