@@ -61,7 +61,7 @@ def test_record_writes_a_listed_run_that_reads_back_whole(recorded, tiny_pair):
     assert read_manifest(folder) and path.name in read_manifest(folder)
     run = load_dataset_run(path)
     assert run.prompts == PROMPTS and run.prompt_set == prompts.name and run.recorded.count("-") == 2
-    assert "threads" in run.machine
+    assert run.machine.startswith("CPU, ") and " thread" in run.machine
     for role in ("base", "cllm"):
         assert all(t.tokens == t.ar_tokens for t in run.trajs[role])  # checked against greedy when recorded
     assert {row["decoder"] for row in run.bench} == {"ar", "jacobi", "hf_greedy", "hf_prompt_lookup"}
@@ -200,6 +200,7 @@ def test_the_tab_opens_on_the_recorded_run(recorded, tiny_pair, monkeypatch):
     monkeypatch.setattr(stats_tab, "app_pair", lambda: tiny_pair)
     with gr.Blocks() as demo:
         explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
+                                  opening=None,
                                   prompt=gr.Textbox())
         with gr.Tabs() as tabs:
             stats_tab.build(explore, tabs)

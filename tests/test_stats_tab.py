@@ -83,6 +83,7 @@ def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", tmp_path)  # no recorded run to open on, whatever the machine has
     with gr.Blocks() as demo:
         explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
+                                  opening=None,
                                   prompt=gr.Textbox())
         with gr.Tabs() as tabs:
             stats_tab.build(explore, tabs)
@@ -96,6 +97,21 @@ def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
     assert not names & {"fast_forwarded", "tokens_per_s", "ff_rate", "speedup", "forward_passes"}
     follows = [f for f in demo.fns.values() if f.fn is stats_tab.follow_run]  # no button press needed
     assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
+
+
+def test_the_tab_opens_charting_the_race_explore_opened_on(race, monkeypatch, tmp_path):
+    monkeypatch.setattr(stats_tab, "DATASETS_DIR", tmp_path)
+    with gr.Blocks() as demo:
+        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
+                                  opening=race, prompt=gr.Textbox())
+        with gr.Tabs() as tabs:
+            stats_tab.build(explore, tabs)
+    [chart] = [f for f in demo.fns.values() if f.fn is stats_tab.run_charts]
+    table, *plots = chart.outputs
+    assert [row[0] for row in table.value["data"]] == stats_tab.run_charts(race)[0]["metric"].tolist()
+    assert all(plot.value is not None for plot in plots)
+    assert any("Charted now: the race Explore opened on" in str(b.value) for b in demo.blocks.values()
+               if isinstance(b, gr.Markdown))
 
 
 def test_dataset_mode_from_an_uploaded_text_file(tiny_pair, tmp_path):

@@ -231,6 +231,7 @@ class ExploreView(NamedTuple):
     status: gr.Markdown
     download: gr.File  # the race on screen as a JSON file
     prompt: gr.Textbox  # a collocation row puts its example's prompt here, so Run decodes it
+    opening: Race | None = None  # the landing race on screen at first (Stats charts it until the visitor runs one)
 
 
 def build() -> ExploreView:
@@ -292,4 +293,4 @@ def build() -> ExploreView:
                   [player, status, download, race],
                   api_name="run", concurrency_limit=None, show_progress_on=status)  # model work: MODELS
         save.click(save_run, [race, name], saved, api_name="save")
-    return ExploreView(race, player, status, download, prompt)
+    return ExploreView(race, player, status, download, prompt, first)

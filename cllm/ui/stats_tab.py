@@ -271,13 +271,17 @@ def build(explore, tabs: gr.Tabs) -> None:
         gr.Markdown(EXPLAIN)
         with gr.Accordion("This run (from the Explore tab)", open=True):
             chart = gr.Button("Chart the current run", elem_id="stats-chart")
-            gr.Markdown("The charts follow each new run of the Explore tab; the button charts the current one again.")
-            table = gr.Dataframe(label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a paper "
-                                 "range compare with the paper)", headers=TABLE3_COLUMNS, interactive=False)
+            opening = explore.opening  # charted until the visitor's first run: the tab opens with charts
+            first = run_charts(opening) if opening is not None else (None,) * 6
+            shown = f"Charted now: the race Explore opened on ({opening.title}). " if opening is not None else ""
+            gr.Markdown(f"{shown}The charts follow each new run of the Explore tab; the button charts the current "
+                        "one again.")
+            table = gr.Dataframe(first[0], label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a "
+                                 "paper range compare with the paper)", headers=TABLE3_COLUMNS, interactive=False)
             with gr.Row():
-                convergence, fast, rate = gr.Plot(), gr.Plot(), gr.Plot()
+                convergence, fast, rate = (gr.Plot(figure) for figure in first[1:4])
             with gr.Row():
-                stationary, iterations = gr.Plot(), gr.Plot()
+                stationary, iterations = (gr.Plot(figure) for figure in first[4:])
         charts = [table, convergence, fast, rate, stationary, iterations]
         chart.click(run_charts, race, charts, api_name="stats_run", show_progress_on=table)
         race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
