@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from cllm.bench import DATASET_COLUMNS
+from cllm.files import read_capped_bytes
 from cllm.models import device_label
 from cllm.peers import PeerConfig
 from cllm.race import GALLERY_DIR
@@ -135,13 +136,7 @@ def save_dataset_run(run: DatasetRun, path: str | os.PathLike) -> Path:
 
 def load_dataset_run(path: str | os.PathLike) -> DatasetRun:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_RUN_BYTES:
-            raise DatasetRunError(f"{path.name} is {size / 2**20:.1f} MiB; the limit is {MAX_RUN_BYTES // 2**20} MiB")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DatasetRunError(f"cannot read {path.name}: {e.strerror}") from None
+    raw = read_capped_bytes(path, MAX_RUN_BYTES, DatasetRunError)
     return dataset_run_from_dict(parse_json(raw, path.name, MAX_RUN_BYTES, DatasetRunError))
 
 

@@ -59,6 +59,17 @@ def drop_stale_temps(path: Path, age_seconds: float = STALE_TEMP_SECONDS) -> Non
             continue  # another process removed it first, or it is not ours to remove
 
 
+def read_capped_bytes(path: Path, max_bytes: int, error: type[ValueError] = ValueError) -> bytes:
+    """A file's bytes; `error` (one line) when it cannot be read or is over `max_bytes` (checked before reading)."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path.name} is {size / 2**20:.1f} MiB; the limit is {max_bytes // 2**20} MiB")
+        return path.read_bytes()
+    except OSError as e:
+        raise error(f"cannot read {path.name}: {e.strerror}") from None
+
+
 def read_capped_text(path: Path, max_bytes: int, error: type[ValueError] = ValueError) -> str:
     """A file's UTF-8 text; `error` (one line) when it is over `max_bytes` or not UTF-8."""
     if path.stat().st_size > max_bytes:

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cllm.files import read_capped_bytes
 from cllm.stats import tokens_per_forward
 from cllm.trajectory import (MAX_FILE_BYTES, Trajectory, TrajectoryError, atomic_write_text, drop_stale_temps,
                              parse_json, trajectory_from_dict, trajectory_to_dict)
@@ -93,14 +94,7 @@ def race_json(race: Race) -> str:
 
 def load_race(path: str | os.PathLike) -> Race:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_RACE_BYTES:
-            raise RaceError(f"{path.name} is {size / 2**20:.1f} MiB; the limit is {MAX_RACE_BYTES // 2**20} MiB")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise RaceError(f"cannot read {path.name}: {e.strerror}") from None
-    return race_from_json(raw, path.name)
+    return race_from_json(read_capped_bytes(path, MAX_RACE_BYTES, RaceError), path.name)
 
 
 def save_race(race: Race, path: str | os.PathLike) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -18,6 +17,7 @@ from cllm.shipped import MANIFEST, Request, read_manifest
 from cllm.ui import stats_tab
 from cllm.ui.model_worker import MODELS
 from test_model_worker import WAIT, Holder, wait_until
+from test_stats_tab import built_stats_tab
 
 PROMPTS = ["def f(x):", "class A:", "import os"]
 SETTINGS = ["--n", "4", "--max-new-tokens", "8"]
@@ -198,12 +198,7 @@ def test_the_tab_opens_on_the_recorded_run(recorded, tiny_pair, monkeypatch):
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", recorded[0])
     monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, recorded[2])
     monkeypatch.setattr(stats_tab, "app_pair", lambda: tiny_pair)
-    with gr.Blocks() as demo:
-        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
-                                  opening=None,
-                                  prompt=gr.Textbox())
-        with gr.Tabs() as tabs:
-            stats_tab.build(explore, tabs)
+    demo, _ = built_stats_tab()
     [run] = [f for f in demo.fns.values() if f.fn is stats_tab.run_dataset]
     assert len(run.outputs) == 12 and run.concurrency_limit is None
     blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}

@@ -49,6 +49,17 @@ def test_run_charts_without_a_run():
         stats_tab.run_charts(None)
 
 
+def built_stats_tab(opening=None):
+    """(the Blocks, the stand-in Explore view) of the Stats tab built beside an Explore view that opened on
+    `opening`."""
+    with gr.Blocks() as demo:
+        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
+                                  prompt=gr.Textbox(), opening=opening)
+        with gr.Tabs() as tabs:
+            stats_tab.build(explore, tabs)
+    return demo, explore
+
+
 def dataset_answer(*args, **kwargs) -> tuple:
     """run_dataset's last answer (it yields waiting notes first when the models are busy)."""
     return list(stats_tab.run_dataset(*args, **kwargs))[-1]
@@ -81,12 +92,7 @@ def test_tidy_names_and_rounds():
 def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
     """Before any run every table shows the names its rows will have (not Gradio's "1 2 3")."""
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", tmp_path)  # no recorded run to open on, whatever the machine has
-    with gr.Blocks() as demo:
-        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
-                                  opening=None,
-                                  prompt=gr.Textbox())
-        with gr.Tabs() as tabs:
-            stats_tab.build(explore, tabs)
+    demo, explore = built_stats_tab(opening=None)
     tables = [b for b in demo.blocks.values() if isinstance(b, gr.Dataframe)]
     assert len(tables) == 10
     for table in tables:
@@ -101,11 +107,7 @@ def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
 
 def test_the_tab_opens_charting_the_race_explore_opened_on(race, monkeypatch, tmp_path):
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", tmp_path)
-    with gr.Blocks() as demo:
-        explore = SimpleNamespace(race=gr.State(None), player=gr.HTML(), status=gr.Markdown(), download=gr.File(),
-                                  opening=race, prompt=gr.Textbox())
-        with gr.Tabs() as tabs:
-            stats_tab.build(explore, tabs)
+    demo, explore = built_stats_tab(opening=race)
     [chart] = [f for f in demo.fns.values() if f.fn is stats_tab.run_charts]
     table, *plots = chart.outputs
     assert [row[0] for row in table.value["data"]] == stats_tab.run_charts(race)[0]["metric"].tolist()
