@@ -127,11 +127,8 @@ def _check(ok: bool, message: str) -> None:
         raise DatasetRunError(message)
 
 
-def save_dataset_run(run: DatasetRun, path: str | os.PathLike) -> Path:
-    """Write atomically (a crash leaves the old file or none)."""
-    path = Path(path)
-    atomic_write_text(path, json.dumps(dataset_run_to_dict(run), ensure_ascii=False, separators=(",", ":")))
-    return path
+def dataset_run_json(run: DatasetRun) -> str:
+    return json.dumps(dataset_run_to_dict(run), ensure_ascii=False, separators=(",", ":"))
 
 
 def load_dataset_run(path: str | os.PathLike) -> DatasetRun:
@@ -162,9 +159,10 @@ def record_dataset_run(trajs: dict[str, list[Trajectory]], bench: list[dict], pr
     threads = torch.get_num_threads()
     machine = f"{device_label(device)}, {threads} thread{'s' if threads > 1 else ''}, {_processor_name()}"
     shown = [{k: row[k] for k in DATASET_COLUMNS if k in row} for row in bench]  # the columns the tab shows
-    run = DatasetRun(trajs, shown, prompt_set, machine, date.today().isoformat())
-    dataset_run_from_dict(json.loads(json.dumps(dataset_run_to_dict(run))))  # what is listed must read back
-    path = save_dataset_run(run, path)
+    text = dataset_run_json(DatasetRun(trajs, shown, prompt_set, machine, date.today().isoformat()))
+    dataset_run_from_dict(json.loads(text))  # what is listed must read back
+    path = Path(path)
+    atomic_write_text(path, text)  # a crash leaves the old file or none
     list_shipped(path.parent, [path])
     return path
 

@@ -87,7 +87,7 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
     from. A recorded run of exactly this request is served at once (cllm.dataset_run); otherwise the request
     waits its turn for the models, the note saying how many requests are ahead, and decodes live."""
     with user_errors():
-        config = decoder_config(read_config(n, max_new_tokens, 0, "prompt"), decoder)
+        config = form_config(n, max_new_tokens, decoder)
         if exclude not in evaluate.EXCLUDE:
             raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
@@ -118,9 +118,13 @@ def live_dataset(names: list[str], prompts: list[str], config, progress) -> tupl
     return trajs, dataset_rows(pair, trajs, PeerConfig(max_new_tokens=config.max_new_tokens))
 
 
-def recorded_note(run: DatasetRun | None) -> str:
-    if run is None:
-        return LIVE_NOTE
+def form_config(n, max_new_tokens, decoder: str):
+    """The decoding a dataset run asks for: the form's n, tokens and decoder; seed 0, guesses from the prompt,
+    raw prompts (the form has no field for them)."""
+    return decoder_config(read_config(n, max_new_tokens, 0, "prompt"), decoder)
+
+
+def recorded_note(run: DatasetRun) -> str:
     return (f"**Recorded run** of {len(run.prompts)} prompts of `{run.prompt_set}`, decoded on {run.recorded} "
             f"({run.machine}): the tokens are what a live run decodes; the times are that machine's. "
             "Change the models, prompts, n, tokens or decoder to decode a set live.")
@@ -178,9 +182,9 @@ def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
     for run in runs_of_pair(DATASETS_DIR, base, cllm):
         choice = next((c for c, path in PROMPT_SETS.items() if path.name == run.prompt_set), None)
         meta = run.trajs["cllm"][0].meta
-        config = decoder_config(read_config(meta.n, meta.max_new_tokens, 0, "prompt"), meta.decoder)
-        if choice is not None and run.key() == (tuple(read_prompts(PROMPT_SETS[choice], len(run.prompts))),
-                                                 *(Request.asked(m, config, False) for m in (base, cllm))):
+        config = form_config(meta.n, meta.max_new_tokens, meta.decoder)
+        if choice is not None and find_recorded(DATASETS_DIR, load_prompts(choice, None, len(run.prompts)),
+                                                *(Request.asked(m, config, False) for m in (base, cllm))) is run:
             return run, choice
     return None
 
