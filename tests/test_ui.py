@@ -1,5 +1,9 @@
 """The app's callbacks called directly: a run yields the grids and then the AR check; every bad input,
 missing model or bad file becomes a gr.Error with a clear message; saves and the gallery."""
+import os
+import time
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -123,6 +127,17 @@ def test_upload_is_validated(tiny_pair, gallery, tmp_path):
         gallery_tab.load_upload(None)
     (gallery / "broken.json").write_text("not json")
     assert "unreadable" in gallery_tab.gallery_listing()[1][0][1]
+
+
+def test_download_files_share_one_root_and_old_ones_go(monkeypatch, tmp_path):
+    monkeypatch.setattr(common.tempfile, "tempdir", str(tmp_path))
+    first = Path(common.download_file("stats.csv", "a,b\n1,2\n"))
+    second = Path(common.download_file("stats.csv", "a,b\n3,4\n"))
+    assert first != second and first.read_text() == "a,b\n1,2\n" and first.parent.parent == tmp_path / "cllm-explorer-downloads"
+    hour_ago = time.time() - 3700
+    os.utime(first.parent, (hour_ago, hour_ago))
+    common.download_file("race.json", "{}")
+    assert not first.exists() and second.exists()
 
 
 def test_pair_picker_and_examples(monkeypatch, tmp_path):

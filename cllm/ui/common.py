@@ -176,17 +176,22 @@ def _model_line(label: str, traj) -> str:
             f"{CHECK_WORDS[s['matches_ar']]}")
 
 
-def race_file(race: Race, name: str = "race") -> str:
-    """The race as a JSON file to download. Gradio copies it into its own cache to serve it, so ours
-    only has to outlive this request: each call drops the ones older than an hour."""
+def download_file(filename: str, text: str) -> str:
+    """`text` as a file named `filename` to download. Gradio copies it into its own cache to serve it, so ours
+    only has to outlive this request: each call drops the ones older than an hour (a Space runs for weeks)."""
     root = Path(tempfile.gettempdir()) / "cllm-explorer-downloads"
     root.mkdir(exist_ok=True)
     for old in root.iterdir():
         if time.time() - old.stat().st_mtime > 3600:
             shutil.rmtree(old, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(dir=root)) / f"{name}.json"  # a folder per file: same names never collide
-    path.write_text(race_json(race), encoding="utf-8")
+    path = Path(tempfile.mkdtemp(dir=root)) / filename  # a folder per file: same names never collide
+    path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def race_file(race: Race, name: str = "race") -> str:
+    """The race as a JSON file to download."""
+    return download_file(f"{name}.json", race_json(race))
 
 
 def save_run(race: Race | None, name: str) -> str:

@@ -2,8 +2,6 @@
 view, and every table of a dataset run (live or recorded, cllm.dataset_run) from both models' runs."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
@@ -11,6 +9,7 @@ from cllm import evaluate
 from cllm.bench import DATASET_COLUMNS
 from cllm.collocations import collocation_table
 from cllm.ui import figures
+from cllm.ui.common import download_file
 from cllm.ui.collocation_view import display_table
 
 # Raw column (cllm.evaluate, cllm.bench; the CSV keeps these) -> the name a table shows, with its unit.
@@ -92,13 +91,12 @@ def dataset_outputs(trajs: dict, bench: list[dict], exclude: str, hide_loops: bo
     their bench rows: per prompt, aggregates, Table 3, distribution chart, CSV path, fast-forwarded and
     stationary collocations, the paper rate by block and by pass, bench."""
     frame = evaluate.pair_frame(trajs)
-    csv = Path(tempfile.mkdtemp(prefix="cllm-stats-")) / "stats.csv"
-    frame.assign(decoder=decoder).to_csv(csv, index=False)
+    csv = download_file("stats.csv", frame.assign(decoder=decoder).to_csv(index=False))
     ff, st = (collocation_table(trajs["cllm"], trajs["base"], kind, hide_loops=bool(hide_loops))
               for kind in ("fast_forwarded", "stationary"))
     by_block, by_pass = (rate_view(t, by) for t, by in zip(evaluate.rate_breakdown(trajs, frame, exclude), RATE_COLUMNS))
     return (tidy(frame.assign(prompt=frame["prompt"] + 1), PROMPT_COLUMNS), tidy(with_and_without(frame, exclude)),
             table3_view(evaluate.table3(frame, exclude).frame()),
-            figures.make_distribution_figure(frame, "tpf"), str(csv), display_table(ff, trajs["cllm"]),
+            figures.make_distribution_figure(frame, "tpf"), csv, display_table(ff, trajs["cllm"]),
             display_table(st, trajs["cllm"]), by_block, by_pass,
             tidy(pd.DataFrame(bench, columns=DATASET_COLUMNS), BENCH_COLUMNS))
