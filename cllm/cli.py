@@ -221,8 +221,8 @@ def cmd_stats(args) -> None:
     if args.record is not None:  # what the Stats tab can ask for, checked before any decoding
         if len(configs) > 1:
             raise ValueError("--record keeps one decoder's run")
-        dtype = pick_dtype(args.dtype, pick_device(args.device))
-        check_recordable(args.record, Request.asked(args.base, configs[0], args.chat), dtype, peer.draft, len(prompts))
+        asked = Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, pick_device(args.device)))
+        check_recordable(args.record, asked, peer.draft, len(prompts))
     models = {"base": load_model(args.base, args.device, dtype=args.dtype).as_chat(args.chat),
               "cllm": load_model(args.cllm, args.device, dtype=args.dtype).as_chat(args.chat)}
     frames = []

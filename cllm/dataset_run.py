@@ -137,13 +137,13 @@ def load_dataset_run(path: str | os.PathLike) -> DatasetRun:
     return dataset_run_from_dict(parse_json(raw, path.name, MAX_RUN_BYTES, DatasetRunError))
 
 
-def check_recordable(path: str | os.PathLike, asked: Request, dtype: torch.dtype, draft: int, prompts: int) -> Path:
+def check_recordable(path: str | os.PathLike, asked: Request, draft: int, prompts: int) -> Path:
     """What `stats --record` may keep: what the Stats tab asks for (seed 0, init prompt, raw prompts, float32,
     the default prompt-lookup draft, at most MAX_RUNS prompts), in a folder apart from the gallery's races."""
     path = check_output_path(path, "--record file")
     if path.resolve().parent == GALLERY_DIR.resolve():  # the gallery's manifest lists races
         raise ValueError("--record writes dataset runs apart from the gallery, e.g. saved_trajectories/datasets/NAME.json")
-    if (asked.seed, asked.init, asked.chat, dtype, draft) != (0, "prompt", False, torch.float32, PeerConfig.draft):
+    if (asked.seed, asked.init, asked.chat, asked.dtype, draft) != (0, "prompt", False, "float32", PeerConfig.draft):
         raise ValueError("--record keeps what the Stats tab asks for: float32, seed 0, init prompt, no --chat, "
                          f"--draft {PeerConfig.draft}")
     if prompts > MAX_RUNS:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from cllm.decoders import decoder_name
 from cllm.decoders.base import options_of
 from cllm.files import atomic_write_text, sha256_of
@@ -27,9 +29,10 @@ from cllm.trajectory import RunMeta
 MANIFEST = "shipped.sha256"
 MAX_MANIFEST_BYTES = 1 << 20  # one line per shipped race
 RECENT_RACES = 64  # live races a server keeps to play again (a 64-token race of the real pair: ~0.2 MB)
-# What fixes a run's output: the same values give the same tokens (device and dtype aside: a float32 CPU
-# record stands for any float32 run, which is exact; timings are the recording's and said so).
-REQUEST_FIELDS = ("model", "n", "max_new_tokens", "seed", "init", "chat", "decoder", "options")
+# What fixes a run's output: the same values give the same tokens (the device aside: a float32 CPU record
+# stands for any float32 run, which is exact; timings are the recording's and said so). The dtype is part of
+# it: an app on CUDA decodes in bfloat16, whose tokens may differ, so float32 records never stand in there.
+REQUEST_FIELDS = ("model", "n", "max_new_tokens", "seed", "init", "chat", "decoder", "dtype", "options")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Request:
     init: str
     chat: bool
     decoder: str
+    dtype: str  # the weights' dtype as RunMeta names it ("float32", "bfloat16")
     options: tuple  # sorted (name, value) pairs of the decoder's own settings
 
     @classmethod
@@ -52,10 +56,10 @@ class Request:
         return cls(**(values | {"options": tuple(sorted(meta.options.items()))}))
 
     @classmethod
-    def asked(cls, model: str, config: JacobiConfig, chat: bool) -> "Request":
-        """What a run of `model` with `config` (any decoder's) would be asked for."""
+    def asked(cls, model: str, config: JacobiConfig, chat: bool, dtype: torch.dtype) -> "Request":
+        """What a run of `model` with `config` (any decoder's) in `dtype` would be asked for."""
         return cls(model, config.n, config.max_new_tokens, config.seed, config.init, bool(chat),
-                   decoder_name(config), tuple(sorted(options_of(config).items())))
+                   decoder_name(config), str(dtype).removeprefix("torch."), tuple(sorted(options_of(config).items())))
 
 
 def read_manifest(folder: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@ import threading
 
 import gradio as gr
 import pytest
+import torch
 
 from cllm.cli import main
 from cllm.dataset_run import (DATASETS_DIR, DatasetRunError, dataset_run_from_dict, dataset_run_to_dict, find_recorded,
@@ -35,7 +36,7 @@ def answers(*args) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def a_cpu_app(monkeypatch):
     """The serving under test is a CPU app's, whatever runs the test (on CUDA the app decodes live)."""
-    monkeypatch.setattr(stats_tab, "serves_float32_records", lambda: True)
+    monkeypatch.setattr(stats_tab, "app_dtype", lambda: torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def recorded(tiny_pair, tmp_path_factory):
 
 def asked(tiny_pair, **settings) -> tuple[Request, Request]:
     config = JacobiConfig(**({"n": 4, "max_new_tokens": 8} | settings))
-    return Request.asked(tiny_pair[0], config, False), Request.asked(tiny_pair[1], config, False)
+    return tuple(Request.asked(m, config, False, torch.float32) for m in tiny_pair)
 
 
 def test_record_writes_a_listed_run_that_reads_back_whole(recorded, tiny_pair):
@@ -189,7 +190,7 @@ def test_the_first_visit_shows_the_pairs_recorded_run(recorded, tiny_pair, monke
     first = stats_tab.first_dataset(*tiny_pair)
     assert (first["source"], first["limit"], first["n"], first["max_new"]) == (stats_tab.CODE, 3, 4, 8)
     assert "Recorded run" in first["outputs"][11] and len(first["outputs"][10]["cllm"]) == 3
-    monkeypatch.setattr(stats_tab, "serves_float32_records", lambda: False)  # a GPU app decodes in bfloat16
+    monkeypatch.setattr(stats_tab, "app_dtype", lambda: torch.bfloat16)  # a GPU app decodes in bfloat16
     assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""
 
 

@@ -3,6 +3,7 @@ listed and unaltered files are served, and Explore serves one only for exactly i
 import shutil
 
 import pytest
+import torch
 
 from cllm.decode import decode_prompt
 from cllm.decoders import make_config
@@ -55,7 +56,7 @@ def assert_races_decode_again(names: list[str]) -> None:
 
 
 def _request(model, **settings):
-    return Request.asked(model, JacobiConfig(**settings), chat=False)
+    return Request.asked(model, JacobiConfig(**settings), chat=False, dtype=torch.float32)
 
 
 def test_only_listed_unaltered_races_are_served(tmp_path):
@@ -86,7 +87,7 @@ def test_another_setting_is_another_request(change):
 
 
 def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else(monkeypatch):
-    monkeypatch.setattr(explore_tab, "serves_float32_records", lambda: True)  # a CPU app, whatever runs the test
+    monkeypatch.setattr(explore_tab, "app_dtype", lambda: torch.float32)  # a CPU app, whatever runs the test
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)
@@ -101,7 +102,7 @@ def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else(monk
 
 def test_an_app_decoding_in_bfloat16_decodes_a_shipped_request_live(monkeypatch):
     """On CUDA the app decodes in bfloat16, whose tokens may differ from the float32 recording: no stand-in."""
-    monkeypatch.setattr(explore_tab, "serves_float32_records", lambda: False)
+    monkeypatch.setattr(explore_tab, "app_dtype", lambda: torch.bfloat16)
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens, 0, defaults.init)
@@ -109,14 +110,15 @@ def test_an_app_decoding_in_bfloat16_decodes_a_shipped_request_live(monkeypatch)
     assert len(live) == 3 and "shipped gallery" not in live[-1][1]
 
 
-def test_recordings_stand_in_only_where_the_app_decodes_in_float32(monkeypatch):
-    import torch
+def test_the_app_asks_for_float32_on_a_cpu_and_bfloat16_on_cuda(monkeypatch):
+    from cllm.ui.common import app_dtype
 
-    from cllm.ui.common import serves_float32_records
-
-    assert serves_float32_records() == (not torch.cuda.is_available())
+    assert app_dtype() == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # models go to CUDA in bfloat16 there
-    assert not serves_float32_records()
+    assert app_dtype() == torch.bfloat16
+    prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
+    bf16 = [Request.asked(m, JacobiConfig(), False, torch.bfloat16) for m in (DEFAULT_BASE, DEFAULT_CLLM)]
+    assert find_shipped(GALLERY_DIR, prompt, *bf16) is None  # the float32 recording is not that request
 
 
 def test_recent_races_keep_the_last_checked_ones_by_request():

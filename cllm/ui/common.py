@@ -203,10 +203,10 @@ def save_run(race: Race | None, name: str) -> str:
     return f"Saved as **{path.stem}**: the Gallery tab lists it."
 
 
-def serves_float32_records() -> bool:
-    """Recorded runs (shipped races, recorded Stats runs) are float32: they stand for a live run only where the
-    app decodes in float32, on a CPU (CUDA decodes in bfloat16, whose tokens may differ)."""
-    return pick_dtype("auto", pick_device("auto")) == torch.float32
+def app_dtype() -> torch.dtype:
+    """The dtype the app decodes in (float32 on a CPU, bfloat16 on CUDA): part of every request it looks up, so
+    float32 records (shipped races, recorded Stats runs) stand in for live runs only where they are exact."""
+    return pick_dtype("auto", pick_device("auto"))
 
 
 def on_gpu(duration: int):

@@ -16,9 +16,9 @@ from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.shipped import RecentRaces, Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config, load_models,
-                            on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config, save_run,
-                            serves_float32_records, user_errors)
+from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, app_dtype, decoder_config,
+                            load_models, on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config,
+                            save_run, user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
 from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.player import make_player
@@ -117,9 +117,8 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         check_prompt(prompt)
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
         names = race_models(mode, base, cllm)
-        asked = [Request.asked(m, c, chat) for m, c in zip(names, configs)]
-    shipped = find_shipped(GALLERY_DIR, prompt, *asked) if serves_float32_records() else None
-    served = ((SHIPPED_NOTE, shipped), (RECENT_NOTE, RECENT.get(prompt, *asked)))
+        asked = [Request.asked(m, c, chat, app_dtype()) for m, c in zip(names, configs)]
+    served = ((SHIPPED_NOTE, find_shipped(GALLERY_DIR, prompt, *asked)), (RECENT_NOTE, RECENT.get(prompt, *asked)))
     for note, done in served:
         if done is not None:  # no model work: a race of exactly this request
             yield served_race(note, done)

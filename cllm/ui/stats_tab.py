@@ -19,8 +19,8 @@ from cllm.shipped import Request
 from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, on_gpu, race_file, race_summary, read_config,
-                            serves_float32_records, side_labels, user_errors, whole_number)
+from cllm.ui.common import (DECODING, app_dtype, decoder_config, load_models, model_name, on_gpu, race_file, race_summary,
+                            read_config, side_labels, user_errors, whole_number)
 from cllm.ui.grid import race_html
 from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, one_at_a_time, waiting_note
 from cllm.ui.stats_tables import (AGG_COLUMNS, BENCH_COLUMNS, COLUMN_NAMES, PROMPT_COLUMNS, RATE_COLUMNS,
@@ -92,8 +92,8 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
             raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
         names = [model_name(base, "base"), model_name(cllm, "CLLM")]
-        recorded = find_recorded(DATASETS_DIR, prompts, *(Request.asked(m, config, False) for m in names))
-    if recorded is not None and serves_float32_records():
+        recorded = find_recorded(DATASETS_DIR, prompts, *(Request.asked(m, config, False, app_dtype()) for m in names))
+    if recorded is not None:
         yield dataset_outputs(recorded.trajs, recorded.bench, exclude, hide_loops, decoder) + (
             recorded.trajs, recorded_note(recorded))
         return
@@ -175,16 +175,13 @@ def _progress(progress, total: int):
 
 def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
     """The pair's recorded run that this section's form asks for again (a shipped set's first prompts, seed 0,
-    init prompt, raw prompts, as recorded), with its set's choice; None where none ships or this app decodes
-    in another dtype than the recordings (serves_float32_records)."""
-    if not serves_float32_records():
-        return None
+    init prompt, raw prompts, as recorded, in the app's dtype), with its set's choice; None where none ships."""
     for run in runs_of_pair(DATASETS_DIR, base, cllm):
         choice = next((c for c, path in PROMPT_SETS.items() if path.name == run.prompt_set), None)
         meta = run.trajs["cllm"][0].meta
         config = form_config(meta.n, meta.max_new_tokens, meta.decoder)
         if choice is not None and find_recorded(DATASETS_DIR, load_prompts(choice, None, len(run.prompts)),
-                                                *(Request.asked(m, config, False) for m in (base, cllm))) is run:
+                                                *(Request.asked(m, config, False, app_dtype()) for m in (base, cllm))) is run:
             return run, choice
     return None
 
