@@ -213,6 +213,7 @@ def cmd_stats(args) -> None:
     from cllm.trajectory import atomic_write_text
 
     configs, prompts, peer = _configs(args), _read_prompt_args(args), _peer(args)
+    prompt_set = Path(args.prompts or HELDOUT_PROMPTS).name
     ns = _int_list(args.sweep, "--sweep") if args.sweep is not None else None
     if args.csv is not None:
         check_output_path(args.csv, "--csv file")
@@ -221,8 +222,9 @@ def cmd_stats(args) -> None:
     if args.record is not None:  # what the Stats tab can ask for, checked before any decoding
         if len(configs) > 1:
             raise ValueError("--record keeps one decoder's run")
-        asked = Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, pick_device(args.device)))
-        check_recordable(args.record, asked, peer.draft, len(prompts))
+        device = pick_device(args.device)
+        asked = Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, device))
+        check_recordable(args.record, asked, device.type, peer.draft, prompt_set, len(prompts))
     models = {"base": load_model(args.base, args.device, dtype=args.dtype).as_chat(args.chat),
               "cllm": load_model(args.cllm, args.device, dtype=args.dtype).as_chat(args.chat)}
     frames = []
@@ -234,7 +236,7 @@ def cmd_stats(args) -> None:
         bench = dataset_rows(models, trajs, peer)
         print(pair_report(trajs, frame, bench, args.exclude, args.top, args.hide_loops))
         if args.record is not None:
-            path = record_dataset_run(trajs, bench, Path(args.prompts or HELDOUT_PROMPTS).name, args.record)
+            path = record_dataset_run(trajs, bench, prompt_set, args.record)
             print(f"recorded {path}", file=sys.stderr)
         if ns:
             print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
@@ -269,8 +271,10 @@ def cmd_record(args) -> None:
     prefix = args.prefix or source.stem
     prompts = read_prompts(source, args.limit)
     names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
-    if pick_dtype(args.dtype, pick_device(args.device)) != torch.float32:  # Explore serves them as float32 runs
-        raise ValueError("the gallery holds float32 races (what Explore decodes on a CPU): use --dtype float32")
+    device = pick_device(args.device)
+    if (device.type, pick_dtype(args.dtype, device)) != ("cpu", torch.float32):  # Explore serves them as CPU runs
+        raise ValueError("the gallery holds float32 races decoded on a CPU (what Explore decodes there): use "
+                         "--device cpu --dtype float32")
     base, cllm = (load_model(name, args.device, dtype=args.dtype).as_chat(args.chat)
                   for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):

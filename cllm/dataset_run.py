@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from cllm.bench import DATASET_COLUMNS
+from cllm.decoders import make_config
 from cllm.files import read_capped_bytes
 from cllm.models import device_label
 from cllm.peers import PeerConfig
@@ -36,7 +37,7 @@ SCHEMA = "cllm-dataset-run"
 VERSION = 1
 DATASETS_DIR = GALLERY_DIR / "datasets"  # saved_trajectories/datasets: the recorded runs the Stats tab serves
 MAX_RUN_BYTES = 64 * 2**20  # 16 prompts x 64 tokens of the real pair: ~0.5 MB
-MAX_RUNS = 200  # prompts per model (the Stats tab's largest set)
+MAX_RUNS = 200  # prompts per model: the Stats tab's largest set (2 CPU cores: ~3 s a prompt pair at 64 tokens)
 MAX_BENCH_ROWS = 64
 MAX_TEXT = 200  # any text value of a bench row
 TEXT_RULES = {"prompt_set": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}\.jsonl?"),  # a file name, no path
@@ -92,7 +93,8 @@ def dataset_run_from_dict(data: object) -> DatasetRun:
         _check(len({Request.of(t.meta) for t in runs}) == 1,
                f"the {role} runs were not all made with the same settings")
         _check(all(t.ar_tokens is not None for t in runs), f"a {role} run was not checked against greedy decoding")
-        _check(all(t.meta.dtype == "float32" for t in runs), f"the {role} runs are not float32 (what a CPU decodes)")
+        _check(all((t.meta.device, t.meta.dtype) == ("cpu", "float32") for t in runs),
+               f"the {role} runs were not decoded on a CPU in float32 (what they stand in for)")
     return DatasetRun(trajs, _bench_rows(data.get("bench"), len(trajs["base"])), **texts)
 
 
@@ -137,15 +139,22 @@ def load_dataset_run(path: str | os.PathLike) -> DatasetRun:
     return dataset_run_from_dict(parse_json(raw, path.name, MAX_RUN_BYTES, DatasetRunError))
 
 
-def check_recordable(path: str | os.PathLike, asked: Request, draft: int, prompts: int) -> Path:
-    """What `stats --record` may keep: what the Stats tab asks for (seed 0, init prompt, raw prompts, float32,
-    the default prompt-lookup draft, at most MAX_RUNS prompts), in a folder apart from the gallery's races."""
+def check_recordable(path: str | os.PathLike, asked: Request, device: str, draft: int, prompt_set: str,
+                      prompts: int) -> Path:
+    """What `stats --record` may keep, checked before any decoding: what the Stats tab asks for (a CPU in
+    float32, seed 0, init prompt, raw prompts, the decoder's own options and the prompt-lookup draft at their
+    defaults, at most MAX_RUNS prompts of a file named as TEXT_RULES says), in a folder apart from the gallery's
+    races. (An n or token count beyond the tab's form is kept, but never asked for.)"""
     path = check_output_path(path, "--record file")
     if path.resolve().parent == GALLERY_DIR.resolve():  # the gallery's manifest lists races
         raise ValueError("--record writes dataset runs apart from the gallery, e.g. saved_trajectories/datasets/NAME.json")
-    if (asked.seed, asked.init, asked.chat, asked.dtype, draft) != (0, "prompt", False, "float32", PeerConfig.draft):
-        raise ValueError("--record keeps what the Stats tab asks for: float32, seed 0, init prompt, no --chat, "
-                         f"--draft {PeerConfig.draft}")
+    defaults = Request.asked(asked.model, make_config(asked.decoder, n=asked.n, max_new_tokens=asked.max_new_tokens),
+                             False, torch.float32)
+    if (asked, device, draft) != (defaults, "cpu", PeerConfig.draft):
+        raise ValueError("--record keeps what the Stats tab asks for: --device cpu, float32, seed 0, init prompt, "
+                         f"no --chat, the decoder's options at their defaults, --draft {PeerConfig.draft}")
+    if TEXT_RULES["prompt_set"].fullmatch(prompt_set) is None:
+        raise ValueError(f"--record: the prompt file {prompt_set[:80]!r} {TEXT_SAYS['prompt_set']}")
     if prompts > MAX_RUNS:
         raise ValueError(f"--record keeps at most {MAX_RUNS} prompts: give --limit")
     return path

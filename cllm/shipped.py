@@ -21,7 +21,7 @@ import torch
 
 from cllm.decoders import decoder_name
 from cllm.decoders.base import options_of
-from cllm.files import atomic_write_text, sha256_of
+from cllm.files import atomic_write_text, read_capped_bytes, sha256_of
 from cllm.jacobi import JacobiConfig
 from cllm.race import MAX_RACE_BYTES, Race, RaceError, race_from_json
 from cllm.trajectory import RunMeta
@@ -68,7 +68,7 @@ def read_manifest(folder: Path) -> dict[str, str]:
     if not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
         return {}
     listed = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # a bad byte spoils one line only
         digest, _, name = line.partition("  ")
         if len(digest) == 64 and name.endswith(".json") and "/" not in name:
             listed[name] = digest
@@ -102,12 +102,9 @@ def trusted_files(folder: str, listed: tuple, max_bytes: int) -> Iterator[tuple[
     """(name, bytes) of each listed file whose bytes have the sha256 the manifest gives: read once, so the
     bytes checked are the bytes parsed. A file over `max_bytes` is skipped unread."""
     for name, digest in listed:
-        path = Path(folder) / name
         try:
-            if path.stat().st_size > max_bytes:
-                continue
-            raw = path.read_bytes()
-        except OSError:
+            raw = read_capped_bytes(Path(folder) / name, max_bytes)
+        except ValueError:  # unreadable, or over the cap
             continue
         if hashlib.sha256(raw).hexdigest() == digest:
             yield name, raw
@@ -129,7 +126,7 @@ def _read_races(folder: str, listed: tuple, stamps: tuple) -> dict[tuple, Race]:
             race = race_from_json(raw, name)
         except RaceError:
             continue
-        if race.base.ar_tokens is not None and race.cllm.ar_tokens is not None:  # checked when recorded
+        if all(t.ar_tokens is not None and t.meta.device == "cpu" for t in (race.base, race.cllm)):  # record checks
             races[request_key(race)] = race
     return races
 

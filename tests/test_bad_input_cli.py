@@ -104,6 +104,7 @@ CASES = [  # (argv, part of the one error line); {model} = tiny model folder, {f
     (["record", "--base", M, "--cllm", M, "--limit", "0"], "--limit must be at least 1"),
     (["record", "--base", M, "--cllm", M, "--prompts", "{f}/ok.jsonl", "--prefix", "../../x"], "not a valid name"),
     (["record", "--base", M, "--cllm", M, "--prompts", "{f}/ok.jsonl", "--prefix", ".hidden"], "not a valid name"),
+    (["record", "--base", M, "--cllm", M, "--prompts", "{f}/ok.jsonl", "--dtype", "bfloat16"], "--device cpu --dtype float32"),
     (["pretrain", "--max-steps", "0"], "--max-steps and --max-minutes must be positive"),
     (["pretrain", "--max-minutes", "nan"], "--max-steps and --max-minutes must be positive"),
     (["pretrain", "--max-minutes", "-1"], "--max-steps and --max-minutes must be positive"),

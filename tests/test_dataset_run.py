@@ -88,8 +88,10 @@ def test_a_changed_or_unlisted_file_is_not_served(recorded, tmp_path):
     assert recorded_runs(copy) == {}  # not listed
     (copy / MANIFEST).write_text((folder / MANIFEST).read_text())
     assert len(recorded_runs(copy)) == 1
-    (copy / path.name).write_bytes(path.read_bytes().replace(b'"recorded":"', b'"recorded":"x', 1))
-    assert recorded_runs(copy) == {}  # its bytes no longer have the listed sha256
+    changed = path.read_bytes().replace(b'"machine":"CPU', b'"machine":"cpu', 1)
+    assert changed != path.read_bytes() and dataset_run_from_dict(json.loads(changed)).machine.startswith("cpu")
+    (copy / path.name).write_bytes(changed)  # still a valid run, but not the bytes that were listed
+    assert recorded_runs(copy) == {}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -109,7 +111,8 @@ def test_a_changed_or_unlisted_file_is_not_served(recorded, tmp_path):
     (lambda d: d | {"bench": [d["bench"][0] | {"secret": 1}]}, "the bench columns"),
     (lambda d: d | {"bench": [{"tpf": 1.0}]}, "the bench columns"),
     (lambda d: d | {"bench": [d["bench"][0] | {"prompts": 2}]}, "not the run's 3"),
-    (lambda d: d | {"cllm": [t | {"meta": t["meta"] | {"dtype": "bfloat16"}} for t in d["cllm"]]}, "not float32"),
+    (lambda d: d | {"cllm": [t | {"meta": t["meta"] | {"dtype": "bfloat16"}} for t in d["cllm"]]}, "on a CPU in float32"),
+    (lambda d: d | {"base": [t | {"meta": t["meta"] | {"device": "cuda:0"}} for t in d["base"]]}, "on a CPU in float32"),
     (lambda d: d | {"bench": "rows"}, "bench must be a list"),
     (lambda d: d | {"base": [d["base"][0] | {"blocks": "x"}] + d["base"][1:]}, "base run 1"),
     (lambda d: d | {"base": [d["base"][0] | {"ar_tokens": None}] + d["base"][1:]}, "not checked against greedy"),
@@ -126,9 +129,14 @@ def test_record_refuses_what_the_stats_tab_cannot_ask_for(tiny_pair, recorded, t
     base = ["stats", "--base", tiny_pair[0], "--cllm", tiny_pair[1], "--prompts", str(recorded[2]), *SETTINGS]
     for extra, message in ((["--dtype", "bfloat16"], "float32, seed 0"), (["--seed", "1"], "float32, seed 0"),
                            (["--init", "vocab"], "float32, seed 0"), (["--chat"], "no --chat"),
-                           (["--draft", "5"], "--draft 10"), (["--decoder", "jacobi,recycle"], "one decoder's run")):
+                           (["--draft", "5"], "--draft 10"), (["--decoder", "jacobi,recycle"], "one decoder's run"),
+                           (["--decoder", "recycle", "--pool-size", "2"], "options at their defaults")):
         assert main(base + extra + ["--record", str(tmp_path / "x.json")]) == 2, extra
         assert message in capsys.readouterr().err, extra
+    spaced = tmp_path / "my prompts.jsonl"  # a name the file may not hold: refused before decoding, not after
+    spaced.write_text(recorded[2].read_text())
+    assert main(base[:6] + [str(spaced), *SETTINGS, "--record", str(tmp_path / "x.json")]) == 2
+    assert "must be a prompt file's name" in capsys.readouterr().err
     assert main(base + ["--record", str(tmp_path)]) == 2 and "is a folder" in capsys.readouterr().err
     gallery = GALLERY_DIR / "never-written.json"
     assert main(base + ["--record", str(gallery)]) == 2 and "apart from the gallery" in capsys.readouterr().err
@@ -162,9 +170,11 @@ def test_a_live_run_waits_its_turn_saying_how_many_are_ahead(tiny_pair, tmp_path
     run = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, 4, 8, progress=no_progress)
     thread = threading.Thread(target=lambda: said.extend(run), daemon=True)
     thread.start()
-    wait_until(lambda: said, "the waiting note")
-    assert "1 request is ahead of yours" in said[0][11] and all(o == gr.skip() for o in said[0][:11])
-    holder.release()
+    try:
+        wait_until(lambda: said, "the waiting note")
+        assert "1 request is ahead of yours" in said[0][11] and all(o == gr.skip() for o in said[0][:11])
+    finally:
+        holder.release()
     thread.join(WAIT)
     assert not thread.is_alive() and said[-1][11] == stats_tab.LIVE_NOTE and len(said[-1][0]) == 2
 
@@ -192,6 +202,37 @@ def test_the_first_visit_shows_the_pairs_recorded_run(recorded, tiny_pair, monke
     assert "Recorded run" in first["outputs"][11] and len(first["outputs"][10]["cllm"]) == 3
     monkeypatch.setattr(stats_tab, "app_dtype", lambda: torch.bfloat16)  # a GPU app decodes in bfloat16
     assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""
+
+
+def test_a_recorded_run_the_form_cannot_ask_for_is_skipped_not_fatal(recorded, tiny_pair, monkeypatch):
+    """E.g. a run recorded with n or tokens beyond the form's range: the tab still builds, on the defaults."""
+    monkeypatch.setattr(stats_tab, "DATASETS_DIR", recorded[0])
+    monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, recorded[2])
+    assert stats_tab.opening_run(*tiny_pair) is not None
+
+    def beyond_the_form(*args):
+        raise ValueError("block size n must be from 1 to 64")
+    monkeypatch.setattr(stats_tab, "form_config", beyond_the_form)
+    assert stats_tab.opening_run(*tiny_pair) is None and stats_tab.first_dataset(*tiny_pair)["source"] == stats_tab.HELDOUT
+
+
+def test_an_unknown_prompt_set_is_refused(tiny_pair):
+    with pytest.raises(gr.Error, match="prompts must be one of"):
+        answers(*tiny_pair, "shipped held-out prompts", None, 3, 4, 8)
+
+
+def test_a_live_run_that_fails_says_so_in_its_note(tiny_pair, tmp_path, monkeypatch):
+    prompts = tmp_path / "q.txt"
+    prompts.write_text("def g(y):\n")
+
+    def fails(*args):
+        raise ValueError("the model could not be loaded")
+    monkeypatch.setattr(stats_tab, "live_dataset", fails)
+    said = []
+    with pytest.raises(gr.Error, match="could not be loaded"):
+        for answer in stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, 4, 8, progress=no_progress):
+            said.append(answer)
+    assert said[-2][11] == "Decoding live…" and "stopped" in said[-1][11]
 
 
 def test_the_tab_opens_on_the_recorded_run(recorded, tiny_pair, monkeypatch):

@@ -77,6 +77,19 @@ def test_only_listed_unaltered_races_are_served(tmp_path):
     assert read_manifest(tmp_path) == {}
 
 
+def test_a_race_decoded_elsewhere_than_on_a_cpu_is_not_served(tmp_path):
+    """float32 on CUDA may round differently from the CPU kernels a CPU app's live run uses."""
+    raw = (GALLERY_DIR / "heldout-03.json").read_text()
+    assert raw.count('"device":"cpu"') == 2
+    (tmp_path / "gpu.json").write_text(raw.replace('"device":"cpu"', '"device":"cuda:0"'))
+    list_shipped(tmp_path, [tmp_path / "gpu.json"])
+    prompt = load_race(tmp_path / "gpu.json").prompt
+    assert find_shipped(tmp_path, prompt, _request(DEFAULT_BASE), _request(DEFAULT_CLLM)) is None
+    (tmp_path / "cpu.json").write_text(raw)
+    list_shipped(tmp_path, [tmp_path / "cpu.json"])
+    assert find_shipped(tmp_path, prompt, _request(DEFAULT_BASE), _request(DEFAULT_CLLM)) is not None
+
+
 @pytest.mark.parametrize("change", [{"seed": 1}, {"n": 8}, {"max_new_tokens": 32}, {"init": "vocab"}])
 def test_another_setting_is_another_request(change):
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt

@@ -143,7 +143,7 @@ def test_a_collocation_row_opens_its_example_in_explore():
     """A clicked row becomes a race paused at the row's pass, its span ringed, and the tabs switch."""
     from types import SimpleNamespace
 
-    from cllm.collocations import COLUMNS, collocation_table
+    from cllm.collocations import collocation_table
     from test_moments import JUMP, STAIRS, TWO, traj
 
     trajs = {"base": [traj(STAIRS, model="base"), traj(STAIRS, STAIRS, model="base")],

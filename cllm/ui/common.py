@@ -182,7 +182,11 @@ def download_file(filename: str, text: str) -> str:
     root = Path(tempfile.gettempdir()) / "cllm-explorer-downloads"
     root.mkdir(exist_ok=True)
     for old in root.iterdir():
-        if time.time() - old.stat().st_mtime > 3600:
+        try:
+            stale = time.time() - old.stat().st_mtime > 3600
+        except OSError:  # another request removed it just now
+            continue
+        if stale:
             shutil.rmtree(old, ignore_errors=True)
     path = Path(tempfile.mkdtemp(dir=root)) / filename  # a folder per file: same names never collide
     path.write_text(text, encoding="utf-8")

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 import gradio as gr
+import torch
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
@@ -131,6 +132,12 @@ def served_race(note: str, race: Race) -> tuple:
     return race_html(race, uuid.uuid4().hex[:12]), f"{note}  \n{race_summary(race)}", race_file(race), race
 
 
+def examples_hint() -> str:
+    """What a waiting visitor may have at once: the recorded examples, where they stand in (a float32 app; on
+    CUDA every request decodes live)."""
+    return EXAMPLES_AT_ONCE if app_dtype() == torch.float32 else ""
+
+
 def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked: list, progress):
     """live_race once this request's turn for the models came, with a note per move of the line before it;
     the race of a same request decoded while this one waited (two visitors on one example) instead."""
@@ -139,7 +146,7 @@ def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked:
             waited = False
             for ahead in waits:
                 waited = True
-                yield gr.skip(), waiting_note(ahead, EXAMPLES_AT_ONCE), gr.skip(), gr.skip()
+                yield gr.skip(), waiting_note(ahead, examples_hint()), gr.skip(), gr.skip()
             if waited:
                 done = RECENT.get(prompt, *asked)  # decoded for another visitor while this one waited
                 if done is not None:

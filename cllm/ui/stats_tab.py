@@ -9,7 +9,7 @@ import pandas as pd
 
 from cllm import evaluate
 from cllm.bench import dataset_rows
-from cllm.dataset_run import DATASETS_DIR, DatasetRun, find_recorded, runs_of_pair
+from cllm.dataset_run import DATASETS_DIR, MAX_RUNS, DatasetRun, find_recorded, runs_of_pair
 from cllm.models import app_pair
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
@@ -26,7 +26,6 @@ from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, one_at_a_time, wait
 from cllm.ui.stats_tables import (AGG_COLUMNS, BENCH_COLUMNS, COLUMN_NAMES, PROMPT_COLUMNS, RATE_COLUMNS,
                                   SWEEP_COLUMNS, TABLE3_COLUMNS, dataset_outputs, table3_view, tidy)
 
-MAX_PROMPTS = 200  # dataset mode on 2 CPU cores: ~3 s per prompt pair at 64 tokens, HF peers included
 MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
 SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
 HELDOUT, CODE = "held-out Python prompts (the tiny pair's)", "held-out code prompts (the real pair's)"
@@ -45,6 +44,7 @@ EXPLAIN = (
 )
 EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
                   "either": "either", "none": "keep every run"}  # choice labels of the exclusion dropdown
+
 
 def run_charts(race):
     """Figures and the Table-3-like summary of the race on the Explore tab."""
@@ -71,12 +71,14 @@ def follow_run(race):
 
 
 def load_prompts(source: str, upload, limit) -> list[str]:
-    limit = whole_number(limit, "number of prompts", 1, MAX_PROMPTS)
+    limit = whole_number(limit, "number of prompts", 1, MAX_RUNS)
     if source == UPLOAD:
         if not upload:
             raise ValueError("choose a prompt file to upload (JSONL with a \"prompt\" field, or text, one per line)")
         return read_prompt_file(upload, limit)
-    return read_prompts(PROMPT_SETS.get(source, HELDOUT_PROMPTS), limit)
+    if source not in PROMPT_SETS:
+        raise ValueError(f"prompts must be one of: {', '.join([*PROMPT_SETS, UPLOAD])}")
+    return read_prompts(PROMPT_SETS[source], limit)
 
 
 def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="token_run", hide_loops=False,
@@ -99,11 +101,16 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
         return
     try:
         with MODELS.turn(max_line=MAX_LINE) as waits:
+            hint = RECORDED_AT_ONCE if opening_run(*names) is not None else ""
             for ahead in waits:
-                yield (gr.skip(),) * 11 + (waiting_note(ahead, RECORDED_AT_ONCE),)
+                yield (gr.skip(),) * 11 + (waiting_note(ahead, hint),)
             yield (gr.skip(),) * 11 + ("Decoding live…",)  # a visitor who left is noticed here, before model work
-            with user_errors():
-                trajs, bench = live_dataset(names, prompts, config, progress)
+            try:
+                with user_errors():
+                    trajs, bench = live_dataset(names, prompts, config, progress)
+            except gr.Error:
+                yield (gr.skip(),) * 11 + ("The live run stopped: the message above says why.",)
+                raise
     except LineFull as e:  # raised on joining, before anything was yielded
         raise gr.Error(f"{e}: try again in a few minutes", print_exception=False) from None
     yield dataset_outputs(trajs, bench, exclude, hide_loops, decoder) + (trajs, LIVE_NOTE)
@@ -179,9 +186,13 @@ def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
     for run in runs_of_pair(DATASETS_DIR, base, cllm):
         choice = next((c for c, path in PROMPT_SETS.items() if path.name == run.prompt_set), None)
         meta = run.trajs["cllm"][0].meta
-        config = form_config(meta.n, meta.max_new_tokens, meta.decoder)
-        if choice is not None and find_recorded(DATASETS_DIR, load_prompts(choice, None, len(run.prompts)),
-                                                *(Request.asked(m, config, False, app_dtype()) for m in (base, cllm))) is run:
+        try:  # a run the form cannot ask for (n or tokens beyond its range) is skipped, never fatal to the app
+            config = form_config(meta.n, meta.max_new_tokens, meta.decoder)
+            prompts = load_prompts(choice, None, len(run.prompts)) if choice is not None else None
+        except ValueError:
+            continue
+        asked = (Request.asked(m, config, False, app_dtype()) for m in (base, cllm))
+        if prompts is not None and find_recorded(DATASETS_DIR, prompts, *asked) is run:
             return run, choice
     return None
 
@@ -193,7 +204,7 @@ def first_dataset(base: str, cllm: str) -> dict:
     opening = opening_run(base, cllm)
     if opening is None:
         return {"source": HELDOUT, "limit": 64, "n": DECODING.n, "max_new": DECODING.max_new_tokens,
-                "decoder": DEFAULT_DECODER, "outputs": (None,) * 10 + (None, "")}
+                "decoder": DEFAULT_DECODER, "outputs": (None,) * 11 + ("",)}
     run, choice = opening
     meta = run.trajs["cllm"][0].meta
     return {"source": choice, "limit": len(run.prompts), "n": meta.n, "max_new": meta.max_new_tokens,
@@ -216,7 +227,7 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple:
             upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                              type="filepath", elem_id="stats-upload")
         with gr.Row():
-            limit = gr.Number(first["limit"], label=f"Number of prompts (1 to {MAX_PROMPTS})", precision=None,
+            limit = gr.Number(first["limit"], label=f"Number of prompts (1 to {MAX_RUNS})", precision=None,
                               elem_id="stats-limit")
             n = gr.Number(first["n"], label="Block size n", precision=None, elem_id="stats-n")
             max_new = gr.Number(first["max_new"], label="Max new tokens", precision=None, elem_id="stats-tokens")
