@@ -298,6 +298,12 @@ def eos_id_of(tokenizer, model) -> int | None:
     return eos[0] if isinstance(eos, list) else eos
 
 
+def cached_dtype(device: str = "auto") -> torch.dtype:
+    """The dtype cached_model's models decode in on `device`: float32 on a CPU, bfloat16 on CUDA. The app looks
+    up recorded runs in it, so float32 records stand in for live runs only where they are exact."""
+    return pick_dtype("auto", pick_device(device))
+
+
 @lru_cache(maxsize=4)
 def cached_model(name_or_path: str, device: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
     """load_model, once per process (the app serves many requests with the same models)."""

@@ -36,7 +36,7 @@ def answers(*args) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def a_cpu_app(monkeypatch):
     """The serving under test is a CPU app's, whatever runs the test (on CUDA the app decodes live)."""
-    monkeypatch.setattr(stats_tab, "app_dtype", lambda: torch.float32)
+    monkeypatch.setattr(stats_tab, "cached_dtype", lambda: torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_the_first_visit_shows_the_pairs_recorded_run(recorded, tiny_pair, monke
     first = stats_tab.first_dataset(*tiny_pair)
     assert (first["source"], first["limit"], first["n"], first["max_new"]) == (stats_tab.CODE, 3, 4, 8)
     assert "Recorded run" in first["outputs"][11] and len(first["outputs"][10]["cllm"]) == 3
-    monkeypatch.setattr(stats_tab, "app_dtype", lambda: torch.bfloat16)  # a GPU app decodes in bfloat16
+    monkeypatch.setattr(stats_tab, "cached_dtype", lambda: torch.bfloat16)  # a GPU app decodes in bfloat16
     assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""
 
 

@@ -127,7 +127,7 @@ def no_progress(*args, **kwargs):
 
 
 def test_a_shipped_race_is_served_while_a_live_race_holds_the_models(monkeypatch):
-    monkeypatch.setattr(explore_tab, "app_dtype", lambda: torch.float32)  # a CPU app, whatever runs the test
+    monkeypatch.setattr(explore_tab, "cached_dtype", lambda: torch.float32)  # a CPU app, whatever runs the test
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)

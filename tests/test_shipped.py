@@ -100,7 +100,7 @@ def test_another_setting_is_another_request(change):
 
 
 def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else(monkeypatch):
-    monkeypatch.setattr(explore_tab, "app_dtype", lambda: torch.float32)  # a CPU app, whatever runs the test
+    monkeypatch.setattr(explore_tab, "cached_dtype", lambda: torch.float32)  # a CPU app, whatever runs the test
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens)
@@ -115,7 +115,7 @@ def test_explore_serves_a_shipped_request_at_once_and_decodes_anything_else(monk
 
 def test_an_app_decoding_in_bfloat16_decodes_a_shipped_request_live(monkeypatch):
     """On CUDA the app decodes in bfloat16, whose tokens may differ from the float32 recording: no stand-in."""
-    monkeypatch.setattr(explore_tab, "app_dtype", lambda: torch.bfloat16)
+    monkeypatch.setattr(explore_tab, "cached_dtype", lambda: torch.bfloat16)
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     defaults = JacobiConfig()
     ask = (prompt, DEFAULT_BASE, DEFAULT_CLLM, defaults.n, defaults.max_new_tokens, 0, defaults.init)
@@ -124,11 +124,11 @@ def test_an_app_decoding_in_bfloat16_decodes_a_shipped_request_live(monkeypatch)
 
 
 def test_the_app_asks_for_float32_on_a_cpu_and_bfloat16_on_cuda(monkeypatch):
-    from cllm.ui.common import app_dtype
+    from cllm.models import cached_dtype
 
-    assert app_dtype() == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    assert cached_dtype() == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # models go to CUDA in bfloat16 there
-    assert app_dtype() == torch.bfloat16
+    assert cached_dtype() == torch.bfloat16
     prompt = load_race(GALLERY_DIR / "heldout-03.json").prompt
     bf16 = [Request.asked(m, JacobiConfig(), False, torch.bfloat16) for m in (DEFAULT_BASE, DEFAULT_CLLM)]
     assert find_shipped(GALLERY_DIR, prompt, *bf16) is None  # the float32 recording is not that request

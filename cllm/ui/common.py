@@ -16,7 +16,7 @@ from dataclasses import fields
 from cllm.decoders import DECODERS, make_config
 from cllm.jacobi import INITS, MAX_SEED, JacobiConfig
 from cllm.models import (BY_NAME, ModelLoadError, cached_model, fetch_registry_model, fetched_part, model_pairs,
-                         needs_fetch, pick_device, pick_dtype)
+                         needs_fetch)
 from cllm.race import Race, add_to_gallery, gallery_dir, race_json
 from cllm.stats import differ_from, run_summary
 from cllm.training.trained import list_trained, read_trained, trained_path
@@ -205,12 +205,6 @@ def save_run(race: Race | None, name: str) -> str:
             raise ValueError("nothing to save yet: run a prompt (or upload a race file) and let it finish")
         path = add_to_gallery(race, gallery_dir(), name)
     return f"Saved as **{path.stem}**: the Gallery tab lists it."
-
-
-def app_dtype() -> torch.dtype:
-    """The dtype the app decodes in (float32 on a CPU, bfloat16 on CUDA): part of every request it looks up, so
-    float32 records (shipped races, recorded Stats runs) stand in for live runs only where they are exact."""
-    return pick_dtype("auto", pick_device("auto"))
 
 
 def on_gpu(duration: int):

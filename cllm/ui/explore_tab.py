@@ -11,13 +11,13 @@ import torch
 
 from cllm.decode import check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
-from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, app_pair, cached_model, device_label,
-                         pick_device, resolve_source)
+from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, app_pair, cached_dtype, cached_model,
+                         device_label, pick_device, resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
 from cllm.shipped import RecentRaces, Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, app_dtype, decoder_config,
+from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config,
                             load_models, on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config,
                             save_run, user_errors)
 from cllm.ui.grid import EMPTY_HTML, race_html
@@ -118,7 +118,7 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         check_prompt(prompt)
         configs = [decoder_config(config, d) for d in (decoder_a, decoder_b)]
         names = race_models(mode, base, cllm)
-        asked = [Request.asked(m, c, chat, app_dtype()) for m, c in zip(names, configs)]
+        asked = [Request.asked(m, c, chat, cached_dtype()) for m, c in zip(names, configs)]
     served = ((SHIPPED_NOTE, find_shipped(GALLERY_DIR, prompt, *asked)), (RECENT_NOTE, RECENT.get(prompt, *asked)))
     for note, done in served:
         if done is not None:  # no model work: a race of exactly this request
@@ -135,7 +135,7 @@ def served_race(note: str, race: Race) -> tuple:
 def examples_hint() -> str:
     """What a waiting visitor may have at once: the recorded examples, where they stand in (a float32 app; on
     CUDA every request decodes live)."""
-    return EXAMPLES_AT_ONCE if app_dtype() == torch.float32 else ""
+    return EXAMPLES_AT_ONCE if cached_dtype() == torch.float32 else ""
 
 
 def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked: list, progress):

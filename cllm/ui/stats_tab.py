@@ -10,7 +10,7 @@ import pandas as pd
 from cllm import evaluate
 from cllm.bench import dataset_rows
 from cllm.dataset_run import DATASETS_DIR, MAX_RUNS, DatasetRun, find_recorded, runs_of_pair
-from cllm.models import app_pair
+from cllm.models import app_pair, cached_dtype
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
 from cllm.prompts import CODE_HELDOUT_PROMPTS, HELDOUT_PROMPTS, read_prompt_file, read_prompts
@@ -19,7 +19,7 @@ from cllm.shipped import Request
 from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, app_dtype, decoder_config, load_models, model_name, on_gpu, race_file, race_summary,
+from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, on_gpu, race_file, race_summary,
                             read_config, side_labels, user_errors, whole_number)
 from cllm.ui.grid import race_html
 from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, one_at_a_time, waiting_note
@@ -94,7 +94,7 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
             raise ValueError(f"exclude must be one of {', '.join(evaluate.EXCLUDE)}")
         prompts = load_prompts(source, upload, limit)
         names = [model_name(base, "base"), model_name(cllm, "CLLM")]
-        recorded = find_recorded(DATASETS_DIR, prompts, *(Request.asked(m, config, False, app_dtype()) for m in names))
+        recorded = find_recorded(DATASETS_DIR, prompts, *(Request.asked(m, config, False, cached_dtype()) for m in names))
     if recorded is not None:
         yield dataset_outputs(recorded.trajs, recorded.bench, exclude, hide_loops, decoder) + (
             recorded.trajs, recorded_note(recorded))
@@ -191,7 +191,7 @@ def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
             prompts = load_prompts(choice, None, len(run.prompts)) if choice is not None else None
         except ValueError:
             continue
-        asked = (Request.asked(m, config, False, app_dtype()) for m in (base, cllm))
+        asked = (Request.asked(m, config, False, cached_dtype()) for m in (base, cllm))
         if prompts is not None and find_recorded(DATASETS_DIR, prompts, *asked) is run:
             return run, choice
     return None
