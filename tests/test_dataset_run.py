@@ -193,15 +193,15 @@ def test_a_recorded_run_and_a_live_one_show_the_same_tables(recorded, tiny_pair,
 
 def test_the_first_visit_shows_the_pairs_recorded_run(recorded, tiny_pair, monkeypatch):
     folder = recorded[0]
-    assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""  # the shipped folder has none of this pair
+    assert stats_tab.first_dataset(*tiny_pair).outputs[11] == ""  # the shipped folder has none of this pair
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", folder)
-    assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""  # its set is not one the form offers
+    assert stats_tab.first_dataset(*tiny_pair).outputs[11] == ""  # its set is not one the form offers
     monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, recorded[2])  # as if it were a shipped set
     first = stats_tab.first_dataset(*tiny_pair)
-    assert (first["source"], first["limit"], first["n"], first["max_new"]) == (stats_tab.CODE, 3, 4, 8)
-    assert "Recorded run" in first["outputs"][11] and len(first["outputs"][10]["cllm"]) == 3
+    assert (first.source, first.limit, first.n, first.max_new) == (stats_tab.CODE, 3, 4, 8)
+    assert "Recorded run" in first.outputs[11] and len(first.outputs[10]["cllm"]) == 3
     monkeypatch.setattr(stats_tab, "cached_dtype", lambda: torch.bfloat16)  # a GPU app decodes in bfloat16
-    assert stats_tab.first_dataset(*tiny_pair)["outputs"][11] == ""
+    assert stats_tab.first_dataset(*tiny_pair).outputs[11] == ""
 
 
 def test_a_recorded_run_the_form_cannot_ask_for_is_skipped_not_fatal(recorded, tiny_pair, monkeypatch):
@@ -213,7 +213,7 @@ def test_a_recorded_run_the_form_cannot_ask_for_is_skipped_not_fatal(recorded, t
     def beyond_the_form(*args):
         raise ValueError("block size n must be from 1 to 64")
     monkeypatch.setattr(stats_tab, "form_config", beyond_the_form)
-    assert stats_tab.opening_run(*tiny_pair) is None and stats_tab.first_dataset(*tiny_pair)["source"] == stats_tab.HELDOUT
+    assert stats_tab.opening_run(*tiny_pair) is None and stats_tab.first_dataset(*tiny_pair).source == stats_tab.HELDOUT
 
 
 def test_an_unknown_prompt_set_is_refused(tiny_pair):

@@ -3,6 +3,7 @@ per-prompt table and CSV, an n-sweep, and the collocations the CLLM fast-forward
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -42,6 +43,7 @@ EXPLAIN = (
     "**Fast-forwarded surplus** (`fast_forwarded`): tokens beyond one per pass, summed (a plain model scores "
     "about 0); a different quantity, not to be set beside Table 3."
 )
+EXCLUDE_FIRST = "token_run"  # the authors' rule, which the Table 3 view follows
 EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
                   "either": "either", "none": "keep every run"}  # choice labels of the exclusion dropdown
 
@@ -197,19 +199,26 @@ def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
     return None
 
 
-def first_dataset(base: str, cllm: str) -> dict:
-    """The prompt-set section's first values: the settings and outputs of the pair's opening run where one
-    ships (so a first visit shows figures and collocations, and Run serves it at once), else the defaults
-    with empty outputs."""
+class DatasetForm(NamedTuple):
+    """The prompt-set section's first values: its form's settings and its twelve outputs."""
+    source: str
+    limit: int
+    n: int
+    max_new: int
+    decoder: str
+    outputs: tuple
+
+
+def first_dataset(base: str, cllm: str) -> DatasetForm:
+    """The settings and outputs of the pair's opening run where one ships (so a first visit shows figures and
+    collocations, and Run serves it at once), else the defaults with empty outputs."""
     opening = opening_run(base, cllm)
     if opening is None:
-        return {"source": HELDOUT, "limit": 64, "n": DECODING.n, "max_new": DECODING.max_new_tokens,
-                "decoder": DEFAULT_DECODER, "outputs": (None,) * 11 + ("",)}
+        return DatasetForm(HELDOUT, 64, DECODING.n, DECODING.max_new_tokens, DEFAULT_DECODER, (None,) * 11 + ("",))
     run, choice = opening
     meta = run.trajs["cllm"][0].meta
-    return {"source": choice, "limit": len(run.prompts), "n": meta.n, "max_new": meta.max_new_tokens,
-            "decoder": meta.decoder, "outputs": dataset_outputs(run.trajs, run.bench, "token_run", False, meta.decoder)
-            + (run.trajs, recorded_note(run))}
+    outputs = dataset_outputs(run.trajs, run.bench, EXCLUDE_FIRST, False, meta.decoder) + (run.trajs, recorded_note(run))
+    return DatasetForm(choice, len(run.prompts), meta.n, meta.max_new_tokens, meta.decoder, outputs)
 
 
 def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple:
@@ -218,23 +227,23 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple:
     first_base, first_cllm = app_pair()
     first = first_dataset(first_base, first_cllm)
     (per_prompt_first, agg_first, ratios_first, dist_first, csv_first, ff_first, st_first, by_block_first,
-     by_pass_first, bench_first, dataset_first, note_first) = first["outputs"]
+     by_pass_first, bench_first, dataset_first, note_first) = first.outputs
     with gr.Accordion("A prompt set", open=True):
         with gr.Row():
             base = gr.Textbox(first_base, label="Base model", elem_id="stats-base")
             cllm = gr.Textbox(first_cllm, label="CLLM", elem_id="stats-cllm")
-            source = gr.Radio([HELDOUT, CODE, UPLOAD], value=first["source"], label="Prompts", elem_id="stats-source")
+            source = gr.Radio([HELDOUT, CODE, UPLOAD], value=first.source, label="Prompts", elem_id="stats-source")
             upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
                              type="filepath", elem_id="stats-upload")
         with gr.Row():
-            limit = gr.Number(first["limit"], label=f"Number of prompts (1 to {MAX_RUNS})", precision=None,
+            limit = gr.Number(first.limit, label=f"Number of prompts (1 to {MAX_RUNS})", precision=None,
                               elem_id="stats-limit")
-            n = gr.Number(first["n"], label="Block size n", precision=None, elem_id="stats-n")
-            max_new = gr.Number(first["max_new"], label="Max new tokens", precision=None, elem_id="stats-tokens")
-            exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value="token_run",
+            n = gr.Number(first.n, label="Block size n", precision=None, elem_id="stats-n")
+            max_new = gr.Number(first.max_new, label="Max new tokens", precision=None, elem_id="stats-tokens")
+            exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value=EXCLUDE_FIRST,
                                   label="Leave out runs flagged by", elem_id="stats-exclude")
             hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
-            decoder = gr.Dropdown(list(DECODERS), value=first["decoder"], label="Decoder", elem_id="stats-decoder")
+            decoder = gr.Dropdown(list(DECODERS), value=first.decoder, label="Decoder", elem_id="stats-decoder")
             go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
         note = gr.Markdown(note_first, elem_id="stats-dataset-note")
         ratios = gr.Dataframe(ratios_first, label="Table 3 view: the paper's fast-forward rate and stationary count "
