@@ -267,12 +267,14 @@ def test_the_shipped_runs_read_back_and_equal_greedy():
 def test_the_shipped_runs_decode_again_to_the_same_tokens():
     """The models as they ship decode the first two prompts of every recorded run to the recorded tokens."""
     from cllm.decode import decode_prompt
+    from cllm.decoders import make_config
     from cllm.models import load_model
 
     for run in recorded_runs(DATASETS_DIR).values():
         for role in ("base", "cllm"):
             meta = run.trajs[role][0].meta
             loaded = load_model(meta.model, dtype="float32")
-            config = JacobiConfig(n=meta.n, max_new_tokens=meta.max_new_tokens, seed=meta.seed, init=meta.init)
-            for traj in run.trajs[role][:2]:
-                assert decode_prompt(loaded, traj.prompt, config).tokens == traj.tokens
+            config = make_config(meta.decoder, n=meta.n, max_new_tokens=meta.max_new_tokens, seed=meta.seed,
+                                 init=meta.init, **meta.options)
+            for traj in run.trajs[role][:2]:  # every state of every pass, not only the text
+                assert [b.states for b in decode_prompt(loaded, traj.prompt, config).blocks] == [b.states for b in traj.blocks]
