@@ -76,6 +76,8 @@ def test_follow_run_charts_a_new_run_and_keeps_the_last_while_decoding(race):
     assert len(charted) == 6 and charted[0].equals(stats_tab.run_charts(race)[0])
     assert all(isinstance(out, dict) and out.get("__type__") == "update" and len(out) == 1  # gr.skip(): untouched
                for out in stats_tab.follow_run(None))
+    assert stats_tab.follow_note(race).startswith(f"Charted now: the Explore tab's last run ({race.title}).")
+    assert stats_tab.follow_note(None) == gr.skip()  # the note names what the charts still show
 
 
 def test_tidy_names_and_rounds():
@@ -101,8 +103,9 @@ def test_empty_tables_show_their_column_names(monkeypatch, tmp_path):
     names = {h for table in tables for h in table.value["headers"]}
     assert {"tokens/s", "fast-forward rate (paper, tokens/pass)", stats_tables.SPEEDUP} <= names
     assert not names & {"fast_forwarded", "tokens_per_s", "ff_rate", "speedup", "forward_passes"}
-    follows = [f for f in demo.fns.values() if f.fn is stats_tab.follow_run]  # no button press needed
-    assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
+    for follow in (stats_tab.follow_run, stats_tab.follow_note):  # no button press needed
+        follows = [f for f in demo.fns.values() if f.fn is follow]
+        assert len(follows) == 1 and follows[0].targets == [(explore.race._id, "change")]
 
 
 def test_the_tab_opens_charting_the_race_explore_opened_on(race, monkeypatch, tmp_path):

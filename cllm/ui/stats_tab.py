@@ -72,6 +72,17 @@ def follow_run(race):
     return run_charts(race)
 
 
+def charted_note(race, which: str = "the Explore tab's last run") -> str:
+    """Which race the charts show, so a visitor who ran several knows."""
+    shown = f"Charted now: {which} ({race.title}). " if race is not None else ""
+    return f"{shown}The charts follow each new run of the Explore tab; the button charts the current one again."
+
+
+def follow_note(race):
+    """charted_note for the Explore race State's change (None while Explore decodes: the note stays)."""
+    return gr.skip() if race is None else charted_note(race)
+
+
 def load_prompts(source: str, upload, limit) -> list[str]:
     limit = whole_number(limit, "number of prompts", 1, MAX_RUNS)
     if source == UPLOAD:
@@ -294,9 +305,7 @@ def build(explore, tabs: gr.Tabs) -> None:
             chart = gr.Button("Chart the current run", elem_id="stats-chart")
             opening = explore.opening  # charted until the visitor's first run: the tab opens with charts
             first = run_charts(opening) if opening is not None else (None,) * 6
-            shown = f"Charted now: the race Explore opened on ({opening.title}). " if opening is not None else ""
-            gr.Markdown(f"{shown}The charts follow each new run of the Explore tab; the button charts the current "
-                        "one again.")
+            charted = gr.Markdown(charted_note(opening, "the race Explore opened on"), elem_id="stats-charted")
             table = gr.Dataframe(first[0], label="Table 3 view, base vs CLLM (ratio = CLLM ÷ base; only rows with a "
                                  "paper range compare with the paper)", headers=TABLE3_COLUMNS, interactive=False)
             with gr.Row():
@@ -306,6 +315,7 @@ def build(explore, tabs: gr.Tabs) -> None:
         charts = [table, convergence, fast, rate, stationary, iterations]
         chart.click(run_charts, race, charts, api_name="stats_run", show_progress_on=table)
         race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
+        race.change(follow_note, race, charted, api_visibility="private", show_progress=False)
         base, cllm, source, upload, limit, max_new = dataset_section(explore, tabs, race)
         with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
             with gr.Row():
