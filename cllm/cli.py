@@ -223,8 +223,8 @@ def cmd_stats(args) -> None:
         if len(configs) > 1:
             raise ValueError("--record keeps one decoder's run")
         device = pick_device(args.device)
-        asked = Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, device))
-        check_recordable(args.record, asked, device.type, peer.draft, prompt_set, len(prompts))
+        check_recordable(args.record, Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, device)),
+                         device.type, peer.draft, prompt_set, len(prompts))
     models = {"base": load_model(args.base, args.device, dtype=args.dtype).as_chat(args.chat),
               "cllm": load_model(args.cllm, args.device, dtype=args.dtype).as_chat(args.chat)}
     frames = []
@@ -271,10 +271,8 @@ def cmd_record(args) -> None:
     prefix = args.prefix or source.stem
     prompts = read_prompts(source, args.limit)
     names = [check_name(f"{prefix}-{i:02d}") for i in range(1, len(prompts) + 1)]  # bad prefix: fail before work
-    device = pick_device(args.device)
-    if (device.type, pick_dtype(args.dtype, device)) != ("cpu", torch.float32):  # Explore serves them as CPU runs
-        raise ValueError("the gallery holds float32 races decoded on a CPU (what Explore decodes there): use "
-                         "--device cpu --dtype float32")
+    if (pick_device(args.device).type, pick_dtype(args.dtype, pick_device(args.device))) != ("cpu", torch.float32):
+        raise ValueError("the gallery holds races decoded on a CPU in float32 (as Explore serves them): use --device cpu --dtype float32")
     base, cllm = (load_model(name, args.device, dtype=args.dtype).as_chat(args.chat)
                   for name in (args.base, args.cllm))
     for name, prompt in zip(names, prompts):
