@@ -29,9 +29,9 @@ from cllm.trajectory import RunMeta
 MANIFEST = "shipped.sha256"
 MAX_MANIFEST_BYTES = 1 << 20  # one line per shipped race
 RECENT_RACES = 64  # live races a server keeps to play again (a 64-token race of the real pair: ~0.2 MB)
-# What fixes a run's output: the same values give the same tokens (the device aside: a float32 CPU record
-# stands for any float32 run, which is exact; timings are the recording's and said so). The dtype is part of
-# it: an app on CUDA decodes in bfloat16, whose tokens may differ, so float32 records never stand in there.
+# What fixes a run's output: the same values give the same tokens (timings are the recording's and said so).
+# The dtype is part of it: an app on CUDA decodes in bfloat16, whose tokens may differ, so the float32 records
+# (decoded on a CPU; _read_races keeps no other) never stand in there.
 REQUEST_FIELDS = ("model", "n", "max_new_tokens", "seed", "init", "chat", "decoder", "dtype", "options")
 
 

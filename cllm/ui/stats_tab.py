@@ -198,14 +198,16 @@ def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
     init prompt, raw prompts, as recorded, in the app's dtype), with its set's choice; None where none ships."""
     for run in runs_of_pair(DATASETS_DIR, base, cllm):
         choice = next((c for c, path in PROMPT_SETS.items() if path.name == run.prompt_set), None)
+        if choice is None:  # its set is not one the form offers
+            continue
         meta = run.trajs["cllm"][0].meta
         try:  # a run the form cannot ask for (n or tokens beyond its range) is skipped, never fatal to the app
             config = form_config(meta.n, meta.max_new_tokens, meta.decoder)
-            prompts = load_prompts(choice, None, len(run.prompts)) if choice is not None else None
+            prompts = load_prompts(choice, None, len(run.prompts))
         except ValueError:
             continue
         asked = (Request.asked(m, config, False, cached_dtype()) for m in (base, cllm))
-        if prompts is not None and find_recorded(DATASETS_DIR, prompts, *asked) is run:
+        if find_recorded(DATASETS_DIR, prompts, *asked) is run:
             return run, choice
     return None
 

@@ -2,7 +2,6 @@
 view, and every table of a dataset run (live or recorded, cllm.dataset_run) from both models' runs."""
 from __future__ import annotations
 
-
 import pandas as pd
 
 from cllm import evaluate
