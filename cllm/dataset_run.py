@@ -5,7 +5,10 @@ float32 run is what a live one would decode (its timings are the recording machi
 
 File (JSON): {"schema": "cllm-dataset-run", "version": 1, "prompt_set": "code-heldout.jsonl",
               "machine": "...", "recorded": "2026-12-02", "bench": [row, ...],
-              "base": [<cllm-trajectory dict>, ...], "cllm": [<cllm-trajectory dict>, ...]}
+              "base": [<cllm-trajectory dict>, ...], "cllm": [<cllm-trajectory dict>, ...],
+              "sweep": [{"model": "base", "n": 4, "tpf": 1.02, "speedup": 0.61, "matches_ar": 1.0}, ...]}
+"sweep" (optional): the Stats tab's block-size sweep (evaluate.n_sweep) over the same prompts with the runs'
+settings but n, so the tab serves it at once too (a live sweep of the real pair holds a CPU for half an hour).
 Every trajectory is read with cllm.trajectory's validation. As with shipped races (cllm.shipped), only files
 `python -m cllm stats --record` listed in their folder's shipped.sha256, bytes unchanged, are served.
 """
@@ -16,7 +19,7 @@ import math
 import os
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +28,7 @@ import torch
 
 from cllm.bench import DATASET_COLUMNS
 from cllm.decoders import make_config
+from cllm.evaluate import aggregate, prompt_frame
 from cllm.files import read_capped_bytes
 from cllm.models import device_label
 from cllm.peers import PeerConfig
@@ -46,6 +50,8 @@ TEXT_SAYS = {"prompt_set": "must be a prompt file's name (letters, digits, . _ -
              "machine": "must be 1 to 200 letters, digits, spaces or .,()+@:/-",
              "recorded": "must be a date (YYYY-MM-DD)"}
 ROLES = ("base", "cllm")
+SWEEP_FIELDS = ("model", "n", "tpf", "speedup", "matches_ar")  # a row of evaluate.n_sweep
+MAX_SWEEP_ROWS = 64
 
 
 class DatasetRunError(TrajectoryError):
@@ -59,6 +65,7 @@ class DatasetRun:
     prompt_set: str  # the shipped prompt file's name (assets/prompts/...), first len(runs) prompts
     machine: str  # where it was recorded: device, threads, processor
     recorded: str  # date (ISO)
+    sweep: list[dict] | None = None  # evaluate.n_sweep's rows on these prompts and settings but n, if recorded
 
     @property
     def prompts(self) -> list[str]:
@@ -72,7 +79,8 @@ class DatasetRun:
 def dataset_run_to_dict(run: DatasetRun) -> dict:
     return {"schema": SCHEMA, "version": VERSION, "prompt_set": run.prompt_set, "machine": run.machine,
             "recorded": run.recorded, "bench": run.bench} | {
-        role: [trajectory_to_dict(t) for t in run.trajs[role]] for role in ROLES}
+        role: [trajectory_to_dict(t) for t in run.trajs[role]] for role in ROLES} | (
+        {"sweep": run.sweep} if run.sweep is not None else {})
 
 
 def dataset_run_from_dict(data: object) -> DatasetRun:
@@ -95,7 +103,8 @@ def dataset_run_from_dict(data: object) -> DatasetRun:
         _check(all(t.ar_tokens is not None for t in runs), f"a {role} run was not checked against greedy decoding")
         _check(all((t.meta.device, t.meta.dtype) == ("cpu", "float32") for t in runs),
                f"the {role} runs were not decoded on a CPU in float32 (what they stand in for)")
-    return DatasetRun(trajs, _bench_rows(data.get("bench"), len(trajs["base"])), **texts)
+    return DatasetRun(trajs, _bench_rows(data.get("bench"), len(trajs["base"])), **texts,
+                      sweep=_sweep_rows(data.get("sweep"), trajs))
 
 
 def _runs(raw: object, role: str) -> list[Trajectory]:
@@ -121,6 +130,31 @@ def _bench_rows(raw: object, prompts: int) -> list[dict]:
             ok = (value is None or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value))
                   or (isinstance(value, str) and len(value) <= MAX_TEXT))
             _check(ok, "a bench value must be a text, a finite number, a flag or null")
+    return raw
+
+
+def _sweep_rows(raw: object, trajs: dict[str, list[Trajectory]]) -> list[dict] | None:
+    """A sweep's rows: both models at every n, once each, plain numbers; plain Jacobi runs only (what the tab
+    sweeps), and at the runs' own n the sweep's TPF is theirs (a sweep of these prompts and settings)."""
+    if raw is None:
+        return None
+    _check(isinstance(raw, list) and 1 <= len(raw) <= MAX_SWEEP_ROWS, f"sweep must be a list of 1 to {MAX_SWEEP_ROWS} rows")
+    for row in raw:
+        _check(isinstance(row, dict) and set(row) == set(SWEEP_FIELDS), f"each sweep row must hold {', '.join(SWEEP_FIELDS)}")
+        _check(row["model"] in ROLES and type(row["n"]) is int and 1 <= row["n"] <= 1024,
+               "a sweep row's model must be base or cllm, its n a whole number from 1 to 1024")
+        _check(all(type(row[k]) in (int, float) and math.isfinite(row[k]) and row[k] >= 0 for k in SWEEP_FIELDS[2:]),
+               "a sweep row's tpf, speedup and matches_ar must be finite numbers, 0 or more")
+    places = [(row["model"], row["n"]) for row in raw]
+    ns = {n for _, n in places}
+    _check(len(set(places)) == len(places) and set(places) == {(m, n) for m in ROLES for n in ns},
+           "the sweep must hold each model once at every n")
+    _check(all(t.meta.decoder == "jacobi" for role in ROLES for t in trajs[role]), "a sweep is kept with plain Jacobi runs only")
+    for role in ROLES:
+        n = trajs[role][0].meta.n
+        at_n = next((row["tpf"] for row in raw if (row["model"], row["n"]) == (role, n)), None)
+        own = float(aggregate(prompt_frame(trajs[role], role)).iloc[0]["tpf"])
+        _check(at_n is None or math.isclose(at_n, own, rel_tol=1e-9), f"the sweep's {role} TPF at n = {n} is not the runs'")
     return raw
 
 
@@ -161,14 +195,17 @@ def check_recordable(path: str | os.PathLike, asked: Request, device: str, draft
 
 
 def record_dataset_run(trajs: dict[str, list[Trajectory]], bench: list[dict], prompt_set: str,
-                       path: str | os.PathLike) -> Path:
-    """Save a run with where and when it was decoded, and list it in its folder's manifest, so the Stats tab
-    may serve it (`python -m cllm stats --record`)."""
+                       path: str | os.PathLike, sweep: list[dict] | None = None) -> Path:
+    """Save a run (and a sweep of its prompts: evaluate.n_sweep's rows) with where and when it was decoded, and
+    list it in its folder's manifest, so the Stats tab may serve it (`python -m cllm stats --record [--sweep]`)."""
     device = torch.device(trajs["base"][0].meta.device)
     threads = torch.get_num_threads()
     machine = f"{device_label(device)}, {threads} thread{'s' if threads > 1 else ''}, {_processor_name()}"
     shown = [{k: row[k] for k in DATASET_COLUMNS if k in row} for row in bench]  # the columns the tab shows
-    text = dataset_run_json(DatasetRun(trajs, shown, prompt_set, machine, date.today().isoformat()))
+    sweep = None if sweep is None else [{"model": str(r["model"]), "n": int(r["n"]), "tpf": float(r["tpf"]),
+                                         "speedup": float(r["speedup"]), "matches_ar": float(r["matches_ar"])}
+                                        for r in sweep]  # plain JSON numbers, not numpy's
+    text = dataset_run_json(DatasetRun(trajs, shown, prompt_set, machine, date.today().isoformat(), sweep))
     dataset_run_from_dict(json.loads(text))  # what is listed must read back
     path = Path(path)
     atomic_write_text(path, text)  # a crash leaves the old file or none
@@ -214,3 +251,19 @@ def runs_of_pair(folder: str | os.PathLike, base: str, cllm: str) -> list[Datase
     runs = [r for r in recorded_runs(folder).values() if (r.trajs["base"][0].meta.model, r.trajs["cllm"][0].meta.model)
             == (base, cllm)]
     return sorted(runs, key=lambda r: (len(r.prompts), r.prompt_set))
+
+
+def find_sweep(folder: str | os.PathLike, prompts: list[str], base: Request, cllm: Request,
+               ns: list[int]) -> tuple[DatasetRun, list[dict]] | None:
+    """A recorded sweep of exactly these prompts, whose runs were asked as `base` and `cllm` are but for n,
+    covering every n of `ns`: (its run, its rows at those n, in the recorded order), or None."""
+    for run in recorded_runs(folder).values():
+        if run.sweep is None or run.prompts != list(prompts):
+            continue
+        recorded = [Request.of(run.trajs[role][0].meta) for role in ROLES]
+        if [replace(asked, n=r.n) for asked, r in zip((base, cllm), recorded)] != recorded:
+            continue
+        rows = [row for row in run.sweep if row["n"] in set(ns)]
+        if {row["n"] for row in rows} == set(ns):
+            return run, rows
+    return None

@@ -22,6 +22,7 @@ from test_stats_tab import built_stats_tab
 
 PROMPTS = ["def f(x):", "class A:", "import os"]
 SETTINGS = ["--n", "4", "--max-new-tokens", "8"]
+SWEEP = "4,8,16,32,64"  # every n the Stats tab's sweep ticks, so the section may open on it (tests/test_stats_sweep.py)
 
 
 def no_progress(*args, **kwargs):
@@ -41,13 +42,13 @@ def a_cpu_app(monkeypatch):
 
 @pytest.fixture(scope="module")
 def recorded(tiny_pair, tmp_path_factory):
-    """`stats --record` of the tiny pair over three prompts: (folder, path, prompts file)."""
+    """`stats --record --sweep` of the tiny pair over three prompts: (folder, path, prompts file)."""
     folder = tmp_path_factory.mktemp("datasets")
     prompts = folder.parent / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     path = folder / "tiny-3.json"
     code = main(["stats", "--base", tiny_pair[0], "--cllm", tiny_pair[1], "--prompts", str(prompts), *SETTINGS,
-                 "--record", str(path)])
+                 "--sweep", SWEEP, "--record", str(path)])
     assert code == 0
     return folder, path, prompts
 

@@ -12,7 +12,7 @@ import torch
 from cllm.jacobi import JacobiConfig
 from cllm.models import DEFAULT_BASE, DEFAULT_CLLM
 from cllm.race import GALLERY_DIR, load_race
-from cllm.ui import explore_tab, stats_tab
+from cllm.ui import explore_tab, stats_sweep, stats_tab
 from cllm.ui.model_worker import MODELS, ModelWorker
 
 WAIT = 30  # seconds a test waits for a thread before failing (never reached when the worker is right)
@@ -118,7 +118,7 @@ def test_work_that_raises_hands_the_models_on():
 
 
 def test_stats_handlers_keep_their_signature_for_gradio():
-    for handler in (stats_tab.run_dataset, stats_tab.run_sweep):
+    for handler in (stats_tab.run_dataset, stats_sweep.run_sweep):
         assert "progress" in inspect.signature(handler).parameters  # Gradio passes gr.Progress by it
 
 

@@ -12,7 +12,7 @@ from cllm.decoders import make_config
 from cllm.jacobi import JacobiConfig
 from cllm.models import cached_model
 from cllm.race import Race, load_race
-from cllm.ui import stats_tab, stats_tables
+from cllm.ui import stats_sweep, stats_tab, stats_tables
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, display_table
 
 
@@ -208,7 +208,7 @@ def test_limits_and_missing_upload(tiny_pair):
     with pytest.raises(gr.Error, match="choose a prompt file"):
         dataset_answer(*tiny_pair, stats_tab.UPLOAD, None, 5, 4, 8, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="pick at least one block size"):
-        stats_tab.run_sweep(*tiny_pair, stats_tab.HELDOUT, None, 2, [], 8, progress=lambda *a, **k: None)
+        list(stats_sweep.run_sweep(*tiny_pair, stats_tab.HELDOUT, None, 2, [], 8, progress=lambda *a, **k: None))
 
 
 def test_dataset_and_sweep_endpoints(app_server, tiny_pair, tmp_path):

@@ -13,7 +13,7 @@ MAX_PARAMETERS = 6
 COMPOSERS = {"cllm.cli", "cllm.__main__"}
 # Gradio event handlers: Gradio passes one argument per input component (and the API's parameters are
 # those components), so their width is the form's, not a choice of ours
-GRADIO_HANDLERS = {"cllm.ui.explore_tab.run_race", "cllm.ui.stats_tab.run_dataset", "cllm.ui.stats_tab.run_sweep",
+GRADIO_HANDLERS = {"cllm.ui.explore_tab.run_race", "cllm.ui.stats_tab.run_dataset", "cllm.ui.stats_sweep.run_sweep",
                    "cllm.ui.train_tab.collect_data", "cllm.ui.train_tab.train_model"}
 
 

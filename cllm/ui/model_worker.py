@@ -8,10 +8,9 @@ Gradio; its model part waits here instead, and says how many requests are ahead 
 """
 from __future__ import annotations
 
-import functools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 POLL_SECONDS = 1.0  # how often a waiting request re-reads its place (it is also woken when the line moves)
@@ -84,13 +83,3 @@ def waiting_note(ahead: int, served_at_once: str) -> str:
     """What a waiting visitor reads: their place, and what they may have at once instead."""
     requests = "request is" if ahead == 1 else "requests are"
     return f"**Waiting for the models**: {ahead} {requests} ahead of yours (one decodes at a time). {served_at_once}"
-
-
-def one_at_a_time(fn: Callable) -> Callable:
-    """`fn` (a plain function doing model work) run once it holds MODELS. functools.wraps keeps fn's signature,
-    from which Gradio learns to pass gr.Progress."""
-    @functools.wraps(fn)
-    def in_turn(*args, **kwargs):
-        with MODELS.hold():
-            return fn(*args, **kwargs)
-    return in_turn

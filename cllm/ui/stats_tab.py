@@ -14,7 +14,6 @@ from cllm.dataset_run import DATASETS_DIR, MAX_RUNS, DatasetRun, find_recorded, 
 from cllm.models import app_pair, cached_dtype
 from cllm.moments import Moment
 from cllm.peers import PeerConfig
-from cllm.prompts import CODE_HELDOUT_PROMPTS, HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.race import Race, default_title
 from cllm.shipped import Request
 from cllm.ui import figures
@@ -23,15 +22,13 @@ from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, on_gpu, race_file, race_summary,
                             read_config, side_labels, user_errors, whole_number)
 from cllm.ui.grid import race_html
-from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, one_at_a_time, waiting_note
+from cllm.ui.prompt_sets import CODE, HELDOUT, PROMPT_SETS, UPLOAD, load_prompts
+from cllm.ui.stats_sweep import sweep_section
+from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.stats_tables import (AGG_COLUMNS, BENCH_COLUMNS, COLUMN_NAMES, PROMPT_COLUMNS, RATE_COLUMNS,
-                                  SWEEP_COLUMNS, TABLE3_COLUMNS, dataset_outputs, table3_view, tidy)
+                                  TABLE3_COLUMNS, dataset_outputs, table3_view)
 
 MAX_ROW_INDEX = 10**6  # bound of the numbers a clicked collocation row may carry (run, block, pass, position)
-SWEEP_CHOICES = [str(n) for n in evaluate.SWEEP_NS]
-HELDOUT, CODE = "held-out Python prompts (the tiny pair's)", "held-out code prompts (the real pair's)"
-UPLOAD = "uploaded file"
-PROMPT_SETS = {HELDOUT: HELDOUT_PROMPTS, CODE: CODE_HELDOUT_PROMPTS}  # the shipped sets, never training data
 LIVE_NOTE = "Decoded live just now."
 RECORDED_AT_ONCE = "The run this section opened with was recorded: its settings serve it at once."
 EXPLAIN = (
@@ -81,17 +78,6 @@ def charted_note(race, which: str = "the Explore tab's last run") -> str:
 def follow_note(race):
     """charted_note for the Explore race State's change (None while Explore decodes: the note stays)."""
     return gr.skip() if race is None else charted_note(race)
-
-
-def load_prompts(source: str, upload, limit) -> list[str]:
-    limit = whole_number(limit, "number of prompts", 1, MAX_RUNS)
-    if source == UPLOAD:
-        if not upload:
-            raise ValueError("choose a prompt file to upload (JSONL with a \"prompt\" field, or text, one per line)")
-        return read_prompt_file(upload, limit)
-    if source not in PROMPT_SETS:
-        raise ValueError(f"prompts must be one of: {', '.join([*PROMPT_SETS, UPLOAD])}")
-    return read_prompts(PROMPT_SETS[source], limit)
 
 
 def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="token_run", hide_loops=False,
@@ -169,21 +155,6 @@ def open_collocation(trajs, evt: gr.SelectData):
     return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
 
 
-@one_at_a_time
-@on_gpu(duration=300)
-def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr.Progress()):
-    with user_errors():
-        if not ns:
-            raise ValueError("pick at least one block size n")
-        config = read_config(DECODING.n, max_new_tokens, DECODING.seed, DECODING.init)  # n: swept below
-        prompts = load_prompts(source, upload, limit)
-        models = dict(zip(("base", "cllm"), load_models([model_name(base, "base"), model_name(cllm, "CLLM")], progress)))
-        sizes = sorted(int(n) for n in ns)
-        sweep = evaluate.n_sweep(models, prompts, config, sizes, _progress(progress, 2 * len(sizes) * len(prompts)))
-    return (tidy(sweep[SWEEP_COLUMNS]), figures.make_sweep_figure(sweep, "tpf"),
-            figures.make_sweep_figure(sweep, "speedup"))
-
-
 def _progress(progress, total: int):
     done = [0]
 
@@ -220,6 +191,7 @@ class DatasetForm(NamedTuple):
     max_new: int
     decoder: str
     outputs: tuple
+    run: DatasetRun | None  # the recorded run it opens on
 
 
 def first_dataset(base: str, cllm: str) -> DatasetForm:
@@ -227,16 +199,16 @@ def first_dataset(base: str, cllm: str) -> DatasetForm:
     collocations, and Run serves it at once), else the defaults with empty outputs."""
     opening = opening_run(base, cllm)
     if opening is None:
-        return DatasetForm(HELDOUT, 64, DECODING.n, DECODING.max_new_tokens, DEFAULT_DECODER, (None,) * 11 + ("",))
+        return DatasetForm(HELDOUT, 64, DECODING.n, DECODING.max_new_tokens, DEFAULT_DECODER, (None,) * 11 + ("",), None)
     run, choice = opening
     meta = run.trajs["cllm"][0].meta
     outputs = dataset_outputs(run.trajs, run.bench, EXCLUDE_FIRST, False, meta.decoder) + (run.trajs, recorded_note(run))
-    return DatasetForm(choice, len(run.prompts), meta.n, meta.max_new_tokens, meta.decoder, outputs)
+    return DatasetForm(choice, len(run.prompts), meta.n, meta.max_new_tokens, meta.decoder, outputs, run)
 
 
-def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple:
+def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple[tuple, DatasetRun | None]:
     """The prompt-set accordion: both models over a set, its tables, charts and clickable collocations. Returns
-    the inputs the sweep shares (base, cllm, source, upload, limit, max_new)."""
+    the inputs the sweep shares (base, cllm, source, upload, limit, max_new) and the recorded run it opened on."""
     first_base, first_cllm = app_pair()
     first = first_dataset(first_base, first_cllm)
     (per_prompt_first, agg_first, ratios_first, dist_first, csv_first, ff_first, st_first, by_block_first,
@@ -294,7 +266,7 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple:
             spans.select(open_collocation, dataset,
                          [explore.player, explore.status, explore.download, race, tabs, explore.prompt],
                          api_visibility="private")
-    return base, cllm, source, upload, limit, max_new
+    return (base, cllm, source, upload, limit, max_new), first.run
 
 
 def build(explore, tabs: gr.Tabs) -> None:
@@ -318,14 +290,4 @@ def build(explore, tabs: gr.Tabs) -> None:
         chart.click(run_charts, race, charts, api_name="stats_run", show_progress_on=table)
         race.change(follow_run, race, charts, api_visibility="private", show_progress_on=table)
         race.change(follow_note, race, charted, api_visibility="private", show_progress=False)
-        base, cllm, source, upload, limit, max_new = dataset_section(explore, tabs, race)
-        with gr.Accordion("Block-size sweep (the paper's Fig. 3)", open=False):
-            with gr.Row():
-                ns = gr.CheckboxGroup(SWEEP_CHOICES, value=SWEEP_CHOICES, label="n")
-                sweep_go = gr.Button("Sweep", elem_id="stats-sweep")
-            sweep_table = gr.Dataframe(headers=[COLUMN_NAMES[c] for c in SWEEP_COLUMNS], interactive=False)
-            with gr.Row():
-                tpf_plot, speed_plot = gr.Plot(), gr.Plot()
-            sweep_go.click(run_sweep, [base, cllm, source, upload, limit, ns, max_new],
-                           [sweep_table, tpf_plot, speed_plot], api_name="stats_sweep", show_progress_on=sweep_table,
-                           concurrency_id="models", concurrency_limit=1)
+        sweep_section(*dataset_section(explore, tabs, race))
