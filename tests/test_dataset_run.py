@@ -3,7 +3,6 @@ for exactly the request they answer and only while their manifest vouches for th
 from __future__ import annotations
 
 import json
-import threading
 
 import gradio as gr
 import pytest
@@ -15,9 +14,8 @@ from cllm.dataset_run import (DATASETS_DIR, DatasetRunError, dataset_run_from_di
 from cllm.jacobi import JacobiConfig
 from cllm.race import GALLERY_DIR
 from cllm.shipped import MANIFEST, Request, read_manifest
-from cllm.ui import stats_tab
-from cllm.ui.model_worker import MODELS
-from test_model_worker import WAIT, Holder, wait_until
+from cllm.ui import stats_sweep, stats_tab
+from test_model_worker import answers_behind_a_holder, no_model_work, while_held
 from test_stats_tab import built_stats_tab
 
 PROMPTS = ["def f(x):", "class A:", "import os"]
@@ -147,15 +145,8 @@ def test_record_refuses_what_the_stats_tab_cannot_ask_for(tiny_pair, recorded, t
 def test_the_stats_tab_serves_a_recorded_run_without_the_models(recorded, tiny_pair, monkeypatch):
     folder, _, prompts = recorded
     monkeypatch.setattr(stats_tab, "DATASETS_DIR", folder)
-
-    def no_models(*args, **kwargs):
-        raise ValueError("a recorded request must not load or decode a model")
-    monkeypatch.setattr(stats_tab, "live_dataset", no_models)
-    holder = Holder(MODELS)  # a live request holds the models: the recorded one does not wait behind it
-    try:
-        [out] = answers(*tiny_pair, stats_tab.UPLOAD, str(prompts), 3, 4, 8)
-    finally:
-        holder.release()
+    monkeypatch.setattr(stats_tab, "live_dataset", no_model_work)
+    [out] = while_held(lambda: answers(*tiny_pair, stats_tab.UPLOAD, str(prompts), 3, 4, 8))
     per_prompt, trajs, note = out[0], out[10], out[11]
     assert "Recorded run" in note and "p.jsonl" in note and len(per_prompt) == 6
     assert trajs is recorded_runs(folder)[(tuple(PROMPTS), *asked(tiny_pair))].trajs
@@ -166,18 +157,10 @@ def test_the_stats_tab_serves_a_recorded_run_without_the_models(recorded, tiny_p
 def test_a_live_run_waits_its_turn_saying_how_many_are_ahead(tiny_pair, tmp_path):
     prompts = tmp_path / "q.txt"
     prompts.write_text("def g(y):\n")
-    holder = Holder(MODELS)
-    said = []
-    run = stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, 4, 8, progress=no_progress)
-    thread = threading.Thread(target=lambda: said.extend(run), daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: said, "the waiting note")
-        assert "1 request is ahead of yours" in said[0][11] and all(o == gr.skip() for o in said[0][:11])
-    finally:
-        holder.release()
-    thread.join(WAIT)
-    assert not thread.is_alive() and said[-1][11] == stats_tab.LIVE_NOTE and len(said[-1][0]) == 2
+    first, said = answers_behind_a_holder(
+        stats_tab.run_dataset(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, 4, 8, progress=no_progress))
+    assert "1 request is ahead of yours" in first[11] and all(o == gr.skip() for o in first[:11])
+    assert said[-1][11] == stats_tab.LIVE_NOTE and len(said[-1][0]) == 2
 
 
 def test_a_recorded_run_and_a_live_one_show_the_same_tables(recorded, tiny_pair, monkeypatch):
@@ -236,15 +219,23 @@ def test_a_live_run_that_fails_says_so_in_its_note(tiny_pair, tmp_path, monkeypa
     assert said[-2][11] == "Decoding live…" and "stopped" in said[-1][11]
 
 
-def test_the_tab_opens_on_the_recorded_run(recorded, tiny_pair, monkeypatch):
-    """Built for the tiny pair with its recorded run: every output holds it, and Run asks for it again."""
-    monkeypatch.setattr(stats_tab, "DATASETS_DIR", recorded[0])
-    monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, recorded[2])
+def tab_opened_on(recorded, tiny_pair, monkeypatch) -> tuple[gr.Blocks, dict]:
+    """The Stats tab built for the tiny pair as if its recorded run (and sweep) shipped in a set the form
+    offers: (the Blocks, elem_id -> component)."""
+    folder, _, prompts = recorded
+    for module in (stats_tab, stats_sweep):
+        monkeypatch.setattr(module, "DATASETS_DIR", folder)
+    monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, prompts)
     monkeypatch.setattr(stats_tab, "app_pair", lambda: tiny_pair)
     demo, _ = built_stats_tab()
+    return demo, {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def test_the_tab_opens_on_the_recorded_run(recorded, tiny_pair, monkeypatch):
+    """Built for the tiny pair with its recorded run: every output holds it, and Run asks for it again."""
+    demo, blocks = tab_opened_on(recorded, tiny_pair, monkeypatch)
     [run] = [f for f in demo.fns.values() if f.fn is stats_tab.run_dataset]
     assert len(run.outputs) == 12 and run.concurrency_limit is None
-    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert "Recorded run" in blocks["stats-dataset-note"].value
     assert blocks["stats-limit"].value == 3 and blocks["stats-ff"].value["headers"][0] == "CLLM count"
     per_prompt, csv, state = (run.outputs[i] for i in (0, 4, 10))

@@ -44,6 +44,37 @@ class Holder:
         self.thread.join(WAIT)
 
 
+def while_held(call):
+    """call()'s result, called while another request holds MODELS: an answer served without the models must
+    not wait behind it."""
+    holder = Holder(MODELS)
+    try:
+        return call()
+    finally:
+        holder.release()
+
+
+def no_model_work(*args, **kwargs):
+    """Stands in for a handler's model work where a served answer must not reach it."""
+    raise ValueError("a recorded request must not load or decode a model")
+
+
+def answers_behind_a_holder(answers) -> tuple[tuple, list]:
+    """A handler's answers (a generator not started yet) consumed while another request holds MODELS:
+    (its first answer, given while it waited; all of them, once the holder left and it finished)."""
+    holder, said = Holder(MODELS), []
+    thread = threading.Thread(target=lambda: said.extend(answers), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: said, "the waiting note")
+        first = said[0]
+    finally:
+        holder.release()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return first, said
+
+
 def test_requests_get_the_models_in_the_order_they_came_one_at_a_time():
     worker, log = ModelWorker(), []
     holder = Holder(worker)

@@ -3,7 +3,6 @@ served at once for exactly the request it answers (the section opens on it), els
 from __future__ import annotations
 
 import json
-import threading
 
 import gradio as gr
 import pytest
@@ -13,10 +12,8 @@ from cllm import evaluate
 from cllm.cli import main
 from cllm.dataset_run import DatasetRunError, dataset_run_from_dict, find_sweep, load_dataset_run
 from cllm.ui import stats_sweep, stats_tab
-from cllm.ui.model_worker import MODELS
-from test_dataset_run import PROMPTS, SETTINGS, asked, no_progress, recorded  # noqa: F401 (recorded: a fixture)
-from test_model_worker import WAIT, Holder, wait_until
-from test_stats_tab import built_stats_tab
+from test_dataset_run import PROMPTS, SETTINGS, asked, no_progress, recorded, tab_opened_on  # noqa: F401 (recorded: a fixture)
+from test_model_worker import answers_behind_a_holder, no_model_work, while_held
 
 ALL_NS = [str(n) for n in evaluate.SWEEP_NS]
 
@@ -84,21 +81,13 @@ def test_a_run_without_a_sweep_still_reads(recorded):
     assert dataset_run_from_dict(data).sweep is None
 
 
-def test_a_recorded_sweep_is_served_without_the_models_and_matches_a_live_one(recorded, tiny_pair, monkeypatch,
-                                                                                tmp_path):
+def test_a_recorded_sweep_is_served_without_the_models_and_matches_a_live_one(recorded, tiny_pair, monkeypatch):
     folder, _, prompts = recorded
     ask = (*tiny_pair, stats_tab.UPLOAD, str(prompts), 3, ["8", "4"], 8)
     [live] = [a for a in sweep_answers(*ask) if a[3] == stats_sweep.LIVE_NOTE]  # the shipped folder has none
     monkeypatch.setattr(stats_sweep, "DATASETS_DIR", folder)
-
-    def no_models(*args, **kwargs):
-        raise ValueError("a recorded sweep must not load or decode a model")
-    monkeypatch.setattr(stats_sweep, "live_sweep", no_models)
-    holder = Holder(MODELS)  # a live request holds the models: the recorded sweep does not wait behind it
-    try:
-        [served] = sweep_answers(*ask)
-    finally:
-        holder.release()
+    monkeypatch.setattr(stats_sweep, "live_sweep", no_model_work)
+    [served] = while_held(lambda: sweep_answers(*ask))
     assert "Recorded sweep" in served[3] and "p.jsonl" in served[3]
     shown = [c for c in live[0].columns if "speed-up" not in c]  # the speed-ups are the recording machine's
     assert len(served[0]) == 4 and served[0][shown].equals(live[0][shown])
@@ -109,31 +98,17 @@ def test_a_recorded_sweep_is_served_without_the_models_and_matches_a_live_one(re
 def test_a_live_sweep_waits_its_turn_saying_how_many_are_ahead(tiny_pair, tmp_path):
     prompts = tmp_path / "q.txt"
     prompts.write_text("def g(y):\n")
-    holder = Holder(MODELS)
-    said = []
-    run = stats_sweep.run_sweep(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, ["4"], 8, progress=no_progress)
-    thread = threading.Thread(target=lambda: said.extend(run), daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: said, "the waiting note")
-        assert "1 request is ahead of yours" in said[0][3] and all(o == gr.skip() for o in said[0][:3])
-    finally:
-        holder.release()
-    thread.join(WAIT)
-    assert not thread.is_alive() and said[-1][3] == stats_sweep.LIVE_NOTE and len(said[-1][0]) == 2
+    first, said = answers_behind_a_holder(
+        stats_sweep.run_sweep(*tiny_pair, stats_tab.UPLOAD, str(prompts), 1, ["4"], 8, progress=no_progress))
+    assert "1 request is ahead of yours" in first[3] and all(o == gr.skip() for o in first[:3])
+    assert said[-1][3] == stats_sweep.LIVE_NOTE and len(said[-1][0]) == 2
 
 
 def test_the_section_opens_on_the_recorded_sweep_and_sweep_asks_for_it_again(recorded, tiny_pair, monkeypatch):
-    folder, path, prompts = recorded
     assert stats_sweep.first_sweep(None) == (None, None, None, "")
-    monkeypatch.setattr(stats_tab, "DATASETS_DIR", folder)
-    monkeypatch.setattr(stats_sweep, "DATASETS_DIR", folder)
-    monkeypatch.setitem(stats_tab.PROMPT_SETS, stats_tab.CODE, prompts)  # as if it were a shipped set
-    monkeypatch.setattr(stats_tab, "app_pair", lambda: tiny_pair)
-    demo, _ = built_stats_tab()
+    demo, blocks = tab_opened_on(recorded, tiny_pair, monkeypatch)
     [sweep] = [f for f in demo.fns.values() if f.fn is stats_sweep.run_sweep]
     assert len(sweep.outputs) == 4 and sweep.concurrency_limit is None
-    blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert "Recorded sweep" in blocks["stats-sweep-note"].value
     assert len(sweep.outputs[0].value["data"]) == 2 * len(ALL_NS)
     base, cllm, source, limit, ns, tokens = (blocks[k].value for k in (
