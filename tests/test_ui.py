@@ -176,9 +176,11 @@ def test_the_speed_up_says_when_the_texts_differ():
 
     same = common.race_summary(Race(run([1, 2, 3, 4], 4, 0.08), run([1, 2, 3, 4], 2, 0.08)))
     assert "**2.00×** · same text" in same and "texts differ" not in same
-    assert "(2.00 tokens/pass vs 1.00 for its own greedy decoding; 4.00× its greedy's wall clock" in same
+    assert "(2.00 tokens/pass vs 1.00 for its own greedy decoding; 4.00× the speed of its greedy decoding (faster)" in same
+    slow = common.race_summary(Race(run([1, 2, 3, 4], 4, 0.02), run([1, 2, 3, 4], 4, 0.04)))
+    assert "0.50× the speed of its greedy decoding (slower)" in slow and "1.00× the speed of its greedy decoding (as fast)" in slow
     differ = common.race_summary(Race(run([1, 2, 3, 4], 4), run([1, 2, 5, 4], 2)))
-    assert "texts differ from token 3" in differ and "its greedy's wall clock" not in differ
+    assert "texts differ from token 3" in differ and "the speed of its greedy" not in differ
     assert differ_from([1, 2], [1, 2, 3]) == 2 and differ_from([1, 2], [1, 2]) is None
     shipped = load_race("saved_trajectories/heldout-01.json")  # a recorded pair that writes different code
     assert "texts differ from token 2" in common.race_summary(shipped)

@@ -170,10 +170,15 @@ def race_summary(race: Race) -> str:
 
 def _model_line(label: str, traj) -> str:
     s = run_summary(traj)
-    own = "" if s["speedup"] is None else f"; {s['speedup']:.2f}× its greedy's wall clock"
+    own = "" if s["speedup"] is None else f"; {s['speedup']:.2f}× the speed of its greedy decoding ({_pace(s['speedup'])})"
     return (f"**{label}**: {s['tokens']} tokens in {s['forward_passes']} passes ({s['tpf']:.2f} tokens/pass "
             f"vs 1.00 for its own greedy decoding{own}; {s['decode_seconds'] * 1000:.0f} ms) · "
             f"{CHECK_WORDS[s['matches_ar']]}")
+
+
+def _pace(speedup: float) -> str:
+    """Says which way a speed ratio (greedy's wall clock ÷ this run's) goes: "0.62×" alone read as faster."""
+    return "faster" if speedup > 1 else "slower" if speedup < 1 else "as fast"
 
 
 def download_file(filename: str, text: str) -> str:
