@@ -263,7 +263,7 @@ def find_sweep(folder: str | os.PathLike, prompts: list[str], base: Request, cll
         recorded = [Request.of(run.trajs[role][0].meta) for role in ROLES]
         if [replace(asked, n=r.n) for asked, r in zip((base, cllm), recorded)] != recorded:
             continue
-        rows = [row for row in run.sweep if row["n"] in set(ns)]
+        rows = [row for row in run.sweep if row["n"] in ns]
         if {row["n"] for row in rows} == set(ns):
             return run, rows
     return None

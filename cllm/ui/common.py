@@ -170,7 +170,8 @@ def race_summary(race: Race) -> str:
 
 def _model_line(label: str, traj) -> str:
     s = run_summary(traj)
-    own = "" if s["speedup"] is None else f"; {s['speedup']:.2f}× the speed of its greedy decoding ({_pace(s['speedup'])})"
+    pace = s["speedup"]
+    own = "" if pace is None else f"; {pace:.2f}× the speed of its greedy decoding ({_pace(pace)})"
     return (f"**{label}**: {s['tokens']} tokens in {s['forward_passes']} passes ({s['tpf']:.2f} tokens/pass "
             f"vs 1.00 for its own greedy decoding{own}; {s['decode_seconds'] * 1000:.0f} ms) · "
             f"{CHECK_WORDS[s['matches_ar']]}")
@@ -179,6 +180,17 @@ def _model_line(label: str, traj) -> str:
 def _pace(speedup: float) -> str:
     """Says which way a speed ratio (greedy's wall clock ÷ this run's) goes: "0.62×" alone read as faster."""
     return "faster" if speedup > 1 else "slower" if speedup < 1 else "as fast"
+
+
+def counting_progress(progress, total: int):
+    """A cllm.evaluate progress callback (i, n, what) that moves a gr.Progress bar over `total` decodes in all
+    (evaluate counts per model and n; the bar spans every one of them)."""
+    done = [0]
+
+    def report(i, n, what):
+        done[0] += 1
+        progress(done[0] / total, desc=f"{what}: prompt {i}/{n}")
+    return report
 
 
 def download_file(filename: str, text: str) -> str:

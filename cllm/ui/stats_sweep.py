@@ -12,7 +12,7 @@ from cllm.dataset_run import DATASETS_DIR, ROLES, DatasetRun, find_sweep, runs_o
 from cllm.models import cached_dtype
 from cllm.shipped import Request
 from cllm.ui import figures
-from cllm.ui.common import DECODING, load_models, model_name, on_gpu, read_config, user_errors
+from cllm.ui.common import DECODING, counting_progress, load_models, model_name, on_gpu, read_config, user_errors
 from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.prompt_sets import load_prompts
 from cllm.ui.stats_tables import COLUMN_NAMES, SWEEP_COLUMNS, tidy
@@ -54,12 +54,7 @@ def run_sweep(base, cllm, source, upload, limit, ns, max_new_tokens, progress=gr
 def live_sweep(names: list[str], prompts: list[str], config, sizes: list[int], progress) -> pd.DataFrame:
     """run_sweep's model work, once the models are this request's."""
     models = dict(zip(ROLES, load_models(names, progress)))
-    total, done = 2 * len(sizes) * len(prompts), [0]
-
-    def report(i, n, what):
-        done[0] += 1
-        progress(done[0] / total, desc=f"{what}: prompt {i}/{n}")
-    return evaluate.n_sweep(models, prompts, config, sizes, report)
+    return evaluate.n_sweep(models, prompts, config, sizes, counting_progress(progress, 2 * len(sizes) * len(prompts)))
 
 
 def sweep_outputs(rows: list[dict], note: str) -> tuple:

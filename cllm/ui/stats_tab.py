@@ -19,8 +19,8 @@ from cllm.shipped import Request
 from cllm.ui import figures
 from cllm.ui.collocation_view import DISPLAY_COLUMNS, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
-from cllm.ui.common import (DECODING, decoder_config, load_models, model_name, on_gpu, race_file, race_summary,
-                            read_config, side_labels, user_errors, whole_number)
+from cllm.ui.common import (DECODING, counting_progress, decoder_config, load_models, model_name, on_gpu, race_file,
+                            race_summary, read_config, side_labels, user_errors, whole_number)
 from cllm.ui.grid import race_html
 from cllm.ui.prompt_sets import CODE, HELDOUT, PROMPT_SETS, UPLOAD, load_prompts
 from cllm.ui.stats_sweep import sweep_section
@@ -119,7 +119,7 @@ def run_dataset(base, cllm, source, upload, limit, n, max_new_tokens, exclude="t
 def live_dataset(names: list[str], prompts: list[str], config, progress) -> tuple[dict, list[dict]]:
     """run_dataset's model work, once the models are this request's: the runs and the bench rows."""
     pair = dict(zip(("base", "cllm"), load_models(names, progress)))
-    trajs, _ = evaluate.compare_pair(*pair.values(), prompts, config, _progress(progress, 2 * len(prompts)))
+    trajs, _ = evaluate.compare_pair(*pair.values(), prompts, config, counting_progress(progress, 2 * len(prompts)))
     progress(1.0, desc="HF generate and prompt lookup on the same prompts")
     return trajs, dataset_rows(pair, trajs, PeerConfig(max_new_tokens=config.max_new_tokens))
 
@@ -153,15 +153,6 @@ def open_collocation(trajs, evt: gr.SelectData):
         race = Race(base, cllm, title=f"{default_title(cllm.prompt)} ({span!r} at block {block + 1}, pass {iteration})")
         html = race_html(race, uuid.uuid4().hex[:12], focus=Moment("cllm", block, iteration, start, start + tokens))
     return html, race_summary(race), race_file(race), race, gr.Tabs(selected="explore"), cllm.prompt
-
-
-def _progress(progress, total: int):
-    done = [0]
-
-    def report(i, n, what):
-        done[0] += 1
-        progress(done[0] / total, desc=f"{what}: prompt {i}/{n}")
-    return report
 
 
 def opening_run(base: str, cllm: str) -> tuple[DatasetRun, str] | None:
