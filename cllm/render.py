@@ -18,7 +18,7 @@ def terminal_lines(traj: Trajectory, color: bool = True) -> list[str]:
     lines = []
     for k, block in enumerate(traj.blocks):
         lines.append(f"block {k}: {block.width} tokens, {block.iterations} iterations, "
-                     f"{stats.fast_forwarded(block)} fast-forwarded beyond one per pass, "
+                     f"{stats.fast_forwarded(block)} fast-forwarded beyond each pass's first, "
                      f"{stats.stationary(block)} stationary{_rate(stats.paper_ff_rate(block))}")
         for j, (state, row) in enumerate(zip(block.states, stats.cell_statuses(block))):
             cells = [_cell(visible(traj.token_text.get(t, f"<{t}>")), status, color) for t, status in zip(state, row)]
@@ -38,7 +38,7 @@ def summary_line(traj: Trajectory) -> str:
     s = stats.run_summary(traj)
     match = {None: "not checked", True: "yes", False: "NO"}[s["matches_ar"]]
     return (f"{s['tokens']} tokens in {s['forward_passes']} forward passes (TPF {s['tpf']:.2f}), "
-            f"{s['fast_forwarded']} fast-forwarded beyond one per pass, {s['stationary']} stationary"
+            f"{s['fast_forwarded']} fast-forwarded beyond each pass's first, {s['stationary']} stationary"
             f"{_rate(s['ff_rate'])}, "
             f"{s['decode_seconds']:.3f}s; equals greedy AR: {match}")
 

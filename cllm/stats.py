@@ -3,8 +3,9 @@
 For a block with states s_0 (initial guess) .. s_J (fixed point y*):
 - committed prefix c_j: the longest prefix of s_j equal to y*; newly committed Δ_j = c_j - c_{j-1}.
   c_j never shrinks, and grows by at least one per iteration until the block is done.
-- fast_forwarded (the SURPLUS count): Σ_{j>=1} max(Δ_j - 1, 0), tokens committed beyond one per forward
-  pass, summed over the run; a plain AR-like model scores ≈ 0. Not the quantity of the paper's Table 3.
+- fast_forwarded (the SURPLUS count): Σ_{j>=1} max(Δ_j - 1, 0), tokens a forward pass commits beyond its
+  first, summed over the run; a plain AR-like model scores ≈ 0. Not the quantity of the paper's Table 3.
+  It equals tokens - passes + (passes that commit nothing: a confirming pass) - c_0 (a guess's right prefix).
 - ff_rate (the PAPER's per-pass RATE, Table 3 and "2 to 6 tokens per pass"): counted as the authors' code
   (Consistency_LLM eval/gsm8k/speedup.py) counts it; a plain AR-like model scores ≈ 1.0. See paper_passes.
 - stationary tokens: positions i predicted correctly at some iteration j >= 1 while a token before them is

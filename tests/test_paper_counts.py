@@ -146,7 +146,27 @@ def test_the_terminal_view_names_both_counts():
     from cllm.render import summary_line, terminal_lines
 
     traj = run(GUESS_PREFIX, CONFIRMED)
-    assert "1 fast-forwarded beyond one per pass" in summary_line(traj)  # CONFIRMED: Δ = [2, 1, 0]
+    assert "1 fast-forwarded beyond each pass's first" in summary_line(traj)  # CONFIRMED: Δ = [2, 1, 0]
     assert "paper ff rate 1.75 tokens/pass" in summary_line(traj)
     lines = terminal_lines(traj, color=False)
     assert "paper ff rate 2.00 tokens/pass" in lines[0] and "paper ff rate 1.50 tokens/pass" in lines[4]
+
+
+def surplus_from_totals(traj: Trajectory) -> int:
+    """The surplus from what a reader sees (tokens, passes), corrected by passes that commit nothing and by
+    right prefixes of the guesses, which no pass committed (the identity stats' docstring states)."""
+    idle = sum(g == 0 for b in traj.blocks for g in stats.newly_committed(b))
+    guessed = sum(stats.committed_curve(b)[0] for b in traj.blocks)
+    return len(traj.tokens) - traj.forward_passes + idle - guessed
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_the_surplus_is_tokens_minus_passes_plus_idle_passes(path):
+    race = load_race(path)
+    for traj in (race.base, race.cllm):
+        assert stats.run_summary(traj)["fast_forwarded"] == surplus_from_totals(traj)
+
+
+def test_the_surplus_differs_from_tokens_minus_passes_by_the_confirming_pass():
+    traj = run(GUESS_PREFIX, CONFIRMED)  # 7 tokens, 5 passes; CONFIRMED idles once, GUESS_PREFIX guessed 2
+    assert stats.run_summary(traj)["fast_forwarded"] == surplus_from_totals(traj) == 1 != 7 - 5

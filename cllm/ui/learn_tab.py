@@ -72,7 +72,7 @@ STEPS = (
     Step("6. Fast-forwarding", (
         "**Fast-forwarding**: several consecutive tokens become final in the same pass. The ringed cells "
         "({span} tokens) all became final in one pass of the CLLM; the grid marks such tokens with ». In this "
-        "race the CLLM fast-forwarded {cllm_fast_forwarded} tokens beyond one per pass, the base model "
+        "race the CLLM fast-forwarded {cllm_fast_forwarded} tokens beyond the first each pass commits, the base model "
         "{base_fast_forwarded}; counted as the paper counts it, a rate of tokens each pass adds (about 1.0 for a "
         "plain model), that is {cllm_ff_rate:.2f} per pass against {base_ff_rate:.2f}."),
         moments.biggest_fast_forward),
@@ -88,7 +88,8 @@ STEPS = (
         "models, fast-forwarding counted as a rate (tokens each pass adds). Over these {races} recorded races the "
         "bundled CLLM's rate is {all_cllm_rate:.2f} tokens per pass against the base model's {all_base_rate:.2f} "
         "({rate_ratio:.1f}x), and it held {all_cllm_st} stationary tokens against {all_base_st} ({st_ratio:.1f}x). "
-        "(Tokens beyond one per pass, {all_cllm_ff} against {all_base_ff}, are a different count, not the paper's.) "
+        "(Tokens beyond the first each pass commits, {all_cllm_ff} against {all_base_ff}, are a different count, not "
+        "the paper's.) "
         "The table lists the spans it fast-forwarded most often; the ringed cells are the top one."), None),
     Step("9. Recycling: right tokens at the wrong place", (
         "Plain Jacobi throws every wrong row away, yet a wrong row often holds a stretch of right text one or two "

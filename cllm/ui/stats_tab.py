@@ -37,8 +37,9 @@ EXPLAIN = (
     "1.0). **Stationary** tokens: predicted right while a token before them was still wrong, and never changed "
     "after (per run). The paper finds both rise 2.0-6.8x from the target model to its CLLM (its Table 3): the "
     "CLLM has learned collocations, word sequences that come together, so it can write several at once. "
-    "**Fast-forwarded surplus** (`fast_forwarded`): tokens beyond one per pass, summed (a plain model scores "
-    "about 0); a different quantity, not to be set beside Table 3."
+    "**Fast-forwarded surplus** (`fast_forwarded`): tokens a pass commits beyond its first, summed (a plain "
+    "model scores about 0); a different quantity, not to be set beside Table 3. It can exceed tokens − passes: "
+    "a pass that only confirms a finished block commits none."
 )
 EXCLUDE_FIRST = "token_run"  # the authors' rule, which the Table 3 view follows
 EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
