@@ -134,3 +134,17 @@ def test_the_training_slot_comes_back_after_a_reload(browser, app_server, train_
     page.locator("#train-slot").get_by_text("The training slot is free").wait_for()
     page.close()
     bob.close()
+
+
+def test_an_example_click_plays_its_race(browser, app_server):
+    """A chip fills the prompt and runs it: no Run click (it only filled the box, while the page said the
+    examples play)."""
+    page = open_page(browser, app_server[0], 1400)
+    page.locator("#explore-player .cr").wait_for()
+    chip = page.locator("button.gallery-item").first
+    chip.click()
+    player = page.locator('#explore-player .cr:not([data-run^="landing-"])')
+    player.locator(".cr-verdict.cr-ok").nth(1).wait_for()  # both sides decoded and checked against greedy
+    prompt = page.locator("#prompt textarea").input_value()
+    assert prompt.strip() and prompt.strip() in player.locator(".cr-prompt pre").first.inner_text()
+    page.close()

@@ -255,8 +255,8 @@ def build() -> ExploreView:
                 chat = gr.Checkbox(bool(first and first.base.meta.chat), label=CHAT_LABEL, elem_id="chat",
                                    render=False)  # shown in the settings column; examples set it too
                 rows = example_rows()
-                gr.Examples(rows, inputs=[prompt, chat], label="Examples (click one)", examples_per_page=4,
-                            example_labels=[example_label(*row) for row in rows])  # chips, as one input draws
+                examples = gr.Examples(rows, inputs=[prompt, chat], label="Examples (click one)", examples_per_page=4,
+                                       example_labels=[example_label(*row) for row in rows])  # chips
             with gr.Column(scale=2):
                 pair = gr.Dropdown(pair_dropdown_choices(), value=f"{first_base}|{first_cllm}", label="Model pair",
                                    elem_id="pair")
@@ -295,8 +295,11 @@ def build() -> ExploreView:
         pair.input(pick_pair, pair, [base, cllm, n], api_visibility="private")
         for box in (base, cllm):  # a typed model is no longer the picked pair
             box.input(lambda: CUSTOM_PAIR, None, pair, api_visibility="private", queue=False)
-        run.click(run_race, [prompt, base, cllm, n, max_new, seed, init, chat, mode, decoder_a, decoder_b],
-                  [player, status, download, race],
-                  api_name="run", concurrency_limit=None, show_progress_on=status)  # model work: MODELS
+        inputs = [prompt, base, cllm, n, max_new, seed, init, chat, mode, decoder_a, decoder_b]
+        outputs = [player, status, download, race]
+        run.click(run_race, inputs, outputs, api_name="run", concurrency_limit=None,
+                  show_progress_on=status)  # model work: MODELS
+        examples.load_input_event.then(run_race, inputs, outputs, api_visibility="private", concurrency_limit=None,
+                                       show_progress_on=status)  # a click plays the example (recorded: at once)
         save.click(save_run, [race, name], saved, api_name="save")
     return ExploreView(race, player, status, download, prompt, first)
