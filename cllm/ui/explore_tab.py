@@ -68,10 +68,19 @@ def landing_race(name: str | None = None) -> Race | None:
 
 
 def landing_caption(race: Race) -> str:
-    b, c = race.base.forward_passes, race.cllm.forward_passes
     return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}: "
-            f"the CLLM needs {c} forward passes where its base needs {b}. New here? The **Learn** tab explains it "
-            "step by step. Edit the prompt (or change the seed) and press **Run** to decode it live.")
+            f"{_passes_compared(race)}. New here? The **Learn** tab explains it step by step. Edit the prompt (or "
+            "change the seed) and press **Run** to decode it live.")
+
+
+def _passes_compared(race: Race) -> str:
+    """Passes side by side; per token when the two texts differ in length (one stopped at EOS), since fewer
+    passes for a shorter text says nothing by itself."""
+    (bt, b), (ct, c) = ((len(t.tokens), t.forward_passes) for t in (race.base, race.cllm))
+    if bt == ct:
+        return f"the CLLM needs {c} forward passes for {ct} tokens where its base needs {b}"
+    return (f"the CLLM writes {ct} tokens in {c} forward passes ({ct / c:.2f} per pass), its base {bt} tokens in "
+            f"{b} ({bt / b:.2f} per pass): their texts differ, so compare per pass")
 
 
 def example_rows(limit: int = 8) -> list[list]:
