@@ -33,6 +33,16 @@ def test_run_charts(race):
     assert [d.name for d in fast.data] == ["Base", "CLLM"] and [d.name for d in rate.data] == ["Base", "CLLM"]
 
 
+def test_a_base_of_zero_gives_no_ratio_not_infinity():
+    """The real pair's chat race: its base holds no stationary token, its CLLM a few."""
+    race = load_race("saved_trajectories/real-chat-01.json")
+    table = stats_tab.run_charts(race)[0].set_index("metric")
+    stationary = table.loc["stationary tokens (paper, per run)"]
+    assert stationary["Base"] == 0 and stationary["CLLM"] > 0
+    assert stationary["ratio (CLLM ÷ Base)"] == stats_tables.NO_RATIO
+    assert "∞" not in table.to_string()
+
+
 def test_run_charts_of_one_model_with_two_decoders_name_the_decoders(tiny_pair):
     """A race of the CLLM against itself with another decoder: legends and Table 3 say which decoder is which."""
     cllm = cached_model(tiny_pair[1])
