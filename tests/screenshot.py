@@ -16,14 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from test_browser import ARGS, CHROMIUM  # noqa: E402
+from test_browser import ARGS, CHROMIUM, fill, open_settings  # noqa: E402
 
 import app  # noqa: E402
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts  # noqa: E402
-
-
-def fill(page, elem_id: str, value: str) -> None:
-    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
 
 
 def run_once(page, args) -> float:
@@ -65,6 +61,7 @@ def main() -> None:
             page.wait_for_selector("#run")
             for elem_id, value in (("prompt", prompt), ("base-model", args.base), ("cllm-model", args.cllm)):
                 fill(page, elem_id, value)
+            open_settings(page)
             fill(page, "block-size", args.n)
             fill(page, "max-new", args.max_new_tokens)
             page.locator("#chat input[type=checkbox]").set_checked(args.chat)  # the landing race may be chat

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_browser import ARGS, CHROMIUM  # noqa: E402
+from test_browser import ARGS, CHROMIUM, open_settings  # noqa: E402
 
 import app  # noqa: E402
 
@@ -26,6 +26,7 @@ def pick(page, elem_id: str, value: str) -> None:
 
 
 def explore(page, out: Path, at: int) -> None:
+    open_settings(page)
     page.locator("#race-mode").get_by_text("two decoders on the CLLM").click()
     pick(page, "decoder-b", "recycle")
     page.click("#run")

@@ -43,6 +43,13 @@ def fill(page, elem_id: str, value: str) -> None:
     page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
 
 
+def open_settings(page) -> None:
+    """Opens Explore's settings (block size, seed, race, decoders): closed at first, so the race shows on arrival."""
+    if not page.locator("#block-size").is_visible():
+        page.locator("#settings .label-wrap").click()
+    page.locator("#block-size").wait_for()
+
+
 def clock(player) -> int:
     return int(player.locator(".cr").get_attribute("data-t"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import _missing, clock, fill, page  # noqa: F401 (page: the browser fixture, one per module)
+from test_browser import _missing, clock, fill, open_settings, page  # noqa: F401 (page: the browser fixture, one per module)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
 
@@ -19,6 +19,7 @@ def test_one_model_two_decoders_strip_and_layer(page, tiny_pair):
     fill(page, "prompt", "def add(a, b):\n    return a + b\n\n\ndef add(a, b):")
     fill(page, "base-model", tiny_pair[0])
     fill(page, "cllm-model", tiny_pair[1])
+    open_settings(page)
     page.locator("#race-mode").get_by_text("two decoders on the CLLM").click()
     pick(page, "decoder-b", "recycle")
     page.click("#run")

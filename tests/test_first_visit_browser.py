@@ -57,6 +57,8 @@ def test_the_page_lands_on_a_race_in_motion(browser, app_server):
     assert "Now playing" in page.locator("#explore-status").inner_text() and "Learn" in page.locator(
         "#explore-status").inner_text()
     assert player.locator(".cr-prompt pre").is_visible()  # the prompt is shown, not folded away
+    counters = player.locator(".cr-counters").first  # the race's moving counters, above the fold
+    assert counters.evaluate("e => e.getBoundingClientRect().bottom") < 1000
     page.close()
 
 

@@ -139,7 +139,7 @@ def test_live_grid_and_trained_pair_in_explore(train_slot, tiny_model_dir, tmp_p
     with pytest.raises(gr.Error, match="not a valid name"):
         tab.save_model("../x")
     labels = dict((v, label) for label, v in explore_tab.refresh_pairs("tiny-python|tiny-python-cllm").choices)
-    assert " vs tab-cllm (trained here, n = 4, TPF " in labels["trained:tab-cllm"]
+    assert " vs tab-cllm · n = 4 · trained here, TPF " in labels["trained:tab-cllm"]
     base, cllm, n = explore_tab.pick_pair("trained:tab-cllm")
     assert (base, cllm, n) == (str(tiny_model_dir), str(tmp_path / "trained" / "tab-cllm"), 4)
     with pytest.raises(gr.Error, match="not a valid name"):

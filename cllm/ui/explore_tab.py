@@ -28,14 +28,14 @@ CUSTOM_PAIR = "custom"
 SHIPPED_NOTE = ("▶ **From the shipped gallery**: this prompt and these settings were recorded with these models, so "
                 "the race plays at once (the same tokens a live run writes; its timings are the recording's). "
                 "Change the prompt, seed or n to decode live.")
+SETTINGS_LABEL = "Block size, tokens, seed, race and decoders"
 EXAMPLES_AT_ONCE = "The examples above were recorded and play at once."
 RECENT_NOTE = ("▶ **Decoded earlier on this server** for exactly this request, so it plays at once (the same "
                "tokens; its timings are that run's). Change the prompt, seed or n to decode anew.")
 RECENT = RecentRaces()  # this server's last live races, by request (cllm.shipped)
 DECODER_INFO = ("; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
                 + ". All write exactly the greedy text.")  # one home: each decoder's summary
-CHAT_LABEL = ("Chat: send the prompt as a user turn of the model's chat template (instruct models such as "
-              "smollm2-135m; off = continue the text as written)")
+CHAT_LABEL = "Chat: send the prompt as a user turn (instruct models; off: continue the text)"
 FALLBACK_PROMPTS = ["def fibonacci(n):\n", "class Stack:\n    def __init__(self):\n",
                     "import os\n\n\ndef list_files(path):\n"]  # when the held-out set is absent
 INTRO = (
@@ -68,19 +68,8 @@ def landing_race(name: str | None = None) -> Race | None:
 
 
 def landing_caption(race: Race) -> str:
-    return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}: "
-            f"{_passes_compared(race)}. New here? The **Learn** tab explains it step by step. Edit the prompt (or "
-            "change the seed) and press **Run** to decode it live.")
-
-
-def _passes_compared(race: Race) -> str:
-    """Passes side by side; per token when the two texts differ in length (one stopped at EOS), since fewer
-    passes for a shorter text says nothing by itself."""
-    (bt, b), (ct, c) = ((len(t.tokens), t.forward_passes) for t in (race.base, race.cllm))
-    if bt == ct:
-        return f"the CLLM needs {c} forward passes for {ct} tokens where its base needs {b}"
-    return (f"the CLLM writes {ct} tokens in {c} forward passes ({ct / c:.2f} per pass), its base {bt} tokens in "
-            f"{b} ({bt / b:.2f} per pass): their texts differ, so compare per pass")
+    return (f"▶ **Now playing** a recorded race of {race.base.meta.model} and its CLLM {race.cllm.meta.model}. "
+            "New here? The **Learn** tab explains it step by step; edit the prompt and press **Run** to decode live.")
 
 
 def example_rows(limit: int = 8) -> list[list]:
@@ -259,37 +248,39 @@ def build() -> ExploreView:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
-                prompt = gr.Textbox(first.prompt if first else "", label="Prompt", lines=5, max_lines=12, placeholder="Code or text to continue…",
-                                    elem_id="prompt")
+                prompt = gr.Textbox(first.prompt if first else "", label="Prompt", lines=4, max_lines=12,
+                                    placeholder="Code or text to continue…", elem_id="prompt")
                 chat = gr.Checkbox(bool(first and first.base.meta.chat), label=CHAT_LABEL, elem_id="chat",
                                    render=False)  # shown in the settings column; examples set it too
                 rows = example_rows()
                 examples = gr.Examples(rows, inputs=[prompt, chat], label="Examples (click one)", examples_per_page=4,
                                        example_labels=[example_label(*row) for row in rows])  # chips
+                run = gr.Button("Run", variant="primary", elem_id="run")  # here, so the race shows above the fold
             with gr.Column(scale=2):
                 pair = gr.Dropdown(pair_dropdown_choices(), value=f"{first_base}|{first_cllm}", label="Model pair",
                                    elem_id="pair")
                 with gr.Row():
                     base = gr.Textbox(first_base, label="Base model", elem_id="base-model")
                     cllm = gr.Textbox(first_cllm, label="CLLM", elem_id="cllm-model")
-                with gr.Row():
-                    n = gr.Number(DECODING.n, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
-                                  elem_id="block-size")
-                    max_new = gr.Number(DECODING.max_new_tokens, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})", precision=None,
-                                        elem_id="max-new")
-                with gr.Row():
-                    seed = gr.Number(DECODING.seed, label="Seed (initial guesses)", precision=None)
-                    init = gr.Dropdown(list(INITS), value=DECODING.init, label="Initial guess from")
                 chat.render()
-                mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
-                with gr.Row():
-                    decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",
-                                            elem_id="decoder-a")
-                    decoder_b = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, right panel",
-                                            elem_id="decoder-b")
-                gr.Markdown(f"<small>{DECODER_INFO}</small>")  # under both boxes, so the two line up
+                # closed at first, so the landing race shows above the fold at 1400 x 1000
+                with gr.Accordion(SETTINGS_LABEL, open=False, elem_id="settings"):
+                    with gr.Row():
+                        n = gr.Number(DECODING.n, label=f"Block size n ({N_RANGE[0]} to {N_RANGE[1]})", precision=None,
+                                      elem_id="block-size")
+                        max_new = gr.Number(DECODING.max_new_tokens, precision=None, elem_id="max-new",
+                                            label=f"Max new tokens (1 to {MAX_NEW_TOKENS_RANGE[1]})")
+                    with gr.Row():
+                        seed = gr.Number(DECODING.seed, label="Seed (initial guesses)", precision=None)
+                        init = gr.Dropdown(list(INITS), value=DECODING.init, label="Initial guess from")
+                    mode = gr.Radio(list(MODES), value=MODES[0], label="Race", elem_id="race-mode")
+                    with gr.Row():
+                        decoder_a = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, left panel",
+                                                elem_id="decoder-a")
+                        decoder_b = gr.Dropdown(list(DECODERS), value=DEFAULT_DECODER, label="Decoder, right panel",
+                                                elem_id="decoder-b")
+                    gr.Markdown(f"<small>{DECODER_INFO}</small>")  # under both boxes, so the two line up
                 gr.Markdown(_notice())
-                run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown(f"{landing_caption(first)}  \n{race_summary(first)}" if first else "", label="summary",
                              elem_id="explore-status")
         player = make_player("explore-player", race_html(first, f"landing-{landing}") if first else EMPTY_HTML)

@@ -33,18 +33,25 @@ DEFAULT_SPEED = 4
 COMPACT_N = 32  # from this block size on the grid is compact (smaller cells; 64: colour only, text in the tooltip)
 EMPTY_HTML = ('<div class="cr-empty">Pick a prompt and press <b>Run</b>: both models decode it, then the '
               'race replays here, one forward pass at a time.</div>')
-_CHIPS = ((stats.WRONG, "red, dashed"), (stats.CORRECT, "light blue"), (stats.COMMITTED, "dark blue, underlined"),
-          (stats.FAST_FORWARDED, "»"), (stats.STATIONARY, "⚓"))
-LEGEND_HTML = (
-    '<div class="cr-legend">Each row is one forward pass that rewrites the whole block. '
+_CHIPS = (  # (status, its look, its meaning in a few words: the key fits one line; STATUS_WORDS has the rest)
+    (stats.WRONG, "red, dashed", "not final yet"), (stats.CORRECT, "light blue", "right for now, will change"),
+    (stats.COMMITTED, "dark blue, underlined", "committed: final"),
+    (stats.FAST_FORWARDED, "»", "fast-forwarded: committed with the one before"),
+    (stats.STATIONARY, "⚓", "stationary: final behind a wrong token"))
+LEGEND_HTML = (  # the colour key on one line; the rest folded, so the grids start near the top of the page
+    '<div class="cr-legend">Each row is one forward pass over the whole block. '
+    + " · ".join(f'<span class="cr-chip {STATUS_CLASS[s]}" title="{escape(STATUS_WORDS[s])}">tok</span> '
+                 f'{escape(short)}' for s, _, short in _CHIPS)
+    + '<details><summary>More: the colours in full, marks, tooltips, the drafts column, shifted runs</summary>'
     + " · ".join(f'<span class="cr-chip {STATUS_CLASS[s]}">tok</span> {how}: {escape(STATUS_WORDS[s])}'
-                 for s, how in _CHIPS)
-    + '. Marks in tokens: <code>·</code> space, <code>↵</code> new line, <code>⇥</code> tab. '
+                 for s, how, _ in _CHIPS)
+    + '. Marks in tokens: '
+    '<code>·</code> space, <code>↵</code> new line, <code>⇥</code> tab. '
     'Hover or tap a cell for the whole token, its id, position and pass. Decoders that verify drafts (recycle, '
     'multiblock, lookup) add a column: per pass the tokens it committed (<b>+k</b>) and the draft that won '
     '(<i>own</i>: the block\'s own state). The <span class="cr-chip s-w sh">tok</span> toggle "right token, '
     'wrong position" outlines runs of 3+ tokens that are final tokens at a shifted place (what recycling '
-    'reuses).</div>'
+    'reuses).</details></div>'
 )
 
 
