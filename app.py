@@ -2,6 +2,7 @@
 `python app.py --no-fetch` opens on the bundled tiny pair unless the real base is already converted."""
 import argparse
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -14,6 +15,7 @@ TITLE = "CLLM Explorer"
 INTRO = ("# CLLM Explorer\nJacobi decoding guesses a block of tokens and refines all of them in parallel until "
          "they stop changing; the result equals greedy decoding. Consistency LLMs get there in fewer passes.")
 QUEUE_LIMIT = 4  # default concurrency for light events; model work runs one at a time (cllm.ui.model_worker)
+APP_CSS = Path(__file__).parent / "assets" / "app.css"
 MAX_UPLOAD = "20mb"  # a race file is at most 16 MiB (cllm.race.MAX_RACE_BYTES); refuse bigger uploads early
 
 
@@ -38,7 +40,7 @@ def serve(warm_up: bool = True, slot: TrainSlot | None = None, **launch_kwargs) 
     if warm_up:
         threading.Thread(target=explore_tab.warm_up, daemon=True).start()
     demo = build_app(slot).queue(default_concurrency_limit=QUEUE_LIMIT)
-    demo.launch(**{"max_file_size": MAX_UPLOAD, "head": train_tab.OWNER_HEAD} | launch_kwargs)
+    demo.launch(**{"max_file_size": MAX_UPLOAD, "head": train_tab.OWNER_HEAD, "css_paths": [APP_CSS]} | launch_kwargs)
     return demo
 
 

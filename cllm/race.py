@@ -159,7 +159,7 @@ class GalleryEntry:
     base_model: str = ""
     cllm_model: str = ""
     n: int = 0
-    tokens: int = 0
+    tokens: tuple[int, int] = (0, 0)  # the base's, the CLLM's (they differ when one stops at EOS)
     base_tpf: float = 0.0
     cllm_tpf: float = 0.0
     error: str = ""  # why the file could not be read; listed rather than hidden
@@ -179,7 +179,7 @@ def list_gallery(folder: Path) -> list[GalleryEntry]:
             continue
         entries.append(GalleryEntry(
             path.stem, race.title, race.base.meta.model, race.cllm.meta.model, race.cllm.meta.n,
-            len(race.cllm.tokens), _tpf(race.base), _tpf(race.cllm),
+            (len(race.base.tokens), len(race.cllm.tokens)), _tpf(race.base), _tpf(race.cllm),
             decoders=(race.base.meta.decoder, race.cllm.meta.decoder)))
     return entries
 

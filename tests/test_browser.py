@@ -3,13 +3,22 @@ replay a saved race in the Gallery. Needs /usr/bin/chromium and the playwright p
 download: playwright drives the system Chromium)."""
 import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+SHIPPED = Path(__file__).parent.parent / "saved_trajectories"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BLUE, RED = "rgb(0, 114, 178)", "rgb(253, 227, 211)"  # committed fill, not-yet fill (assets/player.css)
+
+
+# Every table on screen that scrolls sideways (its last columns out of sight), as [label, content px, shown px].
+OVERFLOWING_TABLES = """() => [...document.querySelectorAll('.gradio-container .table-wrap')].filter(t => t.offsetParent)
+  .map(w => [w.closest('.block')?.innerText.slice(0, 40), w.querySelector('.virtual-table-viewport') || w])
+  .map(([label, v]) => [label, v.scrollWidth, v.clientWidth]).filter(([, wide, shown]) => wide > shown + 1)"""
 
 
 def _missing() -> str | None:
@@ -58,7 +67,7 @@ def visible_rows(panel) -> int:
     return panel.locator("table.cr-grid:not(.cr-off) tbody tr:not(.cr-off)").count()
 
 
-def test_run_step_scrub_and_gallery(page, tiny_pair):
+def test_run_step_scrub_and_gallery(page, tiny_pair, app_server):
     fill(page, "prompt", "def add(a, b):")
     fill(page, "base-model", tiny_pair[0])
     fill(page, "cllm-model", tiny_pair[1])
@@ -95,8 +104,12 @@ def test_run_step_scrub_and_gallery(page, tiny_pair):
     page.click("#save")
     page.get_by_text("Saved as browser-run").wait_for()
 
+    for name in ("heldout-02", "recycle-02"):  # the longest shipped title, and a decoder named beside each model
+        shutil.copy(SHIPPED / f"{name}.json", app_server[1] / f"{name}.json")
     page.get_by_role("tab", name="Gallery").click()
+    page.locator("#gallery-table [role=gridcell]", has_text="recycle-02").first.wait_for()
     row = page.locator("#gallery-table [role=gridcell]", has_text="browser-run").first
+    assert page.evaluate(OVERFLOWING_TABLES) == []  # every column in sight (tokens per pass was cut off)
     row.click()  # a click on the table row loads it
     gallery = page.locator("#gallery-player")
     gallery.locator(".cr-panel").nth(1).wait_for()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cllm.ui import learn_tab
-from test_browser import _missing, clock, page  # noqa: F401 (page: the browser fixture, one per module)
+from test_browser import OVERFLOWING_TABLES, _missing, clock, page  # noqa: F401 (page: the browser fixture, one per module)
 from test_train_browser import PROMPTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
@@ -68,3 +68,11 @@ def test_collocation_counts_are_on_screen(page):
     header.wait_for()
     box, cell = table.bounding_box(), header.bounding_box()
     assert box["x"] <= cell["x"] and cell["x"] + cell["width"] <= box["x"] + box["width"] + 1
+
+
+def test_the_stats_tables_show_every_column(page):
+    """Run after the dataset run above (its tables full): at 1400 px no table scrolls sideways (the collocation
+    tables had six of their twelve columns out of sight)."""
+    page.get_by_role("tab", name="Stats").click()
+    page.locator("#stats-ff [role=gridcell]").first.wait_for()
+    assert page.evaluate(OVERFLOWING_TABLES) == []

@@ -93,7 +93,7 @@ def test_gallery_save_list_load(race, tmp_path):
     assert set(entries) == {"first", "broken"}
     assert "not valid JSON" in entries["broken"].error
     e = entries["first"]
-    assert (e.title, e.n, e.tokens) == ("a race", 4, len(race.cllm.tokens)) and e.cllm_tpf > 0
+    assert (e.title, e.n, e.tokens) == ("a race", 4, (len(race.base.tokens), len(race.cllm.tokens))) and e.cllm_tpf > 0
     assert R.load_from_gallery(tmp_path, "first").title == "a race"
     with pytest.raises(R.RaceError, match="no saved run named 'missing'"):
         R.load_from_gallery(tmp_path, "missing")

@@ -236,6 +236,8 @@ def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
     rows = {r[0]: r for r in gallery_tab.gallery_listing()[1]}
     assert rows["recycle-01"][2:4] == ["tiny-python · recycle", "tiny-python-cllm · recycle"]
     assert rows["heldout-01"][2:4] == ["tiny-python", "tiny-python-cllm"]
+    assert rows["heldout-01"][5:] == ["64 / 64", "1.12 / 2.37"]  # both models' counts, two decimals each
+    assert rows["real-chat-01"][5] == "64 / 55"  # the CLLM stopped at EOS
 
 
 @pytest.mark.parametrize("change, message", [({"mode": "both"}, "race must be one of"),

@@ -20,6 +20,9 @@ CLLM_COUNT, BASE_COUNT, CLLM_SHARE, BASE_SHARE = "CLLM count", "base count", "CL
 IN_LOOP = "in a loop"  # of the CLLM's events of the span, how many sit inside a loop of its output
 PROMPT, BLOCK, PASS, POSITION = "prompt #", "block", "pass", "position"
 DISPLAY_COLUMNS = [CLLM_COUNT, BASE_COUNT, IN_LOOP, SPAN, TOKENS, PIECES, CLLM_SHARE, BASE_SHARE, PROMPT, BLOCK, PASS, POSITION]
+# the span and its pieces get the room; the rest are short numbers (without widths a long span pushed the last six
+# columns out of sight)
+DISPLAY_WIDTHS = ["6%", "6%", "6%", "20%", "6%", "20%", "7%", "7%", "6%", "5%", "5%", "6%"]
 # column -> (raw column of cllm.collocations.COLUMNS, what the display adds to it)
 PLACES = {PROMPT: ("run", 1), BLOCK: ("block", 1), PASS: ("iteration", 0), POSITION: ("position", 0),
           TOKENS: ("tokens", 0)}

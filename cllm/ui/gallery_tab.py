@@ -10,7 +10,8 @@ from cllm.ui.common import race_summary, save_run, user_errors
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
 
-COLUMNS = ["name", "title", "base model", "CLLM", "n", "tokens", "base tokens/pass", "CLLM tokens/pass"]
+COLUMNS = ["name", "title", "base model", "CLLM", "n", "tokens (base / CLLM)", "tokens per pass (base / CLLM)"]
+COLUMN_WIDTHS = ["11%", "31%", "15%", "16%", "5%", "10%", "12%"]  # titles wrap, so every column fits at 1400 px
 EMPTY = '<div class="cr-empty">Pick a saved race above, or upload a race file, to replay it here.</div>'
 HELP = ("Recorded races replay here in the same player, with no model loaded. Pick one from the list "
         "(or click a row), or upload a race file saved from the Explore tab.")
@@ -21,12 +22,12 @@ def gallery_listing() -> tuple[list[tuple[str, str]], list[list]]:
     choices, rows = [], []
     for e in list_gallery(gallery_dir()):
         if e.error:
-            rows.append([e.name, f"unreadable: {e.error}", "", "", None, None, None, None])
+            rows.append([e.name, f"unreadable: {e.error}", "", "", None, "", ""])
             continue
         choices.append((f"{e.name}: {e.title}", e.name))
         base, cllm = (model if decoder == "jacobi" else f"{model} · {decoder}"  # the decoder, when not plain Jacobi
                       for model, decoder in zip((e.base_model, e.cllm_model), e.decoders))
-        rows.append([e.name, e.title, base, cllm, e.n, e.tokens, round(e.base_tpf, 2), round(e.cllm_tpf, 2)])
+        rows.append([e.name, e.title, base, cllm, e.n, "{} / {}".format(*e.tokens), f"{e.base_tpf:.2f} / {e.cllm_tpf:.2f}"])
     return choices, rows
 
 
@@ -68,7 +69,8 @@ def build() -> None:
                                  allow_custom_value=True)  # names are checked by load_from_gallery
             upload = gr.File(label="…or replay a race file", file_types=[".json"], scale=2, height=110,
                              elem_id="gallery-upload")
-        table = gr.Dataframe(rows, headers=COLUMNS, interactive=False, max_height=260, elem_id="gallery-table")
+        table = gr.Dataframe(rows, headers=COLUMNS, interactive=False, max_height=260, elem_id="gallery-table",
+                             wrap=True, column_widths=COLUMN_WIDTHS)
         status = gr.Markdown(label="summary")
         player = make_player("gallery-player", EMPTY)
         with gr.Row():

@@ -1,6 +1,8 @@
 """The Stats tab's prompt sets: the shipped held-out sets (never training data) or a visitor's uploaded file."""
 from __future__ import annotations
 
+import gradio as gr
+
 from cllm.dataset_run import MAX_RUNS
 from cllm.prompts import CODE_HELDOUT_PROMPTS, HELDOUT_PROMPTS, read_prompt_file, read_prompts
 from cllm.ui.common import whole_number
@@ -8,6 +10,13 @@ from cllm.ui.common import whole_number
 HELDOUT, CODE = "held-out Python prompts (the tiny pair's)", "held-out code prompts (the real pair's)"
 UPLOAD = "uploaded file"
 PROMPT_SETS = {HELDOUT: HELDOUT_PROMPTS, CODE: CODE_HELDOUT_PROMPTS}  # the choice label -> the shipped file
+
+
+def prompt_file_box(elem_id: str, **layout) -> gr.File:
+    """The upload box for a prompt file (Stats and Train). Its label stays short: Gradio draws the label over
+    the drop zone, and a longer one ran under the upload icon in Train's narrow column."""
+    return gr.File(label="Prompt file", file_types=[".jsonl", ".json", ".txt"], type="filepath", elem_id=elem_id,
+                   **layout)
 
 
 def load_prompts(source: str, upload, limit) -> list[str]:
