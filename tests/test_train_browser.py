@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from test_browser import ARGS, CHROMIUM, _missing, fill
+from test_browser import ARGS, CHROMIUM, _missing, fill, open_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
 PROMPTS = ["def add(a, b):", "for i in range(", "class Point:", "def f(x):", "print(", "import os", "while True:",
@@ -68,6 +68,7 @@ def test_collect_train_stop_save_and_race(app_server, train_slot, tiny_pair, tmp
         page.wait_for_function("() => document.querySelector('#cllm-model textarea, #cllm-model input')"
                                ".value.endsWith('browser-cllm')")
         fill(page, "prompt", "def add(a, b):")
+        open_settings(page)
         fill(page, "max-new", "16")
         page.click("#run")
         player = page.locator("#explore-player")

@@ -171,10 +171,14 @@ def test_others_see_a_countdown_and_their_place_and_the_owner_can_discard(train_
     assert "Busy: Ada is holding collected data" in line and 'class="tr-count" data-left="' in line
     assert "<b>2nd</b> in line" in line
     assert "yours, in this browser (collected): press Train, or Discard" in train_views.status_html(slot.view("ada"))
+    enabled = {who: [b.interactive for b in tab.controls(SimpleNamespace(cookies={}, session_hash=who))]
+               for who in ("ada", "bob")}  # [Stop, Discard]
+    assert enabled == {"ada": [False, True], "bob": [False, False]}  # nothing runs; the data is Ada's
     with pytest.raises(train_tab.SlotBusy):
         slot.discard("bob")  # not Bob's
     assert slot.discard("ada") == "Discarded: the slot is free."
     assert slot.view("bob").phase == "idle" and slot.view("bob").place == 0
+    assert [b.interactive for b in tab.controls(SimpleNamespace(cookies={}, session_hash="ada"))] == [False, False]
 
 
 def test_readme_shows_the_tabs_run():

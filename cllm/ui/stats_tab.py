@@ -17,12 +17,12 @@ from cllm.peers import PeerConfig
 from cllm.race import Race, default_title
 from cllm.shipped import Request
 from cllm.ui import figures
-from cllm.ui.collocation_view import DISPLAY_COLUMNS, row_place
+from cllm.ui.collocation_view import DISPLAY_COLUMNS, DISPLAY_WIDTHS, row_place
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, counting_progress, decoder_config, load_models, model_name, on_gpu, race_file,
                             race_summary, read_config, side_labels, user_errors, whole_number)
 from cllm.ui.grid import race_html
-from cllm.ui.prompt_sets import CODE, HELDOUT, PROMPT_SETS, UPLOAD, load_prompts
+from cllm.ui.prompt_sets import CODE, HELDOUT, PROMPT_SETS, UPLOAD, load_prompts, prompt_file_box
 from cllm.ui.stats_sweep import sweep_section
 from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.stats_tables import (AGG_COLUMNS, BENCH_COLUMNS, COLUMN_NAMES, PROMPT_COLUMNS, RATE_COLUMNS,
@@ -39,10 +39,12 @@ EXPLAIN = (
     "CLLM has learned collocations, word sequences that come together, so it can write several at once. "
     "**Fast-forwarded surplus** (`fast_forwarded`): tokens a pass commits beyond its first, summed (a plain "
     "model scores about 0); a different quantity, not to be set beside Table 3. It can exceed tokens − passes: "
-    "a pass that only confirms a finished block commits none."
+    "a pass that only confirms a finished block commits none. **Tokens per pass** is a mean over runs in the "
+    "Table 3 view (as the paper averages) but all tokens ÷ all passes in the bench and per-model tables, so "
+    "the two can differ in the second decimal."
 )
 EXCLUDE_FIRST = "token_run"  # the authors' rule, which the Table 3 view follows
-EXCLUDE_LABELS = {"token_run": "the authors' rule: 10 identical tokens in a row", "looping": "a line repeated 3+ times",
+EXCLUDE_LABELS = {"token_run": "10 identical tokens in a row (the authors' rule)", "looping": "a line repeated 3+ times",
                   "either": "either", "none": "keep every run"}  # choice labels of the exclusion dropdown
 
 
@@ -210,15 +212,15 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple[tuple, Data
             base = gr.Textbox(first_base, label="Base model", elem_id="stats-base")
             cllm = gr.Textbox(first_cllm, label="CLLM", elem_id="stats-cllm")
             source = gr.Radio([HELDOUT, CODE, UPLOAD], value=first.source, label="Prompts", elem_id="stats-source")
-            upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
-                             type="filepath", elem_id="stats-upload")
+            upload = prompt_file_box("stats-upload")
         with gr.Row():
             limit = gr.Number(first.limit, label=f"Number of prompts (1 to {MAX_RUNS})", precision=None,
                               elem_id="stats-limit")
             n = gr.Number(first.n, label="Block size n", precision=None, elem_id="stats-n")
             max_new = gr.Number(first.max_new, label="Max new tokens", precision=None, elem_id="stats-tokens")
             exclude = gr.Dropdown([(v, k) for k, v in EXCLUDE_LABELS.items()], value=EXCLUDE_FIRST,
-                                  label="Leave out runs flagged by", elem_id="stats-exclude")
+                                  label="Leave out runs flagged by", elem_id="stats-exclude",
+                                  scale=2)  # its labels are long; at scale 1 the arrow covered the value
             hide_loops = gr.Checkbox(False, label="Hide collocations inside a loop", elem_id="stats-hide-loops")
             decoder = gr.Dropdown(list(DECODERS), value=first.decoder, label="Decoder", elem_id="stats-decoder")
             go = gr.Button("Run both models over the set", variant="primary", elem_id="stats-dataset")
@@ -227,10 +229,11 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple[tuple, Data
                               "per run, base vs CLLM, beside the paper's range (flagged runs left out)",
                               headers=TABLE3_COLUMNS, interactive=False)
         bench = gr.Dataframe(bench_first, label="Bench on the same prompts: our greedy AR and Jacobi beside HF "
-                             f"generate (greedy) and HF prompt lookup (draft {PeerConfig.draft})",
-                             headers=BENCH_COLUMNS, interactive=False)
+                             f"generate (greedy) and HF prompt lookup (draft {PeerConfig.draft}). HF's passes leave "
+                             "out its prefill, which also yields the first token: one pass fewer per prompt than ours",
+                             headers=BENCH_COLUMNS, interactive=False, wrap=True)
         agg = gr.Dataframe(agg_first, label="Per model: all runs, then without the flagged ones",
-                           headers=[COLUMN_NAMES[c] for c in AGG_COLUMNS], interactive=False)
+                           headers=[COLUMN_NAMES[c] for c in AGG_COLUMNS], interactive=False, wrap=True)
         with gr.Row():
             by_block = gr.Dataframe(by_block_first, label="Fast-forward rate (paper, tokens/pass) by block",
                                     interactive=False, headers=RATE_COLUMNS["block"], max_height=300)
@@ -238,16 +241,16 @@ def dataset_section(explore, tabs: gr.Tabs, race: gr.State) -> tuple[tuple, Data
                                    headers=RATE_COLUMNS["pass"], max_height=300)
         dist = gr.Plot(dist_first)
         per_prompt = gr.Dataframe(per_prompt_first, label="Per prompt", headers=PROMPT_COLUMNS, interactive=False,
-                                  max_height=300)
+                                  max_height=300, wrap=True)  # wrapped headers: every column fits at 1400 px
         csv = gr.File(csv_first, label="Per-prompt table (CSV, raw column names)")
         gr.Markdown("**Collocations**: the spans the CLLM most often fast-forwards or holds stationary "
                     "(click a column header to sort; **click a row** to open its first example in Explore, "
                     "paused at that pass with the span ringed).")
-        with gr.Row():
-            ff = gr.Dataframe(ff_first, label="Fast-forwarded spans", headers=DISPLAY_COLUMNS, interactive=False,
-                              max_height=400, elem_id="stats-ff")
-            st = gr.Dataframe(st_first, label="Stationary spans", headers=DISPLAY_COLUMNS, interactive=False,
-                              max_height=400, elem_id="stats-st")
+        # one above the other: side by side, their seven columns ran past half the page
+        ff = gr.Dataframe(ff_first, label="Fast-forwarded spans", headers=DISPLAY_COLUMNS, interactive=False,
+                          max_height=400, elem_id="stats-ff", wrap=True, column_widths=DISPLAY_WIDTHS)
+        st = gr.Dataframe(st_first, label="Stationary spans", headers=DISPLAY_COLUMNS, interactive=False,
+                          max_height=400, elem_id="stats-st", wrap=True, column_widths=DISPLAY_WIDTHS)
         dataset = gr.State(dataset_first)  # this visitor's last dataset run: {"base": [...], "cllm": [...]}
         # No Gradio limit: a recorded run is served at once; live model work waits in model_worker's line.
         go.click(run_dataset, [base, cllm, source, upload, limit, n, max_new, exclude, hide_loops, decoder],

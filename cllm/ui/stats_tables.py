@@ -34,9 +34,10 @@ RATE_COLUMNS = {"block": ["block", "base (tokens/pass)", "CLLM (tokens/pass)"],
 BENCH_COLUMNS = [COLUMN_NAMES[c] for c in DATASET_COLUMNS]
 BENCH_COLUMNS[BENCH_COLUMNS.index(SPEEDUP)] = "speed-up vs own greedy AR (tokens/s)"  # bench's is a rate ratio
 PROMPT_COLUMNS = [COLUMN_NAMES[c] if c != "matches_ar" else "same text as greedy AR" for c in evaluate.PROMPT_COLUMNS]
+# evaluate.aggregate's order, "runs" first; not its two sums of seconds (tokens/s and the speed-up say it, and the
+# table then fits 1400 px)
 AGG_COLUMNS = ["runs", "model", "prompts", "tokens", "tpf", "forward_passes", "fast_forwarded", "stationary", "ff_rate",
-               "stationary_per_run", "decode_seconds", "ar_seconds", "matches_ar", "token_runs", "looping",
-               "tokens_per_s", "speedup"]  # evaluate.aggregate's order, "runs" first
+               "stationary_per_run", "matches_ar", "token_runs", "looping", "tokens_per_s", "speedup"]
 SWEEP_COLUMNS = ["model", "n", "tpf", "speedup", "matches_ar"]  # evaluate.n_sweep's
 
 

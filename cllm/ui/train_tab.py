@@ -23,7 +23,7 @@ import gradio as gr
 from cllm.models import DEFAULT_BASE
 from cllm.prompts import HELDOUT_PROMPTS, MAX_PROMPT_FILE_BYTES, TRAIN_PROMPTS, read_prompt_file, read_prompts
 from cllm.training.recipe import TAB_RECIPE, minutes_budget
-from cllm.training.session import TrainSlot
+from cllm.training.session import HOLDING, RUNNING, TrainSlot
 from cllm.training.slot import CollectJob, SlotBusy, SlotView
 from cllm.training.trained import read_trained, trained_dir
 from cllm.training.config import TrainConfig
@@ -33,6 +33,7 @@ from cllm.ui.common import N_RANGE, model_name, user_errors, whole_number
 from cllm.ui.train_views import (EMPTY_GRID, busy_html, collect_html, probe_html, status_html,
                                  train_html)
 from cllm.ui.player import make_player
+from cllm.ui.prompt_sets import prompt_file_box
 
 OWNER_COOKIE = "cllm_owner"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -211,6 +212,13 @@ class TrainTab:
     def slot_status(self, request: gr.Request = None) -> str:
         return status_html(self.slot.view(_owner(request)))
 
+    def controls(self, request: gr.Request = None):
+        """Stop and Discard as this visitor may use them: Stop while their job runs, Discard while the slot holds
+        their work (both looked ready to press with nothing to act on)."""
+        view = self.slot.view(_owner(request))
+        return (gr.Button(interactive=view.mine and view.phase in RUNNING),
+                gr.Button(interactive=view.mine and view.phase in (*RUNNING, *HOLDING)))
+
     def restore(self, request: gr.Request = None):
         """After a reload, the owner's collection and training lines come back with the slot."""
         view = self.slot.view(_owner(request))
@@ -263,8 +271,7 @@ def build(slot: TrainSlot) -> TrainTab:
                                       elem_id="train-base")
                 with gr.Row():
                     source = gr.Radio([SHIPPED, UPLOAD], value=SHIPPED, label="Prompts", elem_id="train-source")
-                    upload = gr.File(label="Prompt file (.jsonl or .txt)", file_types=[".jsonl", ".json", ".txt"],
-                                     type="filepath", height=110, elem_id="train-upload")
+                    upload = prompt_file_box("train-upload", height=110)
                 with gr.Row():
                     limit = gr.Number(COLLECT.limit, label=f"Prompts per round (1 to {MAX_PROMPTS})", precision=0,
                                       elem_id="train-prompts")
@@ -288,8 +295,8 @@ def build(slot: TrainSlot) -> TrainTab:
                                        "from the weights trained so far", precision=0, elem_id="train-rounds")
                 with gr.Row():
                     train = gr.Button("Train", variant="primary", elem_id="train-train")
-                    stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
-                    discard = gr.Button("Discard", elem_id="train-discard")
+                    stop = gr.Button("Stop", variant="stop", elem_id="train-stop", interactive=False)
+                    discard = gr.Button("Discard", elem_id="train-discard", interactive=False)
                 trained = gr.HTML(label="training", elem_id="train-status")
         with gr.Row():
             loss_plot, tpf_plot = gr.Plot(elem_id="train-loss"), gr.Plot(elem_id="train-tpf")
@@ -302,8 +309,10 @@ def build(slot: TrainSlot) -> TrainTab:
         saved = gr.Markdown(elem_id="train-saved")
         tab.select(cb.slot_status, None, status, api_name="train_status").then(
             cb.restore, None, [collected, trained], api_visibility="private", show_progress="hidden")
-        gr.Timer(STATUS_SECONDS).tick(cb.slot_status, None, status, api_visibility="private", queue=False,
-                                      show_progress="hidden")
+        tab.select(cb.controls, None, [stop, discard], api_visibility="private", queue=False, show_progress="hidden")
+        timer = gr.Timer(STATUS_SECONDS)  # a job started elsewhere (another tab of this browser) shows up too
+        for refresh, outputs in ((cb.slot_status, status), (cb.controls, [stop, discard])):
+            timer.tick(refresh, None, outputs, api_visibility="private", queue=False, show_progress="hidden")
         budget.input(lambda kind: TRAIN.max_minutes if kind == "minutes" else STEPS_BUDGET, budget, amount, api_visibility="private",
                      queue=False)
         events = [
@@ -315,6 +324,7 @@ def build(slot: TrainSlot) -> TrainTab:
             stop.click(cb.stop_training, None, trained, api_name="stop"),
             discard.click(cb.discard, None, trained, api_name="discard"),
             save.click(cb.save_model, name, saved, api_name="save_model")]
-        for event in events:  # the slot line follows what this visitor did
-            event.then(cb.slot_status, None, status, api_visibility="private")
+        for event in events:  # the slot line and the buttons follow what this visitor did
+            event.then(cb.slot_status, None, status, api_visibility="private").then(
+                cb.controls, None, [stop, discard], api_visibility="private", show_progress="hidden")
     return cb
