@@ -106,7 +106,9 @@ def test_compact_grids_mini_map_notes_and_loops():
 
 def test_the_prompt_is_shown_not_folded():
     html = grid.race_html(Race(make_traj(JUMP), make_traj(JUMP), title="t"), "r")
-    assert "<details" not in html and '<div class="cr-prompt">' in html and "<pre" in html
+    prompt = html[html.index('<div class="cr-prompt">'):].split("</pre>")[0]
+    assert "<pre>" in prompt and "<details" not in prompt
+    assert html.count("<details") == 1 and "<summary>More: the colours in full" in html  # only the legend folds
 
 
 def test_a_decoder_with_drafts_gets_its_strip_per_pass():

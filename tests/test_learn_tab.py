@@ -76,3 +76,10 @@ def test_the_collocation_step_sets_the_paper_rate_not_the_surplus_beside_table_3
     assert f"rate is {rates['cllm']:.2f} tokens per pass against the base model's {rates['base']:.2f}" in text
     assert f"({rates['cllm'] / rates['base']:.1f}x)" in text and "2.0-6.8x" in text
     assert "not the paper's" in text  # the surplus is named apart from Table 3
+
+
+def test_the_collocation_step_lists_spans_outside_loops_as_the_stats_tab_names_them():
+    _, _, table = learn_tab.open_step(learn_tab.TITLES[7])
+    assert list(table["value"].columns) == ["span", "tokens (pieces)", "CLLM count", "base count"]
+    frame, _, _ = learn_tab.top_collocations(learn_tab.lesson_races())
+    assert len(frame) == 10 and (frame["in_loop"] == 0).all()  # a loop of ",,,," led the list before

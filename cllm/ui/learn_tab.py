@@ -12,6 +12,7 @@ from cllm import moments
 from cllm.collocations import collocation_table
 from cllm.moments import Moment
 from cllm.race import GALLERY_DIR, Race, RaceError, load_from_gallery
+from cllm.ui.collocation_view import BASE_COUNT, CLLM_COUNT, PIECES, SPAN, display_table
 from cllm.ui.common import REAL_RACES, user_errors
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
@@ -42,7 +43,7 @@ STEPS = (
         "A language model writes one token per **forward pass**: greedy decoding takes the most likely next token, "
         "appends it, and runs the model again. A 64-token answer costs 64 passes, one after another.\n\n"
         "**Jacobi decoding** guesses the next *n* tokens at once (here n = {n}; the guess is drawn from the prompt's "
-        "own tokens, as the paper's authors do) and then improves **every position in parallel**: each pass "
+        "tokens, as the paper's authors do: for a chat prompt, its chat template's tokens too) and then improves **every position in parallel**: each pass "
         "reads the previous row and writes a new one. The ringed row is the first guess: red cells are not yet "
         "the final token, blue ones are."), moments.first_guess, PLAIN_JACOBI_RACES),
     Step("2. Every pass fixes at least one token", (
@@ -90,7 +91,8 @@ STEPS = (
         "({rate_ratio:.1f}x), and it held {all_cllm_st} stationary tokens against {all_base_st} ({st_ratio:.1f}x). "
         "(Tokens beyond the first each pass commits, {all_cllm_ff} against {all_base_ff}, are a different count, not "
         "the paper's.) "
-        "The table lists the spans it fast-forwarded most often; the ringed cells are the top one."), None),
+        "The table lists the spans it fast-forwarded most often (outside loops: a repeated line says nothing "
+        "about collocations); the ringed cells are the top one."), None),
     Step("9. Recycling: right tokens at the wrong place", (
         "Plain Jacobi throws every wrong row away, yet a wrong row often holds a stretch of right text one or two "
         "places off (tick **right token, wrong position** above the grids to see such runs outlined). The "
@@ -106,7 +108,7 @@ STEPS = (
         "{cllm_forward_passes} ({cllm_tpf:.2f})."), moments.biggest_recycled_win, RECYCLE_RACES),
 )
 TITLES = [s.title for s in STEPS]
-COLLOCATION_COLUMNS = ["text", "tokens", "cllm_count", "base_count"]
+COLLOCATION_COLUMNS = [SPAN, PIECES, CLLM_COUNT, BASE_COUNT]  # as the Stats tab names them (collocation_view)
 
 
 def lesson_races(names: tuple[str, ...] = LESSON_RACES) -> list[tuple[str, Race]]:
@@ -124,7 +126,9 @@ def lesson_races(names: tuple[str, ...] = LESSON_RACES) -> list[tuple[str, Race]
 
 def top_collocations(races: list[tuple[str, Race]]):
     """The CLLM's most often fast-forwarded spans over the races, and a moment showing the first one."""
-    table = collocation_table([r.cllm for _, r in races], [r.base for _, r in races], "fast_forwarded", top=10)
+    # loops left out: a repeated line fast-forwarded whole led the list, and teaches nothing about collocations
+    table = collocation_table([r.cllm for _, r in races], [r.base for _, r in races], "fast_forwarded", top=10,
+                              hide_loops=True)
     if table.empty:
         return table, None, None
     top = table.iloc[0]
@@ -143,7 +147,8 @@ def open_step(title: str) -> tuple[str, str, object]:
         table = gr.update(visible=False)
         if step.find is None:
             frame, found, moment = top_collocations(races)
-            table = gr.update(value=frame[COLLOCATION_COLUMNS], visible=True)
+            table = gr.update(value=display_table(frame, [r.cllm for _, r in races])[COLLOCATION_COLUMNS],
+                              visible=True)
         else:
             found, moment = next(((nr, m) for nr in races if (m := step.find(nr[1])) is not None), (None, None))
         if found is None:
