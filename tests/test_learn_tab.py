@@ -80,6 +80,6 @@ def test_the_collocation_step_sets_the_paper_rate_not_the_surplus_beside_table_3
 
 def test_the_collocation_step_lists_spans_outside_loops_as_the_stats_tab_names_them():
     _, _, table = learn_tab.open_step(learn_tab.TITLES[7])
-    assert list(table["value"].columns) == ["span", "tokens (pieces)", "CLLM count", "base count"]
+    assert list(table["value"].columns) == ["CLLM count", "base count", "span", "tokens (pieces)"]
     frame, _, _ = learn_tab.top_collocations(learn_tab.lesson_races())
     assert len(frame) == 10 and (frame["in_loop"] == 0).all()  # a loop of ",,,," led the list before

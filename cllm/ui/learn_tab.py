@@ -108,7 +108,9 @@ STEPS = (
         "{cllm_forward_passes} ({cllm_tpf:.2f})."), moments.biggest_recycled_win, RECYCLE_RACES),
 )
 TITLES = [s.title for s in STEPS]
-COLLOCATION_COLUMNS = [SPAN, PIECES, CLLM_COUNT, BASE_COUNT]  # as the Stats tab names them (collocation_view)
+# as the Stats tab names them (collocation_view), counts first and long spans wrapped: a long one pushed them away
+COLLOCATION_COLUMNS = [CLLM_COUNT, BASE_COUNT, SPAN, PIECES]
+COLLOCATION_WIDTHS = ["10%", "10%", "30%", "50%"]
 
 
 def lesson_races(names: tuple[str, ...] = LESSON_RACES) -> list[tuple[str, Race]]:
@@ -191,7 +193,7 @@ def build() -> None:
             back = gr.Button("◀ Previous step", size="sm", elem_id="learn-back")
             fwd = gr.Button("Next step ▶", size="sm", elem_id="learn-next")
         table = gr.Dataframe(visible=False, interactive=False, label="Spans the CLLM fast-forwarded most often",
-                             elem_id="learn-collocations")
+                             elem_id="learn-collocations", wrap=True, column_widths=COLLOCATION_WIDTHS)
         player = make_player("learn-player")
         step.change(open_step, step, [text, player, table], api_name="learn_step")
         tab.select(open_step, step, [text, player, table], api_visibility="private")
