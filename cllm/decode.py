@@ -72,7 +72,8 @@ def decode_json(traj: Trajectory) -> dict:
         "device": traj.meta.device, "dtype": traj.meta.dtype,
         "forward_passes": summary["forward_passes"], "tpf": summary["tpf"],
         "eos_token_id": traj.meta.eos_token_id,
-        "fast_forwarded": summary["fast_forwarded"],  # surplus: tokens beyond the first each pass commits, summed (plain model ≈ 0)
+        # the surplus: tokens beyond the first each pass commits, summed (plain model ≈ 0)
+        "fast_forwarded": summary["fast_forwarded"],
         "ff_rate": finite_or_none(summary["ff_rate"]),  # the paper's per-pass rate, Table 3's quantity (plain model ≈ 1.0)
         "stationary": summary["stationary"],
         "decode_seconds": summary["decode_seconds"],

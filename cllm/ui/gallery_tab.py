@@ -27,7 +27,8 @@ def gallery_listing() -> tuple[list[tuple[str, str]], list[list]]:
         choices.append((f"{e.name}: {e.title}", e.name))
         base, cllm = (model if decoder == "jacobi" else f"{model} · {decoder}"  # the decoder, when not plain Jacobi
                       for model, decoder in zip((e.base_model, e.cllm_model), e.decoders))
-        rows.append([e.name, e.title, base, cllm, e.n, "{} / {}".format(*e.tokens), f"{e.base_tpf:.2f} / {e.cllm_tpf:.2f}"])
+        tokens, tpf = "{} / {}".format(*e.tokens), f"{e.base_tpf:.2f} / {e.cllm_tpf:.2f}"
+        rows.append([e.name, e.title, base, cllm, e.n, tokens, tpf])
     return choices, rows
 
 

@@ -43,8 +43,8 @@ STEPS = (
         "A language model writes one token per **forward pass**: greedy decoding takes the most likely next token, "
         "appends it, and runs the model again. A 64-token answer costs 64 passes, one after another.\n\n"
         "**Jacobi decoding** guesses the next *n* tokens at once (here n = {n}; the guess is drawn from the prompt's "
-        "tokens, as the paper's authors do: for a chat prompt, its chat template's tokens too) and then improves **every position in parallel**: each pass "
-        "reads the previous row and writes a new one. The ringed row is the first guess: red cells are not yet "
+        "tokens, as the paper's authors do: for a chat prompt, its chat template's tokens too) and then "
+        "improves **every position in parallel**: each pass reads the previous row and writes a new one. The ringed row is the first guess: red cells are not yet "
         "the final token, blue ones are."), moments.first_guess, PLAIN_JACOBI_RACES),
     Step("2. Every pass fixes at least one token", (
         "Position 0 of a block depends only on text that is already final, so after one pass it is right, and "
@@ -73,8 +73,8 @@ STEPS = (
     Step("6. Fast-forwarding", (
         "**Fast-forwarding**: several consecutive tokens become final in the same pass. The ringed cells "
         "({span} tokens) all became final in one pass of the CLLM; the grid marks such tokens with ». In this "
-        "race the CLLM fast-forwarded {cllm_fast_forwarded} tokens beyond the first each pass commits, the base model "
-        "{base_fast_forwarded}; counted as the paper counts it, a rate of tokens each pass adds (about 1.0 for a "
+        "race the CLLM fast-forwarded {cllm_fast_forwarded} tokens beyond the first each pass commits, the base "
+        "model {base_fast_forwarded}; counted as the paper counts it, a rate of tokens each pass adds (about 1.0 for a "
         "plain model), that is {cllm_ff_rate:.2f} per pass against {base_ff_rate:.2f}."),
         moments.biggest_fast_forward),
     Step("7. Stationary tokens", (

@@ -1,4 +1,5 @@
-"""The Stats tab's prompt sets: the shipped held-out sets (never training data) or a visitor's uploaded file."""
+"""The Stats tab's prompt sets: the shipped held-out sets (never training data) or a visitor's uploaded file; and
+the prompt-file upload box that Stats and Train share."""
 from __future__ import annotations
 
 import gradio as gr
