@@ -1,6 +1,8 @@
 """Decode a text prompt with a loaded model: the one code path the CLI, the bench and the app share."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cllm.decoders import decode
 from cllm.files import finite_or_none
 from cllm.jacobi import JacobiConfig, greedy_decode
@@ -9,6 +11,9 @@ from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noq
 from cllm.race import Race, default_title
 from cllm.stats import run_summary
 from cllm.trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from cllm.shipped import Recent as GreedyMemo  # greedy_request -> (tokens, seconds)
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
@@ -34,20 +39,32 @@ def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_
     return traj
 
 
-def check_against_ar(loaded: LoadedModel, traj: Trajectory, checked: Trajectory | None = None) -> Trajectory:
+def check_against_ar(loaded: LoadedModel, traj: Trajectory, checked: Trajectory | None = None,
+                     memo: GreedyMemo | None = None) -> Trajectory:
     """Add greedy AR's output to a Jacobi record of the same model (a separate step, so a viewer can
     show the trajectory while the check still runs). `checked`: a run of the same model, prompt ids and
-    budget already checked, whose greedy output is reused instead of decoding it again."""
-    def request(t: Trajectory) -> tuple:
-        return t.meta.model, t.prompt_ids, t.meta.max_new_tokens
-
-    if checked is not None and checked.ar_tokens is not None and request(checked) == request(traj):
-        traj.ar_tokens, traj.ar_seconds = checked.ar_tokens, checked.ar_seconds
+    budget already checked, whose greedy output is reused instead of decoding it again; `memo`: greedy outputs
+    decoded before for the same request (a visitor trying another seed or n on one prompt), reused likewise
+    and given this one's."""
+    key = greedy_request(traj)
+    if checked is not None and checked.ar_tokens is not None and greedy_request(checked) == key:
+        found = tuple(checked.ar_tokens), checked.ar_seconds
     else:
+        found = memo.get(key) if memo is not None else None
+    if found is None:
         ar = greedy_decode(loaded.model, traj.prompt_ids, traj.meta.max_new_tokens, loaded.eos_token_id)
-        traj.ar_tokens, traj.ar_seconds = ar.tokens, ar.seconds
+        found = tuple(ar.tokens), ar.seconds
+        if memo is not None:
+            memo.put(key, found)
+    traj.ar_tokens, traj.ar_seconds = list(found[0]), found[1]
     _set_token_text(loaded, traj)
     return traj
+
+
+def greedy_request(traj: Trajectory) -> tuple:
+    """What fixes a run's greedy AR output: the weights as loaded (name, dtype, device), prompt ids, budget."""
+    meta = traj.meta
+    return meta.model, meta.dtype, meta.device, tuple(traj.prompt_ids), meta.max_new_tokens
 
 
 def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: JacobiConfig, title: str = "") -> Race:

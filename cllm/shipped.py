@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +29,7 @@ from cllm.trajectory import RunMeta
 MANIFEST = "shipped.sha256"
 MAX_MANIFEST_BYTES = 1 << 20  # one line per shipped race
 RECENT_RACES = 64  # live races a server keeps to play again (a 64-token race of the real pair: ~0.2 MB)
+RECENT_GREEDY = 256  # greedy outputs a server keeps: other seeds, n or decoders on a prompt (a few kB each)
 # What fixes a run's output: the same values give the same tokens (timings are the recording's and said so).
 # The dtype is part of it: an app on CUDA decodes in bfloat16, whose tokens may differ, so the float32 records
 # (decoded on a CPU; _read_races keeps no other) never stand in there.
@@ -141,6 +142,29 @@ def request_key(race: Race) -> tuple:
     return race.prompt, Request.of(race.base.meta), Request.of(race.cllm.meta)
 
 
+class Recent:
+    """A bounded map that request threads share: the least recently used entry goes first when it is full."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()  # Gradio runs requests in threads
+
+    def get(self, key: Hashable):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class RecentRaces:
     """The last races this server decoded live, by request, so the same request again (a popular example, a
     second visitor) plays at once: the process keeps one model per name (cllm.models.cached_model) and
@@ -148,23 +172,12 @@ class RecentRaces:
     kept; the least recently asked one goes first."""
 
     def __init__(self, size: int = RECENT_RACES):
-        self.size = size
-        self._races: OrderedDict[tuple, Race] = OrderedDict()
-        self._lock = threading.Lock()  # Gradio runs requests in threads
+        self._races = Recent(size)
 
     def get(self, prompt: str, left: Request, right: Request) -> Race | None:
-        with self._lock:
-            race = self._races.get((prompt, left, right))
-            if race is not None:
-                self._races.move_to_end((prompt, left, right))
-            return race
+        return self._races.get((prompt, left, right))
 
     def put(self, race: Race) -> None:
         if race.base.ar_tokens is None or race.cllm.ar_tokens is None:
             raise ValueError("only races checked against greedy decoding are kept")
-        key = request_key(race)
-        with self._lock:
-            self._races[key] = race
-            self._races.move_to_end(key)
-            while len(self._races) > self.size:
-                self._races.popitem(last=False)
+        self._races.put(request_key(race), race)

@@ -122,9 +122,11 @@ def train_slot(server_slot):
 @pytest.fixture(autouse=True)
 def fresh_recent_races(monkeypatch):
     """Each test's Run decodes live unless the test itself repeats a request: Explore's memory of the races
-    this server decoded (explore_tab.RECENT) starts empty. Only where Explore is loaded already."""
+    this server decoded (explore_tab.RECENT) and of its greedy outputs (explore_tab.GREEDY) start empty. Only
+    where Explore is loaded already."""
     import sys
     explore_tab = sys.modules.get("cllm.ui.explore_tab")
     if explore_tab is not None:
-        from cllm.shipped import RecentRaces
+        from cllm.shipped import RECENT_GREEDY, Recent, RecentRaces
         monkeypatch.setattr(explore_tab, "RECENT", RecentRaces())
+        monkeypatch.setattr(explore_tab, "GREEDY", Recent(RECENT_GREEDY))

@@ -229,6 +229,28 @@ def test_one_model_raced_with_one_decoder_is_left_and_right_and_checked_once(tin
     assert len(calls) == 1 and race.cllm.ar_tokens == race.base.ar_tokens == race.cllm.tokens
 
 
+def test_another_seed_on_a_prompt_decoded_before_is_checked_with_its_greedy_output_again(tiny_pair, monkeypatch):
+    """Greedy output depends on the model, prompt and budget only: a second race that differs in seed or n
+    decodes its Jacobi runs but no greedy AR, and is still checked; a longer budget decodes greedy again."""
+    from cllm import decode as decode_module
+    calls = []
+    real = decode_module.greedy_decode
+    monkeypatch.setattr(decode_module, "greedy_decode", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+
+    def race(n, max_new_tokens, seed):
+        return list(explore_tab.run_race("def f(x):", *tiny_pair, n, max_new_tokens, seed, "prompt",
+                                         progress=no_progress))[-1][-1]
+
+    first = race(4, 12, 0)
+    assert calls == [12, 12]  # the base and the CLLM
+    again = race(3, 12, 5)
+    assert calls == [12, 12] and again.base.meta.seed == 5 and again.base.meta.n == 3
+    assert again.base.ar_tokens == first.base.ar_tokens and again.cllm.ar_tokens == first.cllm.ar_tokens
+    assert again.base.matches_ar and again.cllm.matches_ar and again.base.ar_tokens != again.cllm.ar_tokens
+    race(4, 13, 0)
+    assert calls == [12, 12, 13, 13]
+
+
 def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
     from cllm.race import GALLERY_DIR
 

@@ -15,7 +15,7 @@ from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, 
                          device_label, pick_device, resolve_source)
 from cllm.prompts import HELDOUT_PROMPTS, read_prompts
 from cllm.race import GALLERY_DIR, Race, RaceError, default_title, load_from_gallery
-from cllm.shipped import RecentRaces, Request, find_shipped
+from cllm.shipped import RECENT_GREEDY, Recent, RecentRaces, Request, find_shipped
 from cllm.decoders import DECODERS, DEFAULT_DECODER
 from cllm.ui.common import (DECODING, MAX_NEW_TOKENS_RANGE, MODES, N_RANGE, REAL_EXAMPLES, decoder_config,
                             load_models, on_gpu, pair_choices, pair_of, race_file, race_models, race_summary, read_config,
@@ -33,6 +33,8 @@ EXAMPLES_AT_ONCE = "The examples above were recorded and play at once."
 RECENT_NOTE = ("▶ **Decoded earlier on this server** for exactly this request, so it plays at once (the same "
                "tokens; its timings are that run's). Change the prompt, seed or n to decode anew.")
 RECENT = RecentRaces()  # this server's last live races, by request (cllm.shipped)
+GREEDY = Recent(RECENT_GREEDY)  # its last greedy outputs, by decode.greedy_request: a new seed or n on a prompt
+# decoded before is checked at no cost (a third of a live race's model work on a CPU)
 DECODER_INFO = ("; ".join(f"{name}: {spec.summary}" for name, spec in DECODERS.items())
                 + ". All write exactly the greedy text.")  # one home: each decoder's summary
 CHAT_LABEL = "Chat: send the prompt as a user turn (instruct models; off: continue the text)"
@@ -170,8 +172,8 @@ def live_race(prompt: str, names: list[str], configs: list, chat: bool, progress
         race = decode_both(models, prompt, configs)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():
-        check_against_ar(models[0], race.base)
-        check_against_ar(models[1], race.cllm, checked=race.base)  # one model raced twice: one greedy decode
+        check_against_ar(models[0], race.base, memo=GREEDY)
+        check_against_ar(models[1], race.cllm, checked=race.base, memo=GREEDY)  # one model raced twice: one decode
     RECENT.put(race)
     yield race_html(race, run_id), race_summary(race), race_file(race), race
 
