@@ -167,6 +167,14 @@ class Table3:
         return pd.DataFrame([vars(r) for r in self.rows], columns=["metric", "base", "cllm", "ratio", "paper"])
 
 
+NO_RATIO = "none (base is 0)"  # "inf" beside the paper's 2.0-6.8x would read as a result far beyond it
+
+
+def ratio_shown(ratio: pd.Series) -> pd.Series:
+    """Table 3's ratios as a reader sees them (the app and the CLI): a base of 0 gives no ratio, said in words."""
+    return ratio.astype(object).where(ratio != math.inf, NO_RATIO)
+
+
 TABLE3_METRICS = (  # (row label, per-prompt column, in the paper's Table 3?)
     ("ff_rate (paper: tokens per pass)", "ff_rate", True),
     ("stationary (paper: per run)", "stationary", True),

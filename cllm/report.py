@@ -5,7 +5,7 @@ import pandas as pd
 
 from cllm.bench import DATASET_COLUMNS, format_table
 from cllm.collocations import KINDS, collocation_table
-from cllm.evaluate import Table3, aggregate, kept, rate_breakdown, table3
+from cllm.evaluate import Table3, aggregate, kept, rate_breakdown, ratio_shown, table3
 from cllm.trajectory import Trajectory
 
 
@@ -36,4 +36,9 @@ def _parts(trajs, frame, bench_rows, exclude, top, hide_loops) -> list[str]:
 def table3_text(table: Table3) -> str:
     return (f"Table 3 view (runs kept: base {table.runs['base']}, cllm {table.runs['cllm']}; excluded: "
             f"{table.exclude}); compare only the rows with a paper range with the paper:\n"
-            + table.frame().round(3).to_string(index=False))
+            + table.frame().assign(ratio=lambda f: ratio_shown(f["ratio"]).map(_three_decimals))
+            .to_string(index=False, float_format="{:.3f}".format))
+
+
+def _three_decimals(x):
+    return f"{x:.3f}" if isinstance(x, float) else x

@@ -7,6 +7,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from cllm import evaluate
 from cllm.decode import decode_prompt, decode_race
 from cllm.decoders import make_config
 from cllm.jacobi import JacobiConfig
@@ -39,8 +40,17 @@ def test_a_base_of_zero_gives_no_ratio_not_infinity():
     table = stats_tab.run_charts(race)[0].set_index("metric")
     stationary = table.loc["stationary tokens (paper, per run)"]
     assert stationary["Base"] == 0 and stationary["CLLM"] > 0
-    assert stationary["ratio (CLLM ÷ Base)"] == stats_tables.NO_RATIO
+    assert stationary["ratio (CLLM ÷ Base)"] == evaluate.NO_RATIO
     assert "∞" not in table.to_string()
+
+
+def test_the_cli_report_says_no_ratio_in_the_apps_words():
+    """`python -m cllm stats` prints the same Table 3 as text: the chat race's stationary row has no ratio."""
+    from cllm.report import table3_text
+    race = load_race("saved_trajectories/real-chat-01.json")
+    frame = pd.concat([evaluate.prompt_frame([race.base], "base"), evaluate.prompt_frame([race.cllm], "cllm")])
+    stationary = next(line for line in table3_text(evaluate.table3(frame)).splitlines() if "stationary" in line)
+    assert evaluate.NO_RATIO in stationary and "inf" not in stationary
 
 
 def test_run_charts_of_one_model_with_two_decoders_name_the_decoders(tiny_pair):

@@ -27,7 +27,6 @@ COLUMN_NAMES = {
 TABLE3_NAMES = {  # cllm.evaluate.TABLE3_METRICS' per-prompt column -> the row label shown
     "ff_rate": "fast-forward rate (paper, tokens/pass)", "stationary": "stationary tokens (paper, per run)",
     "tpf": "tokens per pass (per run)", "fast_forwarded": "fast-forwarded tokens beyond each pass's first (per run)"}
-NO_RATIO = "none (base is 0)"
 TABLE3_COLUMNS = ["metric", "base", "CLLM", "ratio (CLLM ÷ base)", "paper's ratio"]
 RATE_COLUMNS = {"block": ["block", "base (tokens/pass)", "CLLM (tokens/pass)"],
                 "pass": ["pass", "base (tokens added)", "CLLM (tokens added)"]}
@@ -64,10 +63,8 @@ def tidy(frame: pd.DataFrame, names: dict[str, str] | list[str] = COLUMN_NAMES) 
 def table3_view(table: pd.DataFrame) -> pd.DataFrame:
     """evaluate.Table3.frame() with human row labels and column names, rounded."""
     labels = [TABLE3_NAMES[column] for _, column, _ in evaluate.TABLE3_METRICS]
-    # a base of 0 (one short run often has no stationary token) gives no ratio; "∞" beside the paper's 2.0-6.8x
-    # read as a result far beyond it
-    ratio = table["ratio"].astype(object).where(table["ratio"] != float("inf"), NO_RATIO)
-    return tidy(table.assign(metric=labels, ratio=ratio), TABLE3_COLUMNS)
+    # one short run often has no stationary token: its ratio is evaluate.NO_RATIO
+    return tidy(table.assign(metric=labels, ratio=evaluate.ratio_shown(table["ratio"])), TABLE3_COLUMNS)
 
 
 def rate_view(table: pd.DataFrame, by: str) -> pd.DataFrame:
