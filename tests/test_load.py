@@ -6,9 +6,14 @@ Prints requests served, errors (must be 0), median / p95 / max latency and the s
     OMP_NUM_THREADS=1 python tests/test_load.py --base smollm2-135m --cllm smollm2-135m-cllm --shipped 6 --think 15
 
 Latency is what a visitor waits: model work runs one request at a time (cllm.ui.model_worker), so with 8
-visitors on live prompts most of it is the line. `--shipped K` makes K of the visitors press Run on the pair's
-shipped races with their recorded settings (as a visitor clicking an example does): those are served from the
-gallery without waiting for the models, and their latency is reported apart from the live ones'. `pytest -m slow tests/test_load.py` runs it briefly on the tiny fixtures.
+visitors on live prompts most of it is the line. It is reported twice: until the whole race is checked against
+greedy decoding, and until a race is on screen (the first block plays while the rest decodes). A live visitor
+asks for a held-out prompt with a seed no request used before; the server reuses the greedy output of a prompt
+it checked before (explore_tab.GREEDY), which `--new-prompts` rules out by making every live prompt new.
+`--shipped K` makes K of the visitors press Run on the pair's shipped races with their recorded settings (as a
+visitor clicking an example does): those are served from the gallery without waiting for the models, and their
+latency is reported apart from the live ones'. `pytest -m slow tests/test_load.py` runs it briefly on the tiny
+fixtures.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SECONDS = 300  # the issue's bound: at most 5 minutes of load
+POLL_SECONDS = 0.1  # how often a visitor looks for a race on screen (an answer's first race panel)
+RACE_PANEL = 'class="cr-panel"'  # one per side of a race in /run's player HTML
 # Gradio's launch() probes its own URL with a 3 s timeout and refuses to start when that fails, which a
 # busy CPU can cause; the probe only guards against unreachable localhost (notebooks), so the runner skips it.
 SERVE = ("import sys, app; app.serve(warm_up=False, server_name='127.0.0.1', server_port=int(sys.argv[1]), "
@@ -92,27 +99,39 @@ def shipped_asks(base: str, cllm: str) -> list[tuple]:
 
 def live_asks(args, prompts: list[str]) -> Callable[[int, int], tuple]:
     """/run's arguments of visitor k's i-th live request: a held-out prompt and a seed no other request uses
-    (never recorded, never decoded before on this server), so each one is decoded."""
-    return lambda k, i: (prompts[(k + i) % len(prompts)], args.base, args.cllm, args.n, args.max_new_tokens,
-                         1000 + 1000 * k + i, "prompt", False)
+    (never recorded, never decoded before on this server), so each one is decoded; with --new-prompts the
+    prompt ends in a comment naming the request, so no greedy output is reused either."""
+    def ask(k: int, i: int) -> tuple:
+        seed = 1000 + 1000 * k + i
+        prompt = prompts[(k + i) % len(prompts)] + (f"# request {seed}\n" if args.new_prompts else "")
+        return prompt, args.base, args.cllm, args.n, args.max_new_tokens, seed, "prompt", False
+    return ask
 
 
 def visitor(url: str, ask: Callable[[int], tuple], kind: str, deadline: float, results: list, errors: list,
             think: float = 0.0) -> None:
     """One visitor: its own session, /run in a loop until the deadline, `think` seconds between an answer and
-    the next request (watching the race); each answer must be a whole race."""
+    the next request (watching the race); each answer must be a whole race. Per request it records the whole
+    wait (the race checked against greedy decoding) and the wait until a race was on screen (the first block's
+    preview, or the whole race when it came at once)."""
     from gradio_client import Client
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 900})
     i = 0
     while time.time() < deadline:
         t0 = time.perf_counter()
         try:
-            html, status, path = client.predict(*ask(i), api_name="/run")
-            if html.count('class="cr-panel"') != 2 or not path or not Path(path).is_file():
+            job, on_screen = client.submit(*ask(i), api_name="/run"), None
+            while not job.done():
+                if on_screen is None and any(RACE_PANEL in str(out[0]) for out in job.outputs()):
+                    on_screen = time.perf_counter() - t0
+                time.sleep(POLL_SECONDS)
+            html, status, path = job.result()
+            whole = time.perf_counter() - t0
+            if html.count(RACE_PANEL) != 2 or not path or not Path(path).is_file():
                 raise AssertionError(f"incomplete answer: {status[:200]!r}")
             if (kind == "shipped") != ("shipped gallery" in status) or "Decoded earlier" in status:
                 raise AssertionError(f"a {kind} request answered otherwise: {status[:200]!r}")
-            results.append((kind, time.perf_counter() - t0))
+            results.append((kind, whole, whole if on_screen is None else on_screen))
         except Exception as e:  # counted and reported; the run goes on
             errors.append(f"{type(e).__name__}: {str(e)[:200]}")
         i += 1
@@ -152,11 +171,14 @@ def run_load(args, prompts: list[str] | None = None) -> dict:
             server.wait(timeout=60)
     return {
         "base": args.base, "cllm": args.cllm, "visitors": args.visitors, "shipped_visitors": args.shipped,
-        "think_s": args.think, "n": args.n, "max_new_tokens": args.max_new_tokens, "seconds": round(wall, 1),
+        "think_s": args.think, "new_prompts": args.new_prompts, "n": args.n, "max_new_tokens": args.max_new_tokens,
+        "seconds": round(wall, 1),
         "errors": len(errors), "error_samples": errors[:5], "server_alive": alive,
-        **latency_figures("", [s for _, s in results]),
-        **latency_figures("shipped_", [s for kind, s in results if kind == "shipped"]),
-        **latency_figures("live_", [s for kind, s in results if kind == "live"]),
+        **latency_figures("", [s for _, s, _ in results]),
+        **latency_figures("shipped_", [s for kind, s, _ in results if kind == "shipped"]),
+        **latency_figures("live_", [s for kind, s, _ in results if kind == "live"]),
+        **latency_figures("on_screen_", [s for _, _, s in results]),
+        **latency_figures("live_on_screen_", [s for kind, _, s in results if kind == "live"]),
         "rss_start_mib": round(rss_start, 1), "rss_before_mib": round(rss_before, 1), "rss_half_mib": round(rss_half, 1),
         "rss_after_mib": round(rss_after, 1),
     }
@@ -191,6 +213,8 @@ def parse_args(argv=None):
     p.add_argument("--shipped", type=int, default=0, help="how many of the visitors run the pair's shipped races")
     p.add_argument("--think", type=float, default=0.0, help="seconds a visitor waits between an answer and the "
                    "next request (0: back at once, the worst case)")
+    p.add_argument("--new-prompts", action="store_true", help="every live request a prompt never asked before "
+                   "(no greedy output reused)")
     p.add_argument("--seconds", type=float, default=MAX_SECONDS, help=f"load duration (at most {MAX_SECONDS})")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -202,6 +226,8 @@ def summary_lines(r: dict) -> list[str]:
             f"{r['max_new_tokens']} new tokens, {r['think_s']} s between a visitor's requests",
             f"requests served: {r['requests']}, errors: {r['errors']}, server alive: {r['server_alive']}",
             f"latency: median {r['median_s']} s, p95 {r['p95_s']} s, max {r['max_s']} s",
+            f"until a race is on screen: median {r['on_screen_median_s']} s, p95 {r['on_screen_p95_s']} s; live: "
+            f"median {r['live_on_screen_median_s']} s, p95 {r['live_on_screen_p95_s']} s",
             f"{r['shipped_visitors']} visitors on shipped races: {r['shipped_requests']} answered, median "
             f"{r['shipped_median_s']} s, p95 {r['shipped_p95_s']} s; live: {r['live_requests']} answered, median "
             f"{r['live_median_s']} s, p95 {r['live_p95_s']} s",
@@ -217,6 +243,7 @@ def test_eight_visitors_no_errors_flat_memory(tiny_pair):
     r = run_load(args, ["def f(x):", "class A:", "import os", "for i in range(10):"])  # fit the fixtures' context
     print("\n".join(summary_lines(r)))
     assert r["errors"] == 0 and r["server_alive"] and r["requests"] >= r["visitors"], r["error_samples"]
+    assert r["on_screen_requests"] == r["requests"] and r["on_screen_median_s"] <= r["median_s"]
     assert r["rss_after_mib"] < r["rss_before_mib"] * 1.2 + 50  # flat: no growth with the number of requests
 
 

@@ -206,7 +206,7 @@ def test_a_live_run_over_the_line_limit_is_one_clear_message(monkeypatch):
 
 def test_a_visitor_who_left_while_waiting_costs_no_model_work(monkeypatch):
     started = []
-    monkeypatch.setattr(explore_tab, "live_race", lambda *args: started.append(args) or iter(()))
+    monkeypatch.setattr(explore_tab, "live_race", lambda *args, **kw: started.append(args) or iter(()))
     holder = Holder(MODELS)
     request = explore_tab.run_race("def f(x):", DEFAULT_BASE, DEFAULT_CLLM, 4, 8, 7, "prompt", progress=no_progress)
     assert "1 request is ahead" in next(request)[1]
@@ -234,7 +234,78 @@ def test_a_request_that_waited_behind_the_same_one_plays_its_race():
     second = explore_tab.run_race(*ask, progress=no_progress)
     assert "1 request is ahead" in next(second)[1]
     config = decoder_config(read_config(4, 12, 9, "prompt"), "jacobi")
-    first = list(explore_tab.live_race(ask[0], [DEFAULT_BASE, DEFAULT_CLLM], [config, config], False, no_progress))
+    asked = [explore_tab.Request.asked(m, config, False, torch.float32) for m in (DEFAULT_BASE, DEFAULT_CLLM)]
+    live = explore_tab.LiveAsk(ask[0], [DEFAULT_BASE, DEFAULT_CLLM], [config, config], False, asked)
+    first = list(explore_tab.live_race(live, no_progress))
     holder.release()  # the first visitor's race is done and remembered
     (answer,) = list(second)
     assert "Decoded earlier on this server" in answer[1] and answer[-1] is first[-1][-1]
+
+
+class Waiter:
+    """A request in line that holds the models, once its turn comes, until told to leave."""
+
+    def __init__(self, worker: ModelWorker, order: list, name: str, ahead: bool = False):
+        self.leave = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(worker, order, name, ahead), daemon=True)
+        self.thread.start()
+
+    def _run(self, worker: ModelWorker, order: list, name: str, ahead: bool) -> None:
+        with worker.turn(poll_seconds=0.01, ahead=ahead) as waits:
+            for _ in waits:
+                pass
+            order.append(name)
+            self.leave.wait(WAIT)
+
+    def release(self) -> None:
+        self.leave.set()
+        self.thread.join(WAIT)
+
+
+def test_short_work_goes_before_the_plain_requests_waiting_but_after_the_short_ones():
+    worker, order = ModelWorker(), []
+    holder = Holder(worker)
+    waiters = []
+    for name, ahead in (("plain 1", False), ("first 1", True), ("first 2", True), ("plain 2", False)):
+        waiters.append(Waiter(worker, order, name, ahead))
+        wait_until(lambda: worker.waiting() == len(waiters) + 1, f"{name} in line")
+    by_name = {name: w for name, w in zip(("plain 1", "first 1", "first 2", "plain 2"), waiters)}
+    holder.release()
+    for turn in range(1, len(waiters) + 1):  # each leaves once it holds the models
+        wait_until(lambda: len(order) == turn, "the next turn")
+        by_name[order[-1]].release()
+    assert order == ["first 1", "first 2", "plain 1", "plain 2"] and worker.waiting() == 0
+
+
+def test_a_live_race_shows_its_first_block_before_a_whole_race_waiting_then_waits_behind_it():
+    """On a CPU: a request that arrives while a whole race decodes and another waits has its first block on
+    screen after the one at work; the rest of its race waits behind the one that was waiting."""
+    holder = Holder(MODELS)  # a whole race at work
+    request = explore_tab.run_race("def h(z):", DEFAULT_BASE, DEFAULT_CLLM, 4, 12, 5, "prompt", progress=no_progress)
+    assert "1 request is ahead" in next(request)[1]
+    order = []
+    plain = Waiter(MODELS, order, "a whole race")  # joins after the request above, at the end of the line
+    wait_until(lambda: MODELS.waiting() == 3, "the whole race in line")
+    holder.release()
+    assert "Your turn" in next(request)[1]
+    html, status, _, _ = next(request)
+    assert "Decoding: the first block" in status and html.count('class="cr-panel"') == 2 and order == []
+    status = next(request)[1]  # back in line, behind the whole race that waited
+    assert status.startswith(explore_tab.REST_WAITS) and "1 request is ahead" in status
+    wait_until(lambda: order == ["a whole race"], "the whole race's turn")
+    plain.release()
+    *_, (html, status, path, race) = list(request)
+    assert race.base.matches_ar and race.cllm.matches_ar and "identical to greedy" in html and MODELS.waiting() == 0
+
+
+def test_on_cuda_a_live_race_takes_one_turn(monkeypatch):
+    turns = []
+    real_turn = MODELS.turn
+    monkeypatch.setattr(MODELS, "turn", lambda **kw: turns.append(kw) or real_turn(**kw))
+    ask = ("def k(w):", DEFAULT_BASE, DEFAULT_CLLM, 4, 12, 5, "prompt")
+    list(explore_tab.run_race(*ask, progress=no_progress))
+    assert [t.get("ahead") for t in turns] == [True, None]  # a CPU: the first block, then the rest
+    turns.clear()
+    monkeypatch.setattr(explore_tab, "pick_device", lambda: torch.device("cuda"))
+    list(explore_tab.run_race(*ask[:-2], 6, "prompt", progress=no_progress))  # another seed: decoded
+    assert [t.get("ahead") for t in turns] == [False]

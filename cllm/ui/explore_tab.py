@@ -9,7 +9,7 @@ from typing import NamedTuple
 import gradio as gr
 import torch
 
-from cllm.decode import check_against_ar, check_prompt, decode_prompt
+from cllm.decode import both_sides, check_against_ar, check_prompt, decode_prompt
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, app_pair, cached_dtype, cached_model,
                          device_label, pick_device, resolve_source)
@@ -25,6 +25,7 @@ from cllm.ui.model_worker import MAX_LINE, MODELS, LineFull, waiting_note
 from cllm.ui.player import make_player
 
 CUSTOM_PAIR = "custom"
+REST_WAITS = "The first block is on screen. "  # before the place in line of the rest of the race
 SHIPPED_NOTE = ("▶ **From the shipped gallery**: this prompt and these settings were recorded with these models, so "
                 "the race plays at once (the same tokens a live run writes; its timings are the recording's). "
                 "Change the prompt, seed or n to decode live.")
@@ -124,7 +125,7 @@ def run_race(prompt, base, cllm, n, max_new_tokens, seed, init, chat=False, mode
         if done is not None:  # no model work: a race of exactly this request
             yield served_race(note, done)
             return
-    yield from queued_race(prompt, names, configs, chat, asked, progress)
+    yield from queued_race(LiveAsk(prompt, names, configs, bool(chat), asked), progress)
 
 
 def served_race(note: str, race: Race) -> tuple:
@@ -138,52 +139,87 @@ def examples_hint() -> str:
     return EXAMPLES_AT_ONCE if cached_dtype() == torch.float32 else ""
 
 
-def queued_race(prompt: str, names: list[str], configs: list, chat: bool, asked: list, progress):
-    """live_race once this request's turn for the models came, with a note per move of the line before it;
-    the race of a same request decoded while this one waited (two visitors on one example) instead."""
+class LiveAsk(NamedTuple):
+    """A race to decode live, as run_race checked it."""
+    prompt: str
+    names: list[str]  # left and right model
+    configs: list  # left and right decoder config
+    chat: bool
+    asked: list  # left and right shipped.Request: how RECENT finds the same race
+
+
+def queued_race(ask: LiveAsk, progress):
+    """live_race in the models' line, with a note per move of the line while it waits. On a CPU its first
+    block is decoded in a turn ahead of the whole races waiting (model_worker), the rest in a turn at the end
+    of the line; on CUDA, where a race takes seconds, in one turn. The race of a same request decoded while
+    this one waited (two visitors on one example) is played instead."""
+    run_id = uuid.uuid4().hex[:12]
+    first_apart = shows_first_block(ask.configs) and pick_device().type == "cpu"
     try:
-        with MODELS.turn(max_line=MAX_LINE) as waits:
-            waited = False
-            for ahead in waits:
-                waited = True
-                yield gr.skip(), waiting_note(ahead, examples_hint()), gr.skip(), gr.skip()
-            if waited:
-                done = RECENT.get(prompt, *asked)  # decoded for another visitor while this one waited
-                if done is not None:
-                    yield served_race(RECENT_NOTE, done)
-                    return
-                # a visitor who left while waiting is noticed at this yield, before any model work
-                yield gr.skip(), "Your turn: loading the models…", gr.skip(), gr.skip()
-            yield from live_race(prompt, names, configs, chat, progress)
+        with MODELS.turn(max_line=MAX_LINE, ahead=first_apart) as waits:
+            if (yield from wait_in_line(waits, ask, "Your turn: loading the models…")):
+                return
+            yield from live_race(ask, progress, run_id, rest=not first_apart)
     except LineFull as e:  # raised on joining, before anything was yielded
         raise gr.Error(f"{e}: try again in a few minutes, or click an example (recorded: it plays at once)",
                        print_exception=False) from None
+    if first_apart:
+        with MODELS.turn() as waits:  # admitted above already: no line limit
+            if (yield from wait_in_line(waits, ask, "Your turn: decoding the rest…", REST_WAITS)):
+                return
+            yield from live_race(ask, progress, run_id, first_block=False)
+
+
+def wait_in_line(waits, ask: LiveAsk, your_turn: str, note: str = ""):
+    """Says the place in line while it moves (`note` before it); once the turn came after a wait, plays the
+    race of this request if another visitor's was decoded meanwhile (then returns True) or says `your_turn`."""
+    waited = False
+    for ahead in waits:
+        waited = True
+        yield gr.skip(), note + waiting_note(ahead, examples_hint()), gr.skip(), gr.skip()
+    if waited:
+        done = RECENT.get(ask.prompt, *ask.asked)  # decoded for another visitor while this one waited
+        if done is not None:
+            yield served_race(RECENT_NOTE, done)
+            return True
+        yield gr.skip(), your_turn, gr.skip(), gr.skip()  # a visitor who left is noticed here, before model work
+    return False
 
 
 @on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
-def live_race(prompt: str, names: list[str], configs: list, chat: bool, progress):
-    """run_race's model work, once the models are this request's."""
+def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True, rest: bool = True):
+    """run_race's model work, once the models are this request's: with `first_block` the first block alone
+    (where shows_first_block says it may be shown so), with `rest` the whole race and its greedy check."""
+    prompt, configs = ask.prompt, ask.configs
     with user_errors():
-        models = [m.as_chat(bool(chat)) for m in load_models(names, progress)]
-        run_id = uuid.uuid4().hex[:12]
-        if configs[0].max_new_tokens > configs[0].n and all(map(first_block_alone, configs)):
+        models = [m.as_chat(ask.chat) for m in load_models(ask.names, progress)]
+        run_id = run_id or uuid.uuid4().hex[:12]
+        if first_block and shows_first_block(configs):
             preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
+        if not rest:
+            return
         race = decode_both(models, prompt, configs)
     yield race_html(race, run_id), race_summary(race), None, None
-    with user_errors():
-        check_against_ar(models[0], race.base, memo=GREEDY)
-        check_against_ar(models[1], race.cllm, checked=race.base, memo=GREEDY)  # one model raced twice: one decode
+    with user_errors():  # one model raced twice: its sides in turn, the second reusing the first's greedy output
+        both_sides(models, [lambda: check_against_ar(models[0], race.base, memo=GREEDY),
+                            lambda: check_against_ar(models[1], race.cllm, checked=race.base, memo=GREEDY)])
     RECENT.put(race)
     yield race_html(race, run_id), race_summary(race), race_file(race), race
 
 
+def shows_first_block(configs: list) -> bool:
+    """Whether a race's first block is worth showing before the rest, as the same passes the whole run makes."""
+    return configs[0].max_new_tokens > configs[0].n and all(map(first_block_alone, configs))
+
+
 def decode_both(models, prompt: str, config) -> Race:
-    """Runs of both sides, with one config (a JacobiConfig: plain Jacobi) or one per side (any decoder). A run
-    limited to its first block equals the first block of the whole run when first_block_alone says so: same
-    seed, same guess, same passes (tests/test_ui.py checks it)."""
+    """Runs of both sides (at once where decode.parallel_sides allows), with one config (a JacobiConfig: plain
+    Jacobi) or one per side (any decoder). A run limited to its first block equals the first block of the whole
+    run when first_block_alone says so: same seed, same guess, same passes (tests/test_ui.py checks it)."""
     configs = config if isinstance(config, (list, tuple)) else [config, config]
-    runs = [decode_prompt(m, prompt, c, check_ar=False) for m, c in zip(models, configs)]
+    runs = both_sides(models, [lambda m=m, c=c: decode_prompt(m, prompt, c, check_ar=False)
+                               for m, c in zip(models, configs)])
     return Race(*runs, title=default_title(prompt))
 
 

@@ -1,5 +1,7 @@
 """The app's one model worker: model work (a live race, a Stats run) runs one request at a time, first come
-first served, while answers that need no model (a shipped race) are given at once.
+first served, while answers that need no model (a shipped race) are given at once. A live race's first block
+(seconds of work) goes before the whole races waiting (a minute each with the real pair on a CPU), so a
+visitor's race is on screen after the request at work now, not after every one in line.
 
 Gradio's per-event queue (`concurrency_id`, `concurrency_limit=1`) cannot tell a shipped race from a live
 one before the function runs, so a visitor who pressed Run on a shipped prompt waited behind every live race
@@ -29,6 +31,7 @@ class ModelWorker:
 
     def __init__(self) -> None:
         self._line: deque[object] = deque()  # the first holds the models; the rest wait in order
+        self._first: set[object] = set()  # tickets that joined ahead of the plain ones (turn(ahead=True))
         self._moved = threading.Condition()
 
     def waiting(self) -> int:
@@ -37,20 +40,28 @@ class ModelWorker:
             return len(self._line)
 
     @contextmanager
-    def turn(self, poll_seconds: float = POLL_SECONDS, max_line: int | None = None) -> Iterator[Iterator[int]]:
-        """Joins the line (LineFull when `max_line` requests are in it already); the body must exhaust the
-        iterator it gets (each item: requests ahead, yielded when that number changes) before any model
+    def turn(self, poll_seconds: float = POLL_SECONDS, max_line: int | None = None,
+             ahead: bool = False) -> Iterator[Iterator[int]]:
+        """Joins the line (LineFull when `max_line` requests are in it already): at its end, or with `ahead`
+        (short work) behind the request at work and the others that joined ahead only. The body must exhaust
+        the iterator it gets (each item: requests ahead, yielded when that number changes) before any model
         work, and holds the models until it leaves the block."""
         ticket = object()
         with self._moved:
             if max_line is not None and len(self._line) >= max_line:
                 raise LineFull(f"{len(self._line)} requests are waiting for the models already")
-            self._line.append(ticket)
+            if ahead:
+                waiting_ahead = sum(t in self._first for t in list(self._line)[1:])
+                self._line.insert(min(len(self._line), 1 + waiting_ahead), ticket)
+                self._first.add(ticket)
+            else:
+                self._line.append(ticket)
         try:
             yield self._wait(ticket, poll_seconds)
         finally:
             with self._moved:
                 self._line.remove(ticket)
+                self._first.discard(ticket)
                 self._moved.notify_all()
 
     def _wait(self, ticket: object, poll_seconds: float) -> Iterator[int]:
