@@ -157,7 +157,7 @@ def queued_race(ask: LiveAsk, progress):
     first_apart = shows_first_block(ask.configs) and pick_device().type == "cpu"
     try:
         with MODELS.turn(max_line=MAX_LINE, ahead=first_apart) as waits:
-            if (yield from wait_in_line(waits, ask, "Your turn: loading the models…")):
+            if (yield from wait_in_line(waits, ask, "Your turn: decoding…")):
                 return
             yield from live_race(ask, progress, run_id, rest=not first_apart)
     except LineFull as e:  # raised on joining, before anything was yielded
@@ -195,10 +195,12 @@ def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True
         models = [m.as_chat(ask.chat) for m in load_models(ask.names, progress)]
         run_id = run_id or uuid.uuid4().hex[:12]
         if first_block and shows_first_block(configs):
+            progress(0.1, desc="decoding the first block")  # the progress line said "loading models" till the end
             preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
         if not rest:
             return
+        progress(0.3, desc="decoding both runs")
         race = decode_both(models, prompt, configs)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():  # one model raced twice: its sides in turn, the second reusing the first's greedy output
