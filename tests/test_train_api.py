@@ -48,7 +48,7 @@ def test_collect_train_save_and_busy(app_server, train_slot, tiny_pair, prompts_
     assert "Trained" in status and "4 steps" in status and "After step 4" in grid
     assert "Busy: Ada" in bob.predict("bob-cllm", api_name="/save_model")  # not Bob's to save
     assert "Saved **api-cllm**" in ada.predict("api-cllm", api_name="/save_model")
-    [model] = list_trained(app_server[2])
+    [model] = [m for m in list_trained(app_server[2]) if m.name == "api-cllm"]  # other tests save there too
     assert (model.name, model.base_model, model.n) == ("api-cllm", tiny_pair[0], 4)
     assert "Collected" in collect(bob, tiny_pair[0], prompts_file, who="Bob")  # saved: the slot is free
 

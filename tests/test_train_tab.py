@@ -223,3 +223,15 @@ def test_discarding_a_running_collection_frees_the_slot_when_it_stops(train_slot
     assert said.startswith(("Discarding: the job stops", "Discarded"))
     view = wait_for(slot, "bob", ("idle",))
     assert not view.busy and view.owner == "" and slot.view("ada").counts == {}
+
+
+def test_stop_is_enabled_as_soon_as_the_job_just_asked_for_runs(monkeypatch):
+    """Pressed beside Train: the job starts inside Train's own event, so the buttons wait for it to show."""
+    views = iter([SimpleNamespace(mine=False, phase="idle")] * 3 + [SimpleNamespace(mine=True, phase="training")] * 9)
+    tab = train_tab.TrainTab(SimpleNamespace(view=lambda owner: next(views)))
+    t0 = time.monotonic()
+    stop, discard = tab.controls_once_started(None)
+    assert stop.interactive and discard.interactive and time.monotonic() - t0 < train_tab.START_SECONDS
+    monkeypatch.setattr(train_tab, "START_SECONDS", 0.3)  # nothing starts (the slot was busy): it gives up
+    idle = train_tab.TrainTab(SimpleNamespace(view=lambda owner: SimpleNamespace(mine=False, phase="training")))
+    assert [b.interactive for b in idle.controls_once_started(None)] == [False, False]

@@ -43,6 +43,7 @@ OWNER_HEAD = ("<script>(function () { if (/(?:^|; )" + OWNER_COOKIE + "=[0-9a-f]
               " const t = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');"
               " document.cookie = '" + OWNER_COOKIE + "=' + t + '; path=/; max-age=31536000; SameSite=Strict'; })();</script>")
 STATUS_SECONDS = 5  # the slot line refreshes this often (a hold's countdown ticks every second in the browser)
+START_SECONDS = 3  # how long Stop waits for a job just asked for to show in the slot (it starts inside its event)
 SHIPPED, UPLOAD = "shipped training prompts", "uploaded file"
 MAX_PROMPTS = 2000  # the shipped set's size; ~3 minutes of collection per round on 2 CPU cores at 64 tokens
 MAX_TOKENS = 256
@@ -63,6 +64,11 @@ HELP = ("**1. Collect**: the base model Jacobi-decodes the prompts and every int
         "working meanwhile. On 2 CPU cores the defaults take about 4.5 minutes and lift TPF from 1.06 to about "
         "2.2-3 (less if this browser shares those cores); besides the AR term on the model's own output, a term on real Python code keeps the model writing "
         "real code.")
+
+
+def _runs_here(view: SlotView) -> bool:
+    """Whether the slot's job (a collection or a training) is this visitor's and still running."""
+    return view.mine and view.phase in RUNNING
 
 
 def _owner(request: gr.Request | None) -> str:
@@ -216,8 +222,16 @@ class TrainTab:
         """Stop and Discard as this visitor may use them: Stop while their job runs, Discard while the slot holds
         their work (both looked ready to press with nothing to act on)."""
         view = self.slot.view(_owner(request))
-        return (gr.Button(interactive=view.mine and view.phase in RUNNING),
+        return (gr.Button(interactive=_runs_here(view)),
                 gr.Button(interactive=view.mine and view.phase in (*RUNNING, *HOLDING)))
+
+    def controls_once_started(self, request: gr.Request = None):
+        """controls() once this visitor's job shows in the slot, or after START_SECONDS: pressed beside
+        Collect and Train, whose long events start the job, so Stop is enabled without a status tick's wait."""
+        owner, deadline = _owner(request), time.monotonic() + START_SECONDS
+        while not _runs_here(self.slot.view(owner)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.controls(request)
 
     def restore(self, request: gr.Request = None):
         """After a reload, the owner's collection and training lines come back with the slot."""
@@ -324,6 +338,9 @@ def build(slot: TrainSlot) -> TrainTab:
             stop.click(cb.stop_training, None, trained, api_name="stop"),
             discard.click(cb.discard, None, trained, api_name="discard"),
             save.click(cb.save_model, name, saved, api_name="save_model")]
+        for button in (collect, train):  # beside the long event that starts the job
+            button.click(cb.controls_once_started, None, [stop, discard], api_visibility="private", queue=False,
+                         show_progress="hidden")
         for event in events:  # the slot line and the buttons follow what this visitor did
             event.then(cb.slot_status, None, status, api_visibility="private").then(
                 cb.controls, None, [stop, discard], api_visibility="private", show_progress="hidden")
