@@ -1,7 +1,6 @@
 """Decode a text prompt with a loaded model: the one code path the CLI, the bench and the app share."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
@@ -11,7 +10,7 @@ import torch
 from cllm.decoders import decode
 from cllm.files import finite_or_none
 from cllm.jacobi import JacobiConfig, greedy_decode
-from cllm.models import LoadedModel, token_text
+from cllm.models import LoadedModel, token_text, usable_cores
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
 from cllm.race import Race, default_title
 from cllm.stats import run_summary
@@ -90,8 +89,7 @@ def parallel_sides(models: Sequence[LoadedModel]) -> bool:
     instead of 28 s with its sides at once, each side ~20 % slower (they share the memory bus), measured here."""
     if len({id(m.model) for m in models}) < len(models) or any(m.model.device.type != "cpu" for m in models):
         return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return torch.get_num_threads() * len(models) <= cores
+    return torch.get_num_threads() * len(models) <= usable_cores()
 
 
 def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: JacobiConfig, title: str = "") -> Race:

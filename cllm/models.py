@@ -94,6 +94,11 @@ class LoadedModel:
         return replace(self, chat=chat)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS says, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

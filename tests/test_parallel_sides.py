@@ -19,7 +19,7 @@ def fake(device: str = "cpu") -> SimpleNamespace:
 
 @pytest.fixture
 def two_cores(monkeypatch):
-    monkeypatch.setattr(decode.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(decode, "usable_cores", lambda: 2)
     monkeypatch.setattr(decode.torch, "get_num_threads", lambda: 1)
 
 

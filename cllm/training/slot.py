@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cllm.models import usable_cores
 from cllm.training.collect import CollectConfig
 from cllm.training.report import FitReport
 from cllm.trajectory import Trajectory
@@ -83,7 +84,7 @@ def cpu_threads() -> int:
     """Threads for training and collection: OMP_NUM_THREADS when set, else every core this process may
     use, as the CLI gets by default (the app's decoding itself keeps one thread, see ui/common.py)."""
     value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else len(os.sched_getaffinity(0))
+    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
 
 
 @contextmanager
