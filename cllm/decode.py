@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from cllm.decoders import decode
+from cllm.decoders import start_decode
 from cllm.files import finite_or_none
-from cllm.jacobi import JacobiConfig, greedy_decode
+from cllm.jacobi import BlockRun, JacobiConfig, greedy_decode
 from cllm.models import LoadedModel, token_text, usable_cores
 from cllm.prompts import MAX_PROMPT_CHARS, check_prompt, prompt_token_ids  # noqa: F401 (checks live with prompt files)
 from cllm.race import Race, default_title
@@ -34,14 +35,39 @@ def decode_prompt(loaded: LoadedModel, prompt: str, config: JacobiConfig, check_
     """Decode `prompt` with the decoder `config` selects (a JacobiConfig: plain Jacobi; see cllm.decoders), as a
     user turn of the chat template when `loaded.chat`; with check_ar also greedy AR, so the record says whether
     they match."""
-    ids = encode_prompt(loaded, prompt)
-    traj = decode(loaded.model, ids, config, loaded.eos_token_id)
-    traj.meta.model, traj.meta.chat = loaded.name, loaded.chat
-    traj.prompt = prompt
-    _set_token_text(loaded, traj)
+    traj = PromptRun.start(loaded, prompt, config).advance()
     if check_ar:
         check_against_ar(loaded, traj)
     return traj
+
+
+@dataclass
+class PromptRun:
+    """A text prompt's decode in progress (cllm.jacobi.BlockRun), whose record so far reads as text: the app
+    shows a live race's first block, then decodes the rest in a later turn, each block once."""
+    loaded: LoadedModel
+    prompt: str
+    blocks: BlockRun
+
+    @classmethod
+    def start(cls, loaded: LoadedModel, prompt: str, config: JacobiConfig) -> PromptRun:
+        return cls(loaded, prompt, start_decode(loaded.model, encode_prompt(loaded, prompt), config,
+                                                 loaded.eos_token_id))
+
+    def advance(self, blocks: int | None = None) -> Trajectory:
+        """Decode up to `blocks` more blocks (all that are left when None); the record so far."""
+        while not self.blocks.done and (blocks is None or blocks > 0):
+            self.blocks.step()
+            blocks = None if blocks is None else blocks - 1
+        return self.trajectory()
+
+    def trajectory(self) -> Trajectory:
+        """The blocks decoded so far, labelled with the model, the prompt and token texts."""
+        traj = self.blocks.trajectory()
+        traj.meta.model, traj.meta.chat = self.loaded.name, self.loaded.chat
+        traj.prompt = self.prompt
+        _set_token_text(self.loaded, traj)
+        return traj
 
 
 def check_against_ar(loaded: LoadedModel, traj: Trajectory, checked: Trajectory | None = None,
@@ -90,6 +116,18 @@ def parallel_sides(models: Sequence[LoadedModel]) -> bool:
     if len({id(m.model) for m in models}) < len(models) or any(m.model.device.type != "cpu" for m in models):
         return False
     return torch.get_num_threads() * len(models) <= usable_cores()
+
+
+def start_race(models: Sequence[LoadedModel], prompt: str, configs: Sequence[JacobiConfig]) -> list[PromptRun]:
+    """Both sides' runs of a race (models[i] with configs[i]), prefilled, to advance with advance_race."""
+    return both_sides(models, [lambda m=m, c=c: PromptRun.start(m, prompt, c) for m, c in zip(models, configs)])
+
+
+def advance_race(models: Sequence[LoadedModel], runs: Sequence[PromptRun], blocks: int | None = None) -> Race:
+    """The race so far after up to `blocks` more blocks of each side (all that are left when None), both sides
+    at once where parallel_sides allows. Its greedy check is apart (check_against_ar)."""
+    trajs = both_sides(models, [lambda r=r: r.advance(blocks) for r in runs])
+    return Race(*trajs, title=default_title(runs[0].prompt))
 
 
 def decode_race(base: LoadedModel, cllm: LoadedModel, prompt: str, config: JacobiConfig, title: str = "") -> Race:

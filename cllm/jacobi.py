@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from transformers import DynamicCache
@@ -221,24 +221,78 @@ def _jacobi_block(lm: CachedLM, seq: list[int], guess: list[int], eos_token_id: 
     return Block(states, seconds)
 
 
+class JacobiBlocks:
+    """Plain Jacobi's blocks for a BlockRun: a seeded generator draws each block's guess (in block order, so a
+    seed reproduces the run), `block` iterates it to its fixed point. cllm.decoders' decoders subclass it."""
+
+    name = "jacobi"
+
+    def __init__(self, config: JacobiConfig, vocab: int, eos_token_id: int | None):
+        self.config, self.vocab, self.eos = config, vocab, eos_token_id
+        self.gen = torch.Generator().manual_seed(config.seed)
+
+    def guess(self, seq: list[int], width: int) -> list[int]:
+        return initial_guess(seq, width, self.config.init, self.vocab, self.gen)
+
+    def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
+        return _jacobi_block(lm, seq, self.guess(seq, width), self.eos)
+
+
+class BlockRun:
+    """One decode in progress, a block per `step`: the prefill, then blocks of n (the last fits max_new_tokens)
+    until the budget or a final EOS. Everything a run needs between steps (cache, generator, a decoder's own
+    state) lives here, so a live race shows its first block and decodes the rest in a later turn of the
+    model line with no block decoded twice (cllm/ui/explore_tab.py)."""
+
+    def __init__(self, model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None,
+                 blocks: type[JacobiBlocks] = JacobiBlocks):
+        check_inputs(model, prompt_ids, config.max_new_tokens)
+        self.model, self.config, self.eos, self.prompt_ids = model, config, eos_token_id, list(prompt_ids)
+        self.vocab = vocab_size_of(model)
+        self.decoder = blocks(config, self.vocab, eos_token_id)
+        with _inference(model):  # entered per call: a step may run in another thread than the one before
+            self.lm, self.prefill_seconds = _prefill(model, prompt_ids)
+        self.seq, self.blocks = list(prompt_ids), []
+
+    @property
+    def produced(self) -> int:
+        return len(self.seq) - len(self.prompt_ids)
+
+    @property
+    def done(self) -> bool:
+        return self.produced >= self.config.max_new_tokens or bool(self.blocks) and self.eos in self.blocks[-1].fixed_point
+
+    def step(self) -> Block:
+        """Decode the next block (the run must not be done)."""
+        assert not self.done, "the run is done: no block left to decode"
+        with _inference(self.model):
+            block = self.decoder.block(self.lm, self.seq, min(self.config.n, self.config.max_new_tokens - self.produced))
+        self.blocks.append(block)
+        self.seq += block.fixed_point
+        return block
+
+    def finish(self) -> Trajectory:
+        while not self.done:
+            self.step()
+        return self.trajectory()
+
+    def trajectory(self) -> Trajectory:
+        """The record of the blocks decoded so far (all of them once done)."""
+        meta = _meta(self.model, self.config, self.vocab, self.eos)
+        meta.decoder, meta.options = self.decoder.name, options_of(self.config)
+        return Trajectory(meta=meta, prompt_ids=list(self.prompt_ids), blocks=list(self.blocks),
+                          prefill_seconds=self.prefill_seconds)
+
+
+def options_of(config: JacobiConfig) -> dict[str, float]:
+    """A decoder config's own fields (those beyond JacobiConfig's), for the record's meta.options."""
+    common = {f.name for f in fields(JacobiConfig)}
+    return {k: v for k, v in asdict(config).items() if k not in common}
+
+
 def jacobi_decode(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> Trajectory:
     """Jacobi decoding in blocks of n (the last block fits max_new_tokens); output cut at the first EOS."""
-    check_inputs(model, prompt_ids, config.max_new_tokens)
-    vocab = vocab_size_of(model)
-    gen = torch.Generator().manual_seed(config.seed)
-    with _inference(model):
-        lm, prefill_seconds = _prefill(model, prompt_ids)
-        seq, blocks, produced = list(prompt_ids), [], 0
-        while produced < config.max_new_tokens:
-            width = min(config.n, config.max_new_tokens - produced)
-            block = _jacobi_block(lm, seq, initial_guess(seq, width, config.init, vocab, gen), eos_token_id)
-            blocks.append(block)
-            seq += block.fixed_point
-            produced += block.width
-            if eos_token_id in block.fixed_point:
-                break
-    return Trajectory(meta=_meta(model, config, vocab, eos_token_id), prompt_ids=list(prompt_ids),
-                      blocks=blocks, prefill_seconds=prefill_seconds)
+    return BlockRun(model, prompt_ids, config, eos_token_id).finish()
 
 
 def _meta(model, config: JacobiConfig, vocab: int, eos_token_id: int | None) -> RunMeta:

@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 
 from cllm.decoders import decoder_name
-from cllm.decoders.base import options_of
 from cllm.files import atomic_write_text, read_capped_bytes, sha256_of
-from cllm.jacobi import JacobiConfig
+from cllm.jacobi import JacobiConfig, options_of
 from cllm.race import MAX_RACE_BYTES, Race, RaceError, race_from_json
 from cllm.trajectory import RunMeta
 

@@ -8,6 +8,7 @@ import gradio as gr
 import pytest
 
 import app
+from cllm.decode import decode_prompt
 from cllm.race import load_race
 from cllm.ui import common, explore_tab, gallery_tab
 
@@ -46,15 +47,29 @@ def test_run_yields_a_preview_then_the_runs_then_the_ar_check(tiny_pair):
     assert load_race(file2).cllm.tokens == race2.cllm.tokens
 
 
-def test_the_preview_is_the_first_block_of_the_whole_run(tiny_pair):
-    from cllm.jacobi import JacobiConfig
+@pytest.mark.parametrize("decoder, options", [("jacobi", {}), ("multiblock", {"ratio": 0.5}),
+                                              ("recycle", {"ratio": 0.5}), ("lookup", {})])
+def test_a_race_split_across_two_turns_decodes_each_block_once(tiny_pair, monkeypatch, decoder, options):
+    """The first block's turn, then the rest's, as queued_race runs them on a CPU: the preview is the whole
+    race's first block (drafts of a second block included) and the race equals one decode of each side."""
+    from cllm.decoders import make_config
+    from cllm.jacobi import BlockRun
     from cllm.models import cached_model
 
-    models = [cached_model(name) for name in tiny_pair]
-    preview = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=4, seed=3))
-    whole = explore_tab.decode_both(models, "class A:", JacobiConfig(n=4, max_new_tokens=16, seed=3))
-    for part, full in ((preview.base, whole.base), (preview.cllm, whole.cllm)):
-        assert len(part.blocks) == 1 and part.blocks[0].states == full.blocks[0].states
+    config = make_config(decoder, n=4, max_new_tokens=16, seed=3, **options)
+    live = explore_tab.LiveAsk("class A:", list(tiny_pair), [config, config], False, [])
+    steps, step = [], BlockRun.step
+    monkeypatch.setattr(BlockRun, "step", lambda self: steps.append(1) or step(self))
+    started = []
+    ((_, status, _, _),) = list(explore_tab.live_race(live, no_progress, rest=False, started=started))
+    preview = [run.trajectory() for run in started]
+    *_, (_, _, _, race) = list(explore_tab.live_race(live, no_progress, first_block=False, started=started))
+    assert "first block is on screen" in status and len(steps) == sum(len(t.blocks) for t in (race.base, race.cllm))
+    for part, whole, name in zip(preview, (race.base, race.cllm), tiny_pair):
+        alone = decode_prompt(cached_model(name), "class A:", config, check_ar=False)
+        assert len(part.blocks) == 1 and part.blocks[0] is whole.blocks[0]  # shown, then kept
+        assert [b.states for b in whole.blocks] == [b.states for b in alone.blocks] and whole.matches_ar
+        assert [b.drafts for b in whole.blocks] == [b.drafts for b in alone.blocks]
 
 
 def test_no_preview_when_the_answer_is_one_block(tiny_pair):
@@ -201,7 +216,7 @@ def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
     runs = list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 12, 0, "prompt", False, common.MODES[1],
                                      "jacobi", "recycle", progress=no_progress))
     html, status, _, race = runs[-1]
-    assert len(runs) == 3  # recycle at ratio 1 decodes its first block alone: the preview stays
+    assert len(runs) == 3  # the first block on screen, the race, its greedy check
     assert race.base.meta.model == race.cllm.meta.model == tiny_pair[1]
     assert (race.base.meta.decoder, race.cllm.meta.decoder) == ("jacobi", "recycle")
     assert race.base.tokens == race.cllm.tokens == race.cllm.ar_tokens
@@ -209,7 +224,7 @@ def test_one_model_with_two_decoders_and_the_pair_with_any_decoder(tiny_pair):
     assert "Decoder recycle" in html and 'class="cr-pass' in html
     runs = list(explore_tab.run_race("def f(x):", *tiny_pair, 4, 12, 0, "prompt", False, common.MODES[0],
                                      "multiblock", "lookup", progress=no_progress))
-    assert len(runs) == 2  # multiblock's first block depends on the next: no preview
+    assert len(runs) == 3 and 'data-partial="1"' in runs[0][0]  # a first block drafting the next one shows too
     race = runs[-1][-1]
     assert (race.base.meta.model, race.cllm.meta.model) == tuple(tiny_pair)
     assert race.base.matches_ar and race.cllm.matches_ar and "CLLM · lookup" in runs[-1][1]

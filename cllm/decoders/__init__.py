@@ -11,26 +11,30 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 
-from cllm.decoders.lookup import LookupConfig, lookup_decode
-from cllm.decoders.multiblock import MultiblockConfig, multiblock_decode
-from cllm.decoders.recycle import RecycleConfig, recycle_decode
-from cllm.jacobi import JacobiConfig, jacobi_decode
+from cllm.decoders.base import start_decoder
+from cllm.decoders.lookup import Lookup, LookupConfig
+from cllm.decoders.multiblock import Multiblock, MultiblockConfig
+from cllm.decoders.recycle import Recycle, RecycleConfig
+from cllm.jacobi import BlockRun, JacobiConfig
 from cllm.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
 class DecoderSpec:
     config: type[JacobiConfig]  # its settings; fields beyond JacobiConfig's are the decoder's own options
-    decode: Callable[..., Trajectory]  # (model, prompt_ids, config, eos_token_id) -> Trajectory
+    start: Callable[..., BlockRun]  # (model, prompt_ids, config, eos_token_id) -> a run to step or finish
     summary: str
 
 
 DECODERS: dict[str, DecoderSpec] = {
-    "jacobi": DecoderSpec(JacobiConfig, jacobi_decode, "plain Jacobi iteration of each block"),
-    "recycle": DecoderSpec(RecycleConfig, recycle_decode, "Jacobi + verifying n-grams recycled from its own drafts and the prompt"),
-    "multiblock": DecoderSpec(MultiblockConfig, multiblock_decode, "Jacobi + a second block drafting behind the active one"),
-    "lookup": DecoderSpec(LookupConfig, lookup_decode, "prompt lookup: drafts copied from the prompt and output"),
+    "jacobi": DecoderSpec(JacobiConfig, BlockRun, "plain Jacobi iteration of each block"),
+    "recycle": DecoderSpec(RecycleConfig, partial(start_decoder, Recycle),
+                           "Jacobi + verifying n-grams recycled from its own drafts and the prompt"),
+    "multiblock": DecoderSpec(MultiblockConfig, partial(start_decoder, Multiblock),
+                              "Jacobi + a second block drafting behind the active one"),
+    "lookup": DecoderSpec(LookupConfig, partial(start_decoder, Lookup), "prompt lookup: drafts copied from the prompt and output"),
 }
 DEFAULT_DECODER = "jacobi"
 
@@ -45,7 +49,12 @@ def decoder_name(config: JacobiConfig) -> str:
 
 def decode(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> Trajectory:
     """Run the decoder that `config` selects; every one returns a record equal to greedy AR's output."""
-    return DECODERS[decoder_name(config)].decode(model, prompt_ids, config, eos_token_id)
+    return start_decode(model, prompt_ids, config, eos_token_id).finish()
+
+
+def start_decode(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> BlockRun:
+    """The prefilled run of the decoder that `config` selects, to step block by block (cllm.jacobi.BlockRun)."""
+    return DECODERS[decoder_name(config)].start(model, prompt_ids, config, eos_token_id)
 
 
 def own_fields(name: str) -> list:

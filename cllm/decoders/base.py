@@ -8,12 +8,9 @@ an accepted draft that the pass fed as a branch is fed again, in the trunk, by t
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
-import torch
-
-from cllm.jacobi import (CachedLM, JacobiConfig, _inference, _meta, _prefill, check_inputs, initial_guess,
-                         vocab_size_of)
+from cllm.jacobi import BlockRun, CachedLM, JacobiBlocks, JacobiConfig
 from cllm.trajectory import Block, Trajectory
 
 
@@ -51,48 +48,26 @@ def ends_block(state: list[int], final: int, eos_token_id: int | None) -> bool:
     return final >= len(state) or eos_token_id in state[:final]
 
 
-class BlockDecoder:
-    """Shared state of one run: config, seeded generator for initial guesses, EOS id."""
+class BlockDecoder(JacobiBlocks):
+    """A decoder's state across the blocks of one run (config, seeded generator for initial guesses, EOS id, and
+    whatever the decoder keeps, e.g. recycle's n-gram pool); `block` decodes one block."""
 
     name = ""
-
-    def __init__(self, config: JacobiConfig, vocab: int, eos_token_id: int | None):
-        self.config, self.vocab, self.eos = config, vocab, eos_token_id
-        self.gen = torch.Generator().manual_seed(config.seed)
-
-    def guess(self, seq: list[int], width: int) -> list[int]:
-        return initial_guess(seq, width, self.config.init, self.vocab, self.gen)
 
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
         raise NotImplementedError
 
 
+def start_decoder(decoder_cls: type[BlockDecoder], model, prompt_ids: list[int], config: JacobiConfig,
+                  eos_token_id: int | None = None) -> BlockRun:
+    """A run of `decoder_cls` in blocks of n, to step through (cllm.jacobi.BlockRun)."""
+    return BlockRun(model, prompt_ids, config, eos_token_id, blocks=decoder_cls)
+
+
 def run_decoder(decoder_cls: type[BlockDecoder], model, prompt_ids: list[int], config: JacobiConfig,
                 eos_token_id: int | None = None) -> Trajectory:
     """Decode with `decoder_cls` in blocks of n; output cut at the first EOS; a record like Jacobi's."""
-    check_inputs(model, prompt_ids, config.max_new_tokens)
-    vocab = vocab_size_of(model)
-    decoder = decoder_cls(config, vocab, eos_token_id)
-    with _inference(model):
-        lm, prefill_seconds = _prefill(model, prompt_ids)
-        seq, blocks, produced = list(prompt_ids), [], 0
-        while produced < config.max_new_tokens:
-            width = min(config.n, config.max_new_tokens - produced)
-            block = decoder.block(lm, seq, width)
-            blocks.append(block)
-            seq += block.fixed_point
-            produced += block.width
-            if eos_token_id in block.fixed_point:
-                break
-    meta = _meta(model, config, vocab, eos_token_id)
-    meta.decoder, meta.options = decoder.name, options_of(config)
-    return Trajectory(meta=meta, prompt_ids=list(prompt_ids), blocks=blocks, prefill_seconds=prefill_seconds)
-
-
-def options_of(config: JacobiConfig) -> dict[str, float]:
-    """A decoder config's own fields (those beyond JacobiConfig's), for the record's meta.options."""
-    common = {f.name for f in fields(JacobiConfig)}
-    return {k: v for k, v in asdict(config).items() if k not in common}
+    return start_decoder(decoder_cls, model, prompt_ids, config, eos_token_id).finish()
 
 
 def check_positive(config, *names: str) -> None:

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import replace
 from typing import NamedTuple
 
 import gradio as gr
 import torch
 
-from cllm.decode import both_sides, check_against_ar, check_prompt, decode_prompt
+from cllm.decode import advance_race, both_sides, check_against_ar, check_prompt, decode_prompt, start_race
 from cllm.jacobi import INITS, JacobiConfig
 from cllm.models import (DEFAULT_BASE, DEFAULT_CLLM, REAL_CLLM, ModelLoadError, app_pair, cached_dtype, cached_model,
                          device_label, pick_device, resolve_source)
@@ -153,13 +152,13 @@ def queued_race(ask: LiveAsk, progress):
     block is decoded in a turn ahead of the whole races waiting (model_worker), the rest in a turn at the end
     of the line; on CUDA, where a race takes seconds, in one turn. The race of a same request decoded while
     this one waited (two visitors on one example) is played instead."""
-    run_id = uuid.uuid4().hex[:12]
+    run_id, started = uuid.uuid4().hex[:12], []  # started: the runs, from the first block's turn to the rest's
     first_apart = shows_first_block(ask.configs) and pick_device().type == "cpu"
     try:
         with MODELS.turn(max_line=MAX_LINE, ahead=first_apart) as waits:
             if (yield from wait_in_line(waits, ask, "Your turn: decoding…")):
                 return
-            yield from live_race(ask, progress, run_id, rest=not first_apart)
+            yield from live_race(ask, progress, run_id, rest=not first_apart, started=started)
     except LineFull as e:  # raised on joining, before anything was yielded
         raise gr.Error(f"{e}: try again in a few minutes, or click an example (recorded: it plays at once)",
                        print_exception=False) from None
@@ -167,7 +166,7 @@ def queued_race(ask: LiveAsk, progress):
         with MODELS.turn() as waits:  # admitted above already: no line limit
             if (yield from wait_in_line(waits, ask, "Your turn: decoding the rest…", REST_WAITS)):
                 return
-            yield from live_race(ask, progress, run_id, first_block=False)
+            yield from live_race(ask, progress, run_id, first_block=False, started=started)
 
 
 def wait_in_line(waits, ask: LiveAsk, your_turn: str, note: str = ""):
@@ -187,21 +186,25 @@ def wait_in_line(waits, ask: LiveAsk, your_turn: str, note: str = ""):
 
 
 @on_gpu(duration=120)  # two 7B hub models at 512 tokens fit; the bundled pair takes seconds
-def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True, rest: bool = True):
+def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True, rest: bool = True,
+              started: list | None = None):
     """run_race's model work, once the models are this request's: with `first_block` the first block alone
-    (where shows_first_block says it may be shown so), with `rest` the whole race and its greedy check."""
-    prompt, configs = ask.prompt, ask.configs
+    (where shows_first_block says it is worth it), with `rest` the rest of the race and its greedy check.
+    `started` keeps both sides' runs (decode.PromptRun) from a turn to the next, so no block is decoded twice."""
+    started = [] if started is None else started
     with user_errors():
         models = [m.as_chat(ask.chat) for m in load_models(ask.names, progress)]
         run_id = run_id or uuid.uuid4().hex[:12]
-        if first_block and shows_first_block(configs):
+        if not started:
+            started += start_race(models, ask.prompt, ask.configs)
+        if first_block and shows_first_block(ask.configs):
             progress(0.1, desc="decoding the first block")  # the progress line said "loading models" till the end
-            preview = decode_both(models, prompt, [replace(c, max_new_tokens=c.n) for c in configs])
+            preview = advance_race(models, started, blocks=1)
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
         if not rest:
             return
         progress(0.3, desc="decoding both runs")
-        race = decode_both(models, prompt, configs)
+        race = advance_race(models, started)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():  # one model raced twice: its sides in turn, the second reusing the first's greedy output
         both_sides(models, [lambda: check_against_ar(models[0], race.base, memo=GREEDY),
@@ -211,24 +214,8 @@ def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True
 
 
 def shows_first_block(configs: list) -> bool:
-    """Whether a race's first block is worth showing before the rest, as the same passes the whole run makes."""
-    return configs[0].max_new_tokens > configs[0].n and all(map(first_block_alone, configs))
-
-
-def decode_both(models, prompt: str, config) -> Race:
-    """Runs of both sides (at once where decode.parallel_sides allows), with one config (a JacobiConfig: plain
-    Jacobi) or one per side (any decoder). A run limited to its first block equals the first block of the whole
-    run when first_block_alone says so: same seed, same guess, same passes (tests/test_ui.py checks it)."""
-    configs = config if isinstance(config, (list, tuple)) else [config, config]
-    runs = both_sides(models, [lambda m=m, c=c: decode_prompt(m, prompt, c, check_ar=False)
-                               for m, c in zip(models, configs)])
-    return Race(*runs, title=default_title(prompt))
-
-
-def first_block_alone(config) -> bool:
-    """Whether the first block is decoded the same without the blocks after it: not so when a second block
-    drafts behind the active one (multiblock, or recycle with ratio < 1), so no first-block preview then."""
-    return getattr(config, "ratio", 1.0) >= 1.0
+    """Whether a race has more than one block, so that its first is worth showing before the rest."""
+    return configs[0].max_new_tokens > configs[0].n
 
 
 def pick_pair(value: str):
