@@ -307,3 +307,25 @@ def test_cli_rejects_another_decoders_option(tiny_model_dir, capsys):
 
     code = main(["decode", "--model", str(tiny_model_dir), "--prompt", "x", "--decoder", "lookup", "--pool-size", "3"])
     assert code == 2 and "--pool-size is not an option of lookup (it is one of recycle)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ("jacobi",) + OTHERS)
+@pytest.mark.parametrize("case", range(4))
+def test_runs_stepped_in_turns_equal_runs_decoded_alone(arch_model, name, case):
+    """A live race decodes its first block in one turn and the rest in a later one (cllm.jacobi.BlockRun): two
+    runs of one model stepped in alternation, with a pause that shares nothing, each equal the run decoded alone."""
+    from cllm.decoders import start_decode
+    asks = [random_config("multiblock" if name == "jacobi" else name, 100 + 2 * case + i) for i in range(2)]
+    if name == "jacobi":  # random_config makes the other decoders' configs: keep the settings they share
+        asks = [(p, JacobiConfig(c.n, c.max_new_tokens, c.seed, c.init)) for p, c in asks]
+    runs = [start_decode(arch_model, prompt, config) for prompt, config in asks]
+    while not all(run.done for run in runs):
+        for run in runs:
+            if not run.done:
+                run.step()
+    for run, (prompt, config) in zip(runs, asks):
+        alone = decode(arch_model, prompt, config)
+        stepped = run.trajectory()
+        assert [(b.states, b.drafts, b.winners, b.gains) for b in stepped.blocks] == \
+            [(b.states, b.drafts, b.winners, b.gains) for b in alone.blocks]
+        assert (stepped.meta.decoder, stepped.meta.options) == (alone.meta.decoder, alone.meta.options)

@@ -1,4 +1,6 @@
-"""The loop every decoder of this package shares: prefill, blocks of n (the last fits max_new_tokens), EOS.
+"""What every decoder of this package shares: the per-pass record (PassLog) and the decoder's state across the
+blocks of one run (BlockDecoder), which cllm.jacobi.BlockRun steps through (prefill, blocks of n, the last
+fitting max_new_tokens, EOS) as it does plain Jacobi.
 
 A decoder subclasses `BlockDecoder` and writes `block(lm, seq, width) -> Block`: the passes of one block,
 recorded with `PassLog`. The cache invariant differs from plain Jacobi's in one way: on entry to a pass the
