@@ -277,6 +277,18 @@ def test_the_gallery_names_a_decoder_other_than_jacobi(monkeypatch):
     assert rows["real-chat-01"][5] == "64 / 55"  # the CLLM stopped at EOS
 
 
+@pytest.mark.parametrize("pair", [("smollm2-135m", "smollm2-135m-cllm"), ("tiny-python", "tiny-python-cllm")])
+def test_the_gallery_lists_the_races_of_the_pair_the_app_opens_on_first(monkeypatch, pair):
+    from cllm.race import GALLERY_DIR
+
+    monkeypatch.setenv("CLLM_GALLERY_DIR", str(GALLERY_DIR))
+    monkeypatch.setattr(gallery_tab, "app_pair", lambda: pair)
+    rows = gallery_tab.gallery_listing()[1]
+    leading = [r[0] for r in rows if [model.split(" · ")[0] for model in r[2:4]] == list(pair)]  # any decoder
+    assert leading and [r[0] for r in rows[:len(leading)]] == leading == sorted(leading)
+    assert [r[0] for r in rows[len(leading):]] == sorted(r[0] for r in rows[len(leading):])
+
+
 @pytest.mark.parametrize("change, message", [({"mode": "both"}, "race must be one of"),
                                               ({"decoder_b": "beam"}, "decoder must be one of")])
 def test_bad_race_mode_or_decoder_is_a_clear_error(tiny_pair, change, message):

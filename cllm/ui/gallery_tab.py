@@ -5,7 +5,8 @@ import uuid
 
 import gradio as gr
 
-from cllm.race import Race, gallery_dir, list_gallery, load_from_gallery, load_race
+from cllm.models import app_pair
+from cllm.race import GalleryEntry, Race, gallery_dir, list_gallery, load_from_gallery, load_race
 from cllm.ui.common import race_summary, save_run, user_errors
 from cllm.ui.grid import race_html
 from cllm.ui.player import make_player
@@ -20,7 +21,7 @@ HELP = ("Recorded races replay here in the same player, with no model loaded. Pi
 def gallery_listing() -> tuple[list[tuple[str, str]], list[list]]:
     """Dropdown choices (label, name) and table rows; an unreadable file is listed with its error."""
     choices, rows = [], []
-    for e in list_gallery(gallery_dir()):
+    for e in app_pair_first(list_gallery(gallery_dir())):
         if e.error:
             rows.append([e.name, f"unreadable: {e.error}", "", "", None, "", ""])
             continue
@@ -30,6 +31,13 @@ def gallery_listing() -> tuple[list[tuple[str, str]], list[list]]:
         tokens, tpf = "{} / {}".format(*e.tokens), f"{e.base_tpf:.2f} / {e.cllm_tpf:.2f}"
         rows.append([e.name, e.title, base, cllm, e.n, tokens, tpf])
     return choices, rows
+
+
+def app_pair_first(entries: list[GalleryEntry]) -> list[GalleryEntry]:
+    """The races of the pair the app opens on lead (the real pair's, once its base is here: the tiny pair's
+    used to come first by name), then the others; by name within each."""
+    pair = app_pair()
+    return sorted(entries, key=lambda e: (e.base_model, e.cllm_model) != pair)
 
 
 def refresh():
