@@ -98,6 +98,14 @@ def _code_prompts_parser(sub) -> None:
     pk.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
 
 
+def print_json_line(obj) -> None:
+    """One JSON line in one write to stdout: under torchrun every rank prints its own report, and a line written
+    in two pieces could be split by another rank's (a pipe keeps a write of up to 4 KiB whole)."""
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
 def cmd_collect(args) -> None:
     from cllm.prompts import read_prompts
     from cllm.training.collect import collect
@@ -108,7 +116,7 @@ def cmd_collect(args) -> None:
     loaded = load_model(args.model, args.device, dtype=args.dtype)
     meta = collect(loaded, args.prompts, args.out, config, JobHooks(progress=sys.stderr.isatty()))
     if args.json:
-        print(json.dumps(meta))
+        print_json_line(meta)
         return
     c, run = meta["counts"], meta["this_run"]
     print(f"{args.out}: {c['prompts']} prompts, {c['blocks']} blocks, {c['states']} states + "
@@ -129,7 +137,7 @@ def cmd_train(args) -> None:
     report = train_cllm(args.model, args.data, args.out, train_config_of(args),
                         JobHooks(on_metrics=_print_eval, progress=sys.stderr.isatty()))
     if args.json:
-        print(json.dumps(report.as_json()))
+        print_json_line(report.as_json())
         return
     b, a = report.before, report.after or {}
     print(f"saved {report.out}: {report.steps} steps in {report.seconds / 60:.1f} min ({report.stopped_by}); "
