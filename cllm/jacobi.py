@@ -64,11 +64,16 @@ class ARResult:
 
 def cache_arg(model) -> str:
     """Name of forward()'s KV-cache argument: transformers 5.2x renamed `past_key_values` to `cache` (the old
-    name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers (DDP) are looked through;
-    a forward that only takes **kwargs (a compiled or adapter-wrapped model) gets the old name, which still
-    works before 5.40."""
-    forward = getattr(model, "module", model).forward
-    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+    name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers whose forward takes
+    **kwargs and hands them on (DDP, torch.compile, a peft adapter) are looked through to the model's own."""
+    for _ in range(8):  # wrappers nest a few deep at most (DDP around peft around the model)
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None and hasattr(model, "get_base_model"):
+            inner = model.get_base_model()
+        if not isinstance(inner, torch.nn.Module):
+            break
+        model = inner
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def returned_cache(out):
@@ -301,44 +306,3 @@ def _meta(model, config: JacobiConfig, vocab: int, eos_token_id: int | None) -> 
         seed=config.seed, init=config.init, device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
         vocab_size=vocab, eos_token_id=eos_token_id,
     )
-
-
-# --- Literal references, no cache: slow, for tests to hold the fast paths to ---------------------
-
-
-def greedy_decode_uncached(model, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | None = None) -> list[int]:
-    """Greedy AR that re-runs the whole sequence for every token."""
-    seq = list(prompt_ids)
-    with _inference(model):
-        while len(seq) - len(prompt_ids) < max_new_tokens:
-            seq.append(int(_full_logits(model, seq)[-1].argmax()))
-            if seq[-1] == eos_token_id:
-                break
-    return seq[len(prompt_ids):]
-
-
-def jacobi_decode_uncached(model, prompt_ids: list[int], config: JacobiConfig, eos_token_id: int | None = None) -> list[Block]:
-    """The paper's algorithm as written: full recompute per iteration; a block ends when an iteration
-    changes nothing (so its last two states are equal); a block holding EOS is cut after it."""
-    vocab, gen = vocab_size_of(model), torch.Generator().manual_seed(config.seed)
-    seq, blocks, produced = list(prompt_ids), [], 0
-    with _inference(model):
-        while produced < config.max_new_tokens:
-            width = min(config.n, config.max_new_tokens - produced)
-            states = [initial_guess(seq, width, config.init, vocab, gen)]
-            while len(states) < 2 or states[-1] != states[-2]:
-                logits = _full_logits(model, seq + states[-1][:-1])[len(seq) - 1:]
-                states.append(logits.argmax(-1).tolist())
-            if eos_token_id in states[-1]:
-                cut = states[-1].index(eos_token_id) + 1
-                states = [s[:cut] for s in states]
-            blocks.append(Block(states, [0.0] * (len(states) - 1)))
-            seq += states[-1]
-            produced += width
-            if eos_token_id in states[-1]:
-                break
-    return blocks
-
-
-def _full_logits(model, ids: list[int]) -> torch.Tensor:
-    return model(input_ids=torch.tensor([ids], device=model.device)).logits[0]

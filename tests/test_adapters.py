@@ -176,3 +176,22 @@ def test_a_wrong_initial_adapter_is_one_clear_error(tiny_model_dir, data_dir, tm
         continue_lora(model, tiny_model_dir, 4, 8, str(tiny_model_dir))
     with pytest.raises(ValueError, match="give --lora-rank"):
         TrainConfig(init_adapter=str(trained))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_the_cache_argument_is_the_models_own_through_wrappers(arch):
+    """An adapter or torch.compile wraps forward(**kwargs): the name is read from the model inside (the old
+    `past_key_values` warns since transformers 5.2x and goes in 5.40), and a decode through the wrapper equals
+    the plain model's."""
+    import inspect
+
+    from cllm.adapters import with_lora
+    from cllm.jacobi import JacobiConfig, cache_arg, jacobi_decode
+    from conftest import tiny_model
+
+    model = tiny_model(arch)
+    own = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    plain = jacobi_decode(model, [3, 1, 4], JacobiConfig(n=4, max_new_tokens=12, seed=1)).tokens
+    wrapped = with_lora(model, 4, 8.0)
+    assert cache_arg(model) == cache_arg(torch.compile(model)) == cache_arg(wrapped) == own
+    assert jacobi_decode(wrapped, [3, 1, 4], JacobiConfig(n=4, max_new_tokens=12, seed=1)).tokens == plain

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from cllm.jacobi import (INITS, JacobiConfig, greedy_decode, greedy_decode_uncached, jacobi_decode,
-                         jacobi_decode_uncached)
+from cllm.jacobi import INITS, JacobiConfig, greedy_decode, jacobi_decode
+from cllm.jacobi_reference import greedy_decode_uncached, jacobi_decode_uncached
 from conftest import VOCAB, tiny_model
 
 CASES = 40  # per architecture

@@ -12,13 +12,14 @@ from cllm.decoders.lookup import LookupConfig, lookup_draft
 from cllm.decoders.multiblock import MultiblockConfig
 from cllm.decoders.recycle import NgramPool, RecycleConfig, pass_drafts, recycle_step, recycled_guess
 from cllm.decoders.verify import accept
-from cllm.jacobi import _full_logits, _inference, initial_guess, vocab_size_of
+from cllm.jacobi import _inference, initial_guess, vocab_size_of
+from cllm.jacobi_reference import full_logits
 from cllm.trajectory import Block
 
 
 def _preds(model, ctx: list[int], draft: list[int]) -> list[int]:
     """Argmax after the last committed token and after each draft token, from a full recomputation."""
-    return _full_logits(model, ctx + draft)[len(ctx) - 1:].argmax(-1).tolist()
+    return full_logits(model, ctx + draft)[len(ctx) - 1:].argmax(-1).tolist()
 
 
 def _log_pass(log: tuple[list, list, list, list], state, drafts, winner, gain) -> None:

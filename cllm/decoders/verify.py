@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cllm.jacobi import CachedLM, _full_logits
+from cllm.jacobi import CachedLM
+from cllm.jacobi_reference import full_logits
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,6 @@ def keep_length(fed_from: int, fed: list[int], committed: list[int]) -> int:
 def reference_pass(model, ctx: list[int], trunk_draft: list[int], branches: list[list[int]]) -> PassOut:
     """What `tree_pass` must return, from full recomputation with no cache (for the uncached references)."""
     last = len(ctx) - 1
-    trunk = _full_logits(model, ctx + trunk_draft)[last:].argmax(-1).tolist()
-    outs = [_full_logits(model, ctx + b)[last:].argmax(-1).tolist() for b in branches]
+    trunk = full_logits(model, ctx + trunk_draft)[last:].argmax(-1).tolist()
+    outs = [full_logits(model, ctx + b)[last:].argmax(-1).tolist() for b in branches]
     return PassOut(trunk, outs)
