@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -66,14 +67,21 @@ def cache_arg(model) -> str:
     """Name of forward()'s KV-cache argument: transformers 5.2x renamed `past_key_values` to `cache` (the old
     name warns and goes in 5.40); earlier 5.x releases know only the old one. Wrappers whose forward takes
     **kwargs and hands them on (DDP, torch.compile, a peft adapter) are looked through to the model's own."""
-    for _ in range(8):  # wrappers nest a few deep at most (DDP around peft around the model)
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None and hasattr(model, "get_base_model"):
-            inner = model.get_base_model()
-        if not isinstance(inner, torch.nn.Module):
-            break
+    while (inner := _wrapped(model)) is not None:
         model = inner
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _wrapped(model):
+    """The model a known wrapper holds (DDP or DataParallel, torch.compile's, a peft adapter), else None: only
+    these, since a model of its own may well have a submodule named `module`. A wrapper class whose module was
+    never imported cannot have made this model, so none is imported here."""
+    if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return model.module
+    compiled, peft = sys.modules.get("torch._dynamo.eval_frame"), sys.modules.get("peft")
+    if compiled is not None and isinstance(model, compiled.OptimizedModule):
+        return model._orig_mod
+    return model.get_base_model() if peft is not None and isinstance(model, peft.PeftModel) else None
 
 
 def returned_cache(out):
@@ -269,7 +277,8 @@ class BlockRun:
 
     def step(self) -> Block:
         """Decode the next block (the run must not be done)."""
-        assert not self.done, "the run is done: no block left to decode"
+        if self.done:
+            raise RuntimeError("the run is done: no block left to decode")
         with _inference(self.model):
             block = self.decoder.block(self.lm, self.seq, min(self.config.n, self.config.max_new_tokens - self.produced))
         self.blocks.append(block)
@@ -284,7 +293,9 @@ class BlockRun:
     def trajectory(self) -> Trajectory:
         """The record of the blocks decoded so far (all of them once done)."""
         meta = _meta(self.model, self.config, self.vocab, self.eos)
-        meta.decoder, meta.options = self.decoder.name, options_of(self.config)
+        # plain Jacobi given another decoder's config (which subclasses JacobiConfig) ignores its options
+        meta.decoder = self.decoder.name
+        meta.options = options_of(self.config) if type(self.decoder) is not JacobiBlocks else {}
         return Trajectory(meta=meta, prompt_ids=list(self.prompt_ids), blocks=list(self.blocks),
                           prefill_seconds=self.prefill_seconds)
 

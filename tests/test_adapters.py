@@ -193,5 +193,15 @@ def test_the_cache_argument_is_the_models_own_through_wrappers(arch):
     own = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     plain = jacobi_decode(model, [3, 1, 4], JacobiConfig(n=4, max_new_tokens=12, seed=1)).tokens
     wrapped = with_lora(model, 4, 8.0)
-    assert cache_arg(model) == cache_arg(torch.compile(model)) == cache_arg(wrapped) == own
+    assert cache_arg(torch.compile(model)) == cache_arg(wrapped) == cache_arg(torch.nn.DataParallel(wrapped)) == own
+
+    class Holder(torch.nn.Module):  # a model of its own whose submodule is named `module`: not a wrapper
+        def __init__(self):
+            super().__init__()
+            self.module = model
+
+        def forward(self, input_ids, past_key_values=None):
+            return self.module(input_ids=input_ids)
+
+    assert cache_arg(Holder()) == "past_key_values"
     assert jacobi_decode(wrapped, [3, 1, 4], JacobiConfig(n=4, max_new_tokens=12, seed=1)).tokens == plain

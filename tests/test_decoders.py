@@ -312,20 +312,32 @@ def test_cli_rejects_another_decoders_option(tiny_model_dir, capsys):
 @pytest.mark.parametrize("name", ("jacobi",) + OTHERS)
 @pytest.mark.parametrize("case", range(4))
 def test_runs_stepped_in_turns_equal_runs_decoded_alone(arch_model, name, case):
-    """A live race decodes its first block in one turn and the rest in a later one (cllm.jacobi.BlockRun): two
-    runs of one model stepped in alternation, with a pause that shares nothing, each equal the run decoded alone."""
+    """A live race decodes its first block in one turn and the rest in a later one, each step maybe in another
+    thread (cllm.jacobi.BlockRun): two runs of one model stepped in alternation, each step in a thread of its own,
+    each equal the run decoded alone; in odd cases an EOS inside the output ends a run early."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from cllm.decoders import start_decode
     asks = [random_config("multiblock" if name == "jacobi" else name, 100 + 2 * case + i) for i in range(2)]
     if name == "jacobi":  # random_config makes the other decoders' configs: keep the settings they share
         asks = [(p, JacobiConfig(c.n, c.max_new_tokens, c.seed, c.init)) for p, c in asks]
-    runs = [start_decode(arch_model, prompt, config) for prompt, config in asks]
+    eos = None
+    if case % 2:  # a token the first run writes half-way (its greedy output is what every decoder writes)
+        out = greedy_decode(arch_model, asks[0][0], asks[0][1].max_new_tokens).tokens
+        eos = out[len(out) // 2]
+    runs = [start_decode(arch_model, prompt, config, eos) for prompt, config in asks]
     while not all(run.done for run in runs):
         for run in runs:
             if not run.done:
-                run.step()
+                with ThreadPoolExecutor(1) as thread:
+                    thread.submit(run.step).result()
     for run, (prompt, config) in zip(runs, asks):
-        alone = decode(arch_model, prompt, config)
+        alone = decode(arch_model, prompt, config, eos)
         stepped = run.trajectory()
         assert [(b.states, b.drafts, b.winners, b.gains) for b in stepped.blocks] == \
             [(b.states, b.drafts, b.winners, b.gains) for b in alone.blocks]
         assert (stepped.meta.decoder, stepped.meta.options) == (alone.meta.decoder, alone.meta.options)
+    if eos is not None:
+        assert runs[0].trajectory().tokens[-1] == eos
+    with pytest.raises(RuntimeError, match="the run is done"):
+        runs[0].step()

@@ -72,6 +72,30 @@ def test_a_race_split_across_two_turns_decodes_each_block_once(tiny_pair, monkey
         assert [b.drafts for b in whole.blocks] == [b.drafts for b in alone.blocks]
 
 
+def test_a_race_whose_model_was_loaded_again_between_its_turns_starts_over(tiny_pair, monkeypatch):
+    """The model cache keeps 4 models: other visitors' may push this race's out while it waits. Its second turn
+    then decodes with the models loaded now, from the prompt, and lets the old runs (and models) go."""
+    import copy
+    from dataclasses import replace
+
+    from cllm.jacobi import JacobiConfig
+
+    config = JacobiConfig(n=4, max_new_tokens=12, seed=2)
+    live = explore_tab.LiveAsk("def f(x):", list(tiny_pair), [config, config], False, [])
+    started = []
+    list(explore_tab.live_race(live, no_progress, rest=False, started=started))
+    first_runs = list(started)
+    loaded = explore_tab.load_models
+
+    def reloaded(names, progress):  # the same weights in new module objects, as a second load makes them
+        return [replace(m, model=copy.deepcopy(m.model)) for m in loaded(names, progress)]
+
+    monkeypatch.setattr(explore_tab, "load_models", reloaded)
+    *_, (_, _, _, race) = list(explore_tab.live_race(live, no_progress, first_block=False, started=started))
+    assert all(new is not old for new, old in zip(started, first_runs)) and race.base.matches_ar and race.cllm.matches_ar
+    assert race.base.blocks[0] is not first_runs[0].blocks.blocks[0]  # decoded again, with the models of now
+
+
 def test_no_preview_when_the_answer_is_one_block(tiny_pair):
     assert len(run(tiny_pair, n=8, max_new=8)) == 2
 

@@ -195,6 +195,8 @@ def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True
     with user_errors():
         models = [m.as_chat(ask.chat) for m in load_models(ask.names, progress)]
         run_id = run_id or uuid.uuid4().hex[:12]
+        if any(run.loaded.model is not m.model for run, m in zip(started, models)):
+            started.clear()  # a model was loaded again while the race waited (the cache keeps 4): start over
         if not started:
             started += start_race(models, ask.prompt, ask.configs)
         if first_block and shows_first_block(ask.configs):
