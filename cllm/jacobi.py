@@ -273,14 +273,16 @@ class BlockRun:
 
     @property
     def done(self) -> bool:
-        return self.produced >= self.config.max_new_tokens or bool(self.blocks) and self.eos in self.blocks[-1].fixed_point
+        ended = bool(self.blocks) and self.eos in self.blocks[-1].fixed_point
+        return ended or self.produced >= self.config.max_new_tokens
 
     def step(self) -> Block:
         """Decode the next block (the run must not be done)."""
         if self.done:
             raise RuntimeError("the run is done: no block left to decode")
         with _inference(self.model):
-            block = self.decoder.block(self.lm, self.seq, min(self.config.n, self.config.max_new_tokens - self.produced))
+            width = min(self.config.n, self.config.max_new_tokens - self.produced)
+            block = self.decoder.block(self.lm, self.seq, width)
         self.blocks.append(block)
         self.seq += block.fixed_point
         return block

@@ -34,7 +34,8 @@ DECODERS: dict[str, DecoderSpec] = {
                            "Jacobi + verifying n-grams recycled from its own drafts and the prompt"),
     "multiblock": DecoderSpec(MultiblockConfig, partial(start_decoder, Multiblock),
                               "Jacobi + a second block drafting behind the active one"),
-    "lookup": DecoderSpec(LookupConfig, partial(start_decoder, Lookup), "prompt lookup: drafts copied from the prompt and output"),
+    "lookup": DecoderSpec(LookupConfig, partial(start_decoder, Lookup),
+                          "prompt lookup: drafts copied from the prompt and output"),
 }
 DEFAULT_DECODER = "jacobi"
 
