@@ -247,6 +247,11 @@ class JacobiBlocks:
     def guess(self, seq: list[int], width: int) -> list[int]:
         return initial_guess(seq, width, self.config.init, self.vocab, self.gen)
 
+    def options(self) -> dict[str, float]:
+        """The settings the record keeps beyond JacobiConfig's: none for plain Jacobi, whatever config it is given
+        (another decoder's config subclasses JacobiConfig)."""
+        return {}
+
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
         return _jacobi_block(lm, seq, self.guess(seq, width), self.eos)
 
@@ -295,9 +300,7 @@ class BlockRun:
     def trajectory(self) -> Trajectory:
         """The record of the blocks decoded so far (all of them once done)."""
         meta = _meta(self.model, self.config, self.vocab, self.eos)
-        # plain Jacobi given another decoder's config (which subclasses JacobiConfig) ignores its options
-        meta.decoder = self.decoder.name
-        meta.options = options_of(self.config) if type(self.decoder) is not JacobiBlocks else {}
+        meta.decoder, meta.options = self.decoder.name, self.decoder.options()
         return Trajectory(meta=meta, prompt_ids=list(self.prompt_ids), blocks=list(self.blocks),
                           prefill_seconds=self.prefill_seconds)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cllm.jacobi import BlockRun, CachedLM, JacobiBlocks, JacobiConfig
+from cllm.jacobi import BlockRun, CachedLM, JacobiBlocks, JacobiConfig, options_of
 from cllm.trajectory import Block, Trajectory
 
 
@@ -55,6 +55,9 @@ class BlockDecoder(JacobiBlocks):
     whatever the decoder keeps, e.g. recycle's n-gram pool); `block` decodes one block."""
 
     name = ""
+
+    def options(self) -> dict[str, float]:
+        return options_of(self.config)  # the record keeps the decoder's own settings, to reproduce the run
 
     def block(self, lm: CachedLM, seq: list[int], width: int) -> Block:
         raise NotImplementedError
