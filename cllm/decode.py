@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
@@ -60,6 +60,18 @@ class PromptRun:
             self.blocks.step()
             blocks = None if blocks is None else blocks - 1
         return self.trajectory()
+
+    def park(self) -> None:
+        """Between a race's turns: hold the model weakly (BlockRun.park), so one the model cache drops is freed."""
+        self.blocks.park()
+        self.loaded = replace(self.loaded, model=None)  # the name, chat flag and tokenizer stay
+
+    def resume(self, loaded: LoadedModel) -> bool:
+        """Go on with `loaded` after `park`: False when its model is not the run's (loaded again meanwhile)."""
+        if not self.blocks.resume(loaded.model):
+            return False
+        self.loaded = loaded
+        return True
 
     def trajectory(self) -> Trajectory:
         """The blocks decoded so far, labelled with the model, the prompt and token texts."""

@@ -21,7 +21,8 @@ import contextlib
 import inspect
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+import weakref
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from transformers import DynamicCache
@@ -268,9 +269,10 @@ class BlockRun:
         self.model, self.config, self.eos, self.prompt_ids = model, config, eos_token_id, list(prompt_ids)
         self.vocab = vocab_size_of(model)
         self.decoder = blocks(config, self.vocab, eos_token_id)
+        self.meta = _meta(model, config, self.vocab, eos_token_id)  # read once: a parked run has no model
         with _inference(model):  # entered per call: a step may run in another thread than the one before
             self.lm, self.prefill_seconds = _prefill(model, prompt_ids)
-        self.seq, self.blocks = list(prompt_ids), []
+        self.seq, self.blocks, self.failed, self._parked = list(prompt_ids), [], False, None
 
     @property
     def produced(self) -> int:
@@ -282,15 +284,39 @@ class BlockRun:
         return ended or self.produced >= self.config.max_new_tokens
 
     def step(self) -> Block:
-        """Decode the next block (the run must not be done)."""
-        if self.done:
-            raise RuntimeError("the run is done: no block left to decode")
-        with _inference(self.model):
-            width = min(self.config.n, self.config.max_new_tokens - self.produced)
-            block = self.decoder.block(self.lm, self.seq, width)
+        """Decode the next block (the run must not be done, failed or parked)."""
+        if self.done or self.failed or self.model is None:
+            raise RuntimeError("the run is " + ("done: no block left to decode" if self.done else
+                               "broken: an earlier step failed" if self.failed else "parked: resume it first"))
+        try:
+            with _inference(self.model):
+                width = min(self.config.n, self.config.max_new_tokens - self.produced)
+                block = self.decoder.block(self.lm, self.seq, width)
+        except BaseException:
+            self.failed = True  # the cache may hold a block's tokens that seq does not: never step on from it
+            raise
         self.blocks.append(block)
         self.seq += block.fixed_point
+        if self.done:
+            self.lm = None  # the KV cache is not needed once the run is done
         return block
+
+    def park(self) -> None:
+        """Let go of the model between a race's turns (a weak reference stays): a model the model cache drops
+        meanwhile is freed instead of being held by a waiting run. `resume` takes it back."""
+        if self.model is not None:
+            self._parked, self.model = weakref.ref(self.model), None
+        if self.lm is not None:
+            self.lm.model = None
+
+    def resume(self, model) -> bool:
+        """Take the model back after `park`; False (the run stays parked) when `model` is not the one it had."""
+        if self._parked is None or self._parked() is not model:
+            return False
+        self.model = model
+        if self.lm is not None:
+            self.lm.model = model
+        return True
 
     def finish(self) -> Trajectory:
         while not self.done:
@@ -299,8 +325,7 @@ class BlockRun:
 
     def trajectory(self) -> Trajectory:
         """The record of the blocks decoded so far (all of them once done)."""
-        meta = _meta(self.model, self.config, self.vocab, self.eos)
-        meta.decoder, meta.options = self.decoder.name, self.decoder.options()
+        meta = replace(self.meta, decoder=self.decoder.name, options=self.decoder.options())
         return Trajectory(meta=meta, prompt_ids=list(self.prompt_ids), blocks=list(self.blocks),
                           prefill_seconds=self.prefill_seconds)
 

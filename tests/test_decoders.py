@@ -341,3 +341,52 @@ def test_runs_stepped_in_turns_equal_runs_decoded_alone(arch_model, name, case):
         assert runs[0].trajectory().tokens[-1] == eos
     with pytest.raises(RuntimeError, match="the run is done"):
         runs[0].step()
+
+
+@pytest.mark.parametrize("name", ("jacobi",) + OTHERS)
+def test_a_parked_run_holds_its_model_weakly_and_goes_on_where_it_stopped(name):
+    """Between a race's turns a run is parked (BlockRun.park): it refuses to step, lets the model go (a model the
+    cache dropped is freed), resumes only with the very model it had, and then equals the run decoded alone;
+    a finished run drops its KV cache."""
+    import copy
+    import gc
+    import weakref
+
+    from cllm.decoders import start_decode
+    model = tiny_model("llama", seed=5)
+    prompt, config = random_config("multiblock" if name == "jacobi" else name, 7)
+    config = JacobiConfig(config.n, config.max_new_tokens, config.seed, config.init) if name == "jacobi" else config
+    run = start_decode(model, prompt, config, None)
+    run.step()
+    run.park()
+    with pytest.raises(RuntimeError, match="parked"):
+        run.step()
+    assert not run.resume(copy.deepcopy(model)) and run.model is None  # the same weights in another object
+    assert run.resume(model)
+    stepped = run.finish()
+    assert [b.states for b in stepped.blocks] == [b.states for b in decode(model, prompt, config, None).blocks]
+    assert run.lm is None  # done: the cache is gone, the record stays
+    gone = start_decode(copy.deepcopy(model), prompt, config, None)
+    held = weakref.ref(gone.model)
+    gone.park()
+    gc.collect()
+    assert held() is None and not gone.resume(model)  # nothing but the parked run held that model: freed
+
+
+def test_a_run_whose_step_failed_refuses_to_go_on():
+    """A step that raised may have left a block's tokens in the cache that the sequence lacks: stepping on
+    from there would decode from the wrong cache, so the run says it is broken instead."""
+    from cllm.decoders import start_decode
+    model = tiny_model("llama", seed=6)
+    run = start_decode(model, [1, 2, 3], JacobiConfig(n=4, max_new_tokens=12), None)
+    block = run.decoder.block
+
+    def fails_once(*args):
+        run.decoder.block = block
+        raise KeyboardInterrupt  # e.g. a visitor's cancel arriving inside the model call
+
+    run.decoder.block = fails_once
+    with pytest.raises(KeyboardInterrupt):
+        run.step()
+    with pytest.raises(RuntimeError, match="broken"):
+        run.step()

@@ -63,8 +63,10 @@ def test_a_race_split_across_two_turns_decodes_each_block_once(tiny_pair, monkey
     started = []
     ((_, status, _, _),) = list(explore_tab.live_race(live, no_progress, rest=False, started=started))
     preview = [run.trajectory() for run in started]
+    assert all(run.blocks.model is None for run in started)  # parked while waiting: the model cache may drop them
     *_, (_, _, _, race) = list(explore_tab.live_race(live, no_progress, first_block=False, started=started))
     assert "first block is on screen" in status and len(steps) == sum(len(t.blocks) for t in (race.base, race.cllm))
+    assert not started  # decoded: the runs and their caches are let go
     for part, whole, name in zip(preview, (race.base, race.cllm), tiny_pair):
         alone = decode_prompt(cached_model(name), "class A:", config, check_ar=False)
         assert len(part.blocks) == 1 and part.blocks[0] is whole.blocks[0]  # shown, then kept
@@ -92,8 +94,32 @@ def test_a_race_whose_model_was_loaded_again_between_its_turns_starts_over(tiny_
 
     monkeypatch.setattr(explore_tab, "load_models", reloaded)
     *_, (_, _, _, race) = list(explore_tab.live_race(live, no_progress, first_block=False, started=started))
-    assert all(new is not old for new, old in zip(started, first_runs)) and race.base.matches_ar and race.cllm.matches_ar
+    assert race.base.matches_ar and race.cllm.matches_ar
     assert race.base.blocks[0] is not first_runs[0].blocks.blocks[0]  # decoded again, with the models of now
+
+
+def test_a_race_that_ends_in_its_first_block_is_finished_in_that_turn(tiny_pair, monkeypatch):
+    """Both sides write an EOS in their first block: the whole race, checked, comes in the first block's turn,
+    and queued_race is left no second turn to wait for (started is empty)."""
+    from dataclasses import replace
+
+    from cllm.jacobi import JacobiConfig, greedy_decode
+
+    config = JacobiConfig(n=4, max_new_tokens=16, seed=1)
+    loaded = explore_tab.load_models
+
+    def first_token_ends(names, progress):  # each model's first greedy token made its EOS
+        models = loaded(names, progress)
+        firsts = [greedy_decode(m.model, m.tokenizer("x = ")["input_ids"], 1).tokens[0] for m in models]
+        return [replace(m, eos_token_id=t) for m, t in zip(models, firsts)]
+
+    monkeypatch.setattr(explore_tab, "load_models", first_token_ends)
+    live = explore_tab.LiveAsk("x = ", list(tiny_pair), [config, config], False, [])
+    started = []
+    outs = list(explore_tab.live_race(live, no_progress, rest=False, started=started))
+    *_, (_, status, _, race) = outs
+    assert len(outs) == 3 and not started and "same text as greedy" in status
+    assert len(race.base.blocks) == len(race.cllm.blocks) == 1 and race.base.matches_ar and race.cllm.matches_ar
 
 
 def test_no_preview_when_the_answer_is_one_block(tiny_pair):

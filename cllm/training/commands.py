@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -99,8 +100,11 @@ def _code_prompts_parser(sub) -> None:
 
 
 def print_json_line(obj) -> None:
-    """One JSON line in one write to stdout: under torchrun every rank prints its own report, and a line written
-    in two pieces could be split by another rank's (a pipe keeps a write of up to 4 KiB whole)."""
+    """The report as one JSON line on stdout, from the main process only: under torchrun every rank has a report,
+    and two ranks' lines could interleave (a pipe keeps only writes of up to 4 KiB whole; a training report with
+    its history is longer)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     sys.stdout.flush()
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()

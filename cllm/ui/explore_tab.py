@@ -162,7 +162,7 @@ def queued_race(ask: LiveAsk, progress):
     except LineFull as e:  # raised on joining, before anything was yielded
         raise gr.Error(f"{e}: try again in a few minutes, or click an example (recorded: it plays at once)",
                        print_exception=False) from None
-    if first_apart:
+    if first_apart and started:  # the first turn left the rest to do
         with MODELS.turn() as waits:  # admitted above already: no line limit
             if (yield from wait_in_line(waits, ask, "Your turn: decoding the rest…", REST_WAITS)):
                 return
@@ -195,7 +195,7 @@ def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True
     with user_errors():
         models = [m.as_chat(ask.chat) for m in load_models(ask.names, progress)]
         run_id = run_id or uuid.uuid4().hex[:12]
-        if any(run.loaded.model is not m.model for run, m in zip(started, models)):
+        if not all([run.resume(m) for run, m in zip(started, models)]):
             started.clear()  # a model was loaded again while the race waited (the cache keeps 4): start over
         if not started:
             started += start_race(models, ask.prompt, ask.configs)
@@ -203,10 +203,13 @@ def live_race(ask: LiveAsk, progress, run_id: str = "", first_block: bool = True
             progress(0.1, desc="decoding the first block")  # the progress line said "loading models" till the end
             preview = advance_race(models, started, blocks=1)
             yield race_html(preview, run_id, partial=True), "Decoding: the first block is on screen…", None, None
-        if not rest:
+        if not rest and not all(run.blocks.done for run in started):
+            for run in started:
+                run.park()  # the models stay the cache's to drop while the race waits
             return
         progress(0.3, desc="decoding both runs")
         race = advance_race(models, started)
+        started.clear()  # decoded: the runs' caches can go (queued_race asks for no second turn)
     yield race_html(race, run_id), race_summary(race), None, None
     with user_errors():  # one model raced twice: its sides in turn, the second reusing the first's greedy output
         both_sides(models, [lambda: check_against_ar(models[0], race.base, memo=GREEDY),

@@ -60,4 +60,4 @@ def test_two_process_train_writes_one_model(tiny_model_dir, tmp_path):
     infos = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".trained")]  # no second, half-written copy
-    assert infos and all(i["steps"] == 2 for i in infos)
+    assert len(infos) == 1 and infos[0]["steps"] == 2  # the main process reports; the other rank is silent
