@@ -304,19 +304,20 @@ class BlockRun:
     def park(self) -> None:
         """Let go of the model between a race's turns (a weak reference stays): a model the model cache drops
         meanwhile is freed instead of being held by a waiting run. `resume` takes it back."""
-        if self.model is not None:
-            self._parked, self.model = weakref.ref(self.model), None
-        if self.lm is not None:
-            self.lm.model = None
+        self._parked = weakref.ref(self.model) if self.model is not None else self._parked  # parked twice: kept
+        self._bind(None)
 
     def resume(self, model) -> bool:
         """Take the model back after `park`; False (the run stays parked) when `model` is not the one it had."""
-        if self._parked is None or self._parked() is not model:
-            return False
+        back = self._parked is not None and self._parked() is model
+        if back:
+            self._bind(model)
+        return back
+
+    def _bind(self, model) -> None:
         self.model = model
-        if self.lm is not None:
+        if self.lm is not None:  # a done run has dropped its cache
             self.lm.model = model
-        return True
 
     def finish(self) -> Trajectory:
         while not self.done:
